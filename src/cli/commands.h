@@ -1,0 +1,23 @@
+// Subcommands of the `ferry` binary. Each Add* registers its verbs on the app.
+// Commands print for operators: results on stdout, one-line errors on stderr with what to do,
+// and signal failure by throwing Exit with the process exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "base/status.h"
+
+namespace ferry::cli {
+
+struct Exit {
+  int code;
+};
+
+// Prints "ferry: <status>" to stderr and throws Exit{1} unless ok.
+void Check(const Status& s, const std::string& what = {});
+
+void AddReplicaCommands(CLI::App& app);
+void AddDemoCommand(CLI::App& app);
+
+}  // namespace ferry::cli

@@ -1,0 +1,4 @@
+#include "cli/commands.h"
+namespace ferry::cli {
+void AddDemoCommand(CLI::App& app) { (void)app; }
+}

@@ -1,0 +1,100 @@
+// Env: the only door to the operating system's files. Everything that persists data in
+// Ferry (journal segments, base images, overlays, manifests) goes through an Env, so tests
+// can run the same code on an in-memory disk that loses unsynced writes (SimEnv) and
+// production runs on POSIX files (PosixEnv).
+//
+// Durability contract (the one real Linux filesystems give, and SimEnv enforces):
+//   - Data written with File::WriteAt is durable only after File::Sync returns ok.
+//   - A created, renamed or removed directory entry is durable only after Env::SyncDir of
+//     the directory that holds it returns ok.
+//   - Env::Rename atomically replaces the destination.
+// After a crash, unsynced data may be lost wholly or in part, and the last unsynced write
+// may be torn (a prefix of it persisted).
+//
+// Thread-safety: Env and File methods may be called from several threads at once; ReadAt
+// and WriteAt on disjoint ranges of one File are safe concurrently.
+//
+// Errors: kNotFound (no such file or directory), kAlreadyExists (kCreateNew on an existing
+// file), kResourceExhausted (no space left), kAborted (SimEnv crashed since this File was
+// opened; reopen), kIoError (anything else the OS reported; the message has errno text).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace ferry {
+
+class File {
+ public:
+  virtual ~File() = default;
+
+  // Reads up to n bytes at offset into dst. Returns the number read: fewer than n only at
+  // end of file. Holes read as zeros.
+  virtual Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) = 0;
+  // Writes all of data at offset, extending the file if needed.
+  virtual Status WriteAt(uint64_t offset, std::string_view data) = 0;
+  // Writes the pieces back to back starting at offset, as one request where the OS allows.
+  virtual Status WriteAtV(uint64_t offset, std::span<const std::string_view> pieces) = 0;
+  // Makes everything written so far durable (fdatasync).
+  virtual Status Sync() = 0;
+  virtual Result<uint64_t> Size() = 0;
+  // Sets the file's size; growing makes a hole.
+  virtual Status Truncate(uint64_t size) = 0;
+  // After return, [offset, offset+n) reads as zeros and, where the filesystem can, takes no
+  // space. The file's size does not change. Durable after Sync like a write.
+  virtual Status PunchHole(uint64_t offset, uint64_t n) = 0;
+  // First offset >= offset that may hold data (not a hole), or Size() when none.
+  // May be conservative (return offset itself) where holes cannot be detected.
+  virtual Result<uint64_t> NextData(uint64_t offset) = 0;
+};
+
+enum class OpenMode {
+  kRead,       // existing file, read-only
+  kReadWrite,  // existing file
+  kCreate,     // read-write, created empty if missing
+  kCreateNew,  // read-write, must not exist yet
+};
+
+struct SpaceInfo {
+  uint64_t total_bytes = 0;
+  uint64_t free_bytes = 0;  // available to this process
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+
+  virtual Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) = 0;
+  // Creates the directory (and missing parents). Ok if it exists.
+  virtual Status CreateDir(const std::string& path) = 0;
+  // Names (not paths) of the entries in the directory, sorted.
+  virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
+  virtual Status RemoveFile(const std::string& path) = 0;
+  // Removes an empty directory.
+  virtual Status RemoveDir(const std::string& path) = 0;
+  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  virtual Status SyncDir(const std::string& path) = 0;
+  virtual bool Exists(const std::string& path) = 0;
+  virtual Result<SpaceInfo> GetSpace(const std::string& path) = 0;
+
+  // The process-wide POSIX environment.
+  static Env* Posix();
+};
+
+// Helpers built only on the interface above.
+
+// Reads a whole file.
+Result<std::string> ReadFileToString(Env* env, const std::string& path);
+// Replaces path with contents atomically and durably: write path.tmp, sync, rename, sync dir.
+Status WriteFileAtomically(Env* env, const std::string& path, std::string_view contents);
+// "a/b" + "c" -> "a/b/c"; DirName("a/b/c") -> "a/b".
+std::string JoinPath(std::string_view dir, std::string_view name);
+std::string DirName(std::string_view path);
+
+}  // namespace ferry

@@ -1,0 +1,285 @@
+// PosixEnv: Env on Linux files. Every call retries EINTR and loops over short transfers, so
+// callers see either the whole request done or an error.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+
+#include "env/env.h"
+
+namespace ferry {
+namespace {
+
+// Maps errno to the Env error codes (see env.h); the message names the call and the path.
+Status ErrnoStatus(std::string_view op, const std::string& path, int err) {
+  std::string m(op);
+  m += " ";
+  m += path;
+  m += ": ";
+  m += std::strerror(err);
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      return ResourceExhausted(std::move(m));
+    case ENOENT:
+      return NotFound(std::move(m));
+    case EEXIST:
+      return AlreadyExists(std::move(m));
+    default:
+      return IoError(std::move(m));
+  }
+}
+
+// Writing zeros stands in for a punched hole where the filesystem cannot punch.
+constexpr size_t kZeroChunk = 64 * 1024;
+
+class PosixFile final : public File {
+ public:
+  PosixFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixFile() override { ::close(fd_); }  // close errors carry nothing we could act on
+  PosixFile(const PosixFile&) = delete;
+  PosixFile& operator=(const PosixFile&) = delete;
+
+  Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
+    char* p = static_cast<char*>(dst);
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = ::pread(fd_, p + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("pread", path_, errno);
+      }
+      if (r == 0) break;  // end of file
+      done += static_cast<size_t>(r);
+    }
+    return done;
+  }
+
+  Status WriteAt(uint64_t offset, std::string_view data) override {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t r = ::pwrite(fd_, data.data() + done, data.size() - done,
+                           static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("pwrite", path_, errno);
+      }
+      done += static_cast<size_t>(r);
+    }
+    return Status::Ok();
+  }
+
+  Status WriteAtV(uint64_t offset, std::span<const std::string_view> pieces) override {
+    std::vector<iovec> iov;
+    iov.reserve(pieces.size());
+    for (std::string_view piece : pieces) {
+      if (!piece.empty()) iov.push_back({const_cast<char*>(piece.data()), piece.size()});
+    }
+    size_t first = 0;  // first iovec not yet fully written
+    while (first < iov.size()) {
+      int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
+      ssize_t r = ::pwritev(fd_, &iov[first], count, static_cast<off_t>(offset));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("pwritev", path_, errno);
+      }
+      offset += static_cast<uint64_t>(r);
+      size_t left = static_cast<size_t>(r);
+      while (first < iov.size() && left >= iov[first].iov_len) {
+        left -= iov[first].iov_len;
+        ++first;
+      }
+      if (left > 0) {  // short write ended inside this piece
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status Sync() override {
+    while (::fdatasync(fd_) != 0) {
+      if (errno != EINTR) return ErrnoStatus("fdatasync", path_, errno);
+    }
+    return Status::Ok();
+  }
+
+  Result<uint64_t> Size() override {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return ErrnoStatus("fstat", path_, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  Status Truncate(uint64_t size) override {
+    while (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+      if (errno != EINTR) return ErrnoStatus("ftruncate", path_, errno);
+    }
+    return Status::Ok();
+  }
+
+  Status PunchHole(uint64_t offset, uint64_t n) override {
+    if (n == 0) return Status::Ok();
+    while (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                       static_cast<off_t>(offset), static_cast<off_t>(n)) != 0) {
+      if (errno == EINTR) continue;
+      if (errno == EOPNOTSUPP || errno == ENOSYS) return WriteZeros(offset, n);
+      return ErrnoStatus("fallocate(punch hole)", path_, errno);
+    }
+    return Status::Ok();
+  }
+
+  Result<uint64_t> NextData(uint64_t offset) override {
+    off_t r = ::lseek(fd_, static_cast<off_t>(offset), SEEK_DATA);
+    if (r >= 0) return static_cast<uint64_t>(r);
+    if (errno == ENXIO) return Size();  // only a hole (or nothing) from offset to the end
+    if (errno == EINVAL || errno == EOPNOTSUPP) return offset;  // cannot tell: be conservative
+    return ErrnoStatus("lseek(SEEK_DATA)", path_, errno);
+  }
+
+ private:
+  // Fallback for PunchHole: zeros over the part of the range inside the file (KEEP_SIZE).
+  Status WriteZeros(uint64_t offset, uint64_t n) {
+    ASSIGN_OR_RETURN(uint64_t size, Size());
+    if (offset >= size) return Status::Ok();
+    uint64_t end = std::min(size, offset + n);
+    static const std::string kZeros(kZeroChunk, '\0');
+    while (offset < end) {
+      size_t len = static_cast<size_t>(std::min<uint64_t>(end - offset, kZeroChunk));
+      RETURN_IF_ERROR(WriteAt(offset, std::string_view(kZeros).substr(0, len)));
+      offset += len;
+    }
+    return Status::Ok();
+  }
+
+  const int fd_;
+  const std::string path_;
+};
+
+class PosixEnv final : public Env {
+ public:
+  Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
+    int flags = O_CLOEXEC;
+    switch (mode) {
+      case OpenMode::kRead: flags |= O_RDONLY; break;
+      case OpenMode::kReadWrite: flags |= O_RDWR; break;
+      case OpenMode::kCreate: flags |= O_RDWR | O_CREAT; break;
+      case OpenMode::kCreateNew: flags |= O_RDWR | O_CREAT | O_EXCL; break;
+    }
+    int fd;
+    do {
+      fd = ::open(path.c_str(), flags, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return ErrnoStatus("open", path, errno);
+    return std::unique_ptr<File>(std::make_unique<PosixFile>(fd, path));
+  }
+
+  Status CreateDir(const std::string& path) override {
+    if (path.empty()) return InvalidArgument("CreateDir: empty path");
+    // Create each prefix ending before a '/', then the whole path (mkdir -p).
+    for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
+      std::string prefix = pos == std::string::npos ? path : path.substr(0, pos);
+      RETURN_IF_ERROR(MakeOneDir(prefix));
+      if (pos == std::string::npos) break;
+    }
+    return Status::Ok();
+  }
+
+  Result<std::vector<std::string>> ListDir(const std::string& path) override {
+    DIR* dir = ::opendir(path.c_str());
+    if (dir == nullptr) return ErrnoStatus("opendir", path, errno);
+    std::vector<std::string> names;
+    for (;;) {
+      errno = 0;
+      struct dirent* e = ::readdir(dir);
+      if (e == nullptr) break;
+      std::string_view name = e->d_name;
+      if (name == "." || name == "..") continue;
+      names.emplace_back(name);
+    }
+    int err = errno;
+    ::closedir(dir);
+    if (err != 0) return ErrnoStatus("readdir", path, err);
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  Status RemoveFile(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0) return ErrnoStatus("unlink", path, errno);
+    return Status::Ok();
+  }
+
+  Status RemoveDir(const std::string& path) override {
+    if (::rmdir(path.c_str()) != 0) return ErrnoStatus("rmdir", path, errno);
+    return Status::Ok();
+  }
+
+  Status Rename(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) {
+      return ErrnoStatus("rename", from + " -> " + to, errno);
+    }
+    return Status::Ok();
+  }
+
+  Status SyncDir(const std::string& path) override {
+    int fd;
+    do {
+      fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return ErrnoStatus("open dir", path, errno);
+    Status s;
+    while (::fsync(fd) != 0) {
+      if (errno != EINTR) {
+        s = ErrnoStatus("fsync dir", path, errno);
+        break;
+      }
+    }
+    ::close(fd);
+    return s;
+  }
+
+  bool Exists(const std::string& path) override {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0;
+  }
+
+  Result<SpaceInfo> GetSpace(const std::string& path) override {
+    struct statvfs sv;
+    int r;
+    do {
+      r = ::statvfs(path.c_str(), &sv);
+    } while (r != 0 && errno == EINTR);
+    if (r != 0) return ErrnoStatus("statvfs", path, errno);
+    SpaceInfo info;
+    info.total_bytes = static_cast<uint64_t>(sv.f_blocks) * sv.f_frsize;
+    info.free_bytes = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+    return info;
+  }
+
+ private:
+  static Status MakeOneDir(const std::string& path) {
+    if (::mkdir(path.c_str(), 0755) == 0) return Status::Ok();
+    int err = errno;
+    if (err == EEXIST) {
+      struct stat st;
+      if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Status::Ok();
+      return AlreadyExists("mkdir " + path + ": exists and is not a directory");
+    }
+    return ErrnoStatus("mkdir", path, err);
+  }
+};
+
+}  // namespace
+
+Env* Env::Posix() {
+  static Env* const env = new PosixEnv();  // never destroyed: usable from static destructors
+  return env;
+}
+
+}  // namespace ferry

@@ -1,0 +1,217 @@
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "env/env.h"
+
+namespace ferry {
+namespace {
+
+class PosixEnvTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ferry_posix_env_test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string Path(const std::string& name) const { return JoinPath(dir_, name); }
+
+  std::unique_ptr<File> Open(const std::string& name, OpenMode mode) {
+    auto file = env_->OpenFile(Path(name), mode);
+    EXPECT_TRUE(file.ok()) << file.status().ToString();
+    return file.ok() ? std::move(file).value() : nullptr;
+  }
+
+  static std::string ReadAll(File* file) {
+    auto size = file->Size();
+    EXPECT_TRUE(size.ok());
+    std::string out(*size, '?');
+    auto n = file->ReadAt(0, out.size(), out.data());
+    EXPECT_TRUE(n.ok());
+    out.resize(*n);
+    return out;
+  }
+
+  Env* env_ = Env::Posix();
+  std::string dir_;
+};
+
+TEST_F(PosixEnvTest, WriteThenReadBack) {
+  auto f = Open("a", OpenMode::kCreateNew);
+  ASSERT_TRUE(f->WriteAt(0, "hello world").ok());
+  ASSERT_TRUE(f->Sync().ok());
+  char buf[5];
+  auto n = f->ReadAt(6, 5, buf);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 5u);
+  EXPECT_EQ(std::string(buf, 5), "world");
+  EXPECT_EQ(*f->Size(), 11u);
+}
+
+TEST_F(PosixEnvTest, ReadIsShortOnlyAtEndOfFile) {
+  auto f = Open("a", OpenMode::kCreate);
+  ASSERT_TRUE(f->WriteAt(0, "0123456789").ok());
+  char buf[16];
+  auto n = f->ReadAt(7, sizeof buf, buf);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3u);
+  EXPECT_EQ(std::string(buf, 3), "789");
+  n = f->ReadAt(10, sizeof buf, buf);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0u);
+  n = f->ReadAt(1000, sizeof buf, buf);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0u);
+}
+
+TEST_F(PosixEnvTest, WriteAtVWritesPiecesBackToBack) {
+  auto f = Open("a", OpenMode::kCreate);
+  ASSERT_TRUE(f->WriteAt(0, "xxxx").ok());
+  std::string big(100000, 'b');
+  std::vector<std::string_view> pieces = {"head", "", big, "tail"};
+  ASSERT_TRUE(f->WriteAtV(2, pieces).ok());
+  EXPECT_EQ(ReadAll(f.get()), "xx" + std::string("head") + big + "tail");
+}
+
+TEST_F(PosixEnvTest, WriteAtVWithManyPiecesSplitsPastIovMax) {
+  auto f = Open("a", OpenMode::kCreate);
+  std::vector<std::string> storage;
+  std::string expected;
+  for (int i = 0; i < 3000; ++i) {
+    storage.push_back(std::to_string(i) + ",");
+    expected += storage.back();
+  }
+  std::vector<std::string_view> pieces(storage.begin(), storage.end());
+  ASSERT_TRUE(f->WriteAtV(0, pieces).ok());
+  EXPECT_EQ(ReadAll(f.get()), expected);
+}
+
+TEST_F(PosixEnvTest, TruncateShrinksAndGrowsWithZeros) {
+  auto f = Open("a", OpenMode::kCreate);
+  ASSERT_TRUE(f->WriteAt(0, "abcdef").ok());
+  ASSERT_TRUE(f->Truncate(3).ok());
+  EXPECT_EQ(ReadAll(f.get()), "abc");
+  ASSERT_TRUE(f->Truncate(6).ok());
+  EXPECT_EQ(ReadAll(f.get()), std::string("abc\0\0\0", 6));
+}
+
+TEST_F(PosixEnvTest, PunchHoleReadsZerosAndKeepsSize) {
+  auto f = Open("a", OpenMode::kCreate);
+  std::string data(3 * 4096, 'd');
+  ASSERT_TRUE(f->WriteAt(0, data).ok());
+  ASSERT_TRUE(f->PunchHole(100, 5000).ok());
+  std::string expected = data;
+  std::fill(expected.begin() + 100, expected.begin() + 5100, '\0');
+  EXPECT_EQ(ReadAll(f.get()), expected);
+  EXPECT_EQ(*f->Size(), data.size());
+  // Past the end: nothing changes, the size stays.
+  ASSERT_TRUE(f->PunchHole(data.size(), 4096).ok());
+  EXPECT_EQ(*f->Size(), data.size());
+  ASSERT_TRUE(f->PunchHole(0, 0).ok());
+}
+
+TEST_F(PosixEnvTest, NextDataSkipsHolesOrIsConservative) {
+  constexpr uint64_t kMiB = 1 << 20;
+  auto f = Open("a", OpenMode::kCreate);
+  ASSERT_TRUE(f->WriteAt(0, std::string(4096, 'a')).ok());
+  ASSERT_TRUE(f->WriteAt(kMiB, std::string(4096, 'b')).ok());
+  ASSERT_TRUE(f->Truncate(4 * kMiB).ok());
+  EXPECT_EQ(*f->NextData(0), 0u);
+  EXPECT_EQ(*f->NextData(100), 100u);
+  uint64_t next = *f->NextData(64 * 1024);
+  EXPECT_TRUE(next == 64 * 1024 || next == kMiB) << next;  // conservative or exact
+  uint64_t tail = *f->NextData(2 * kMiB);
+  EXPECT_TRUE(tail == 2 * kMiB || tail == 4 * kMiB) << tail;
+  EXPECT_EQ(*f->NextData(4 * kMiB), 4 * kMiB);
+}
+
+TEST_F(PosixEnvTest, ListDirIsSortedWithoutDotEntries) {
+  for (const char* name : {"c", "a", "b"}) Open(name, OpenMode::kCreate);
+  ASSERT_TRUE(env_->CreateDir(Path("sub")).ok());
+  auto names = env_->ListDir(dir_);
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"a", "b", "c", "sub"}));
+}
+
+TEST_F(PosixEnvTest, RenameReplacesDestination) {
+  ASSERT_TRUE(Open("from", OpenMode::kCreate)->WriteAt(0, "new").ok());
+  ASSERT_TRUE(Open("to", OpenMode::kCreate)->WriteAt(0, "old content").ok());
+  ASSERT_TRUE(env_->Rename(Path("from"), Path("to")).ok());
+  ASSERT_TRUE(env_->SyncDir(dir_).ok());
+  EXPECT_FALSE(env_->Exists(Path("from")));
+  auto contents = ReadFileToString(env_, Path("to"));
+  ASSERT_TRUE(contents.ok());
+  EXPECT_EQ(*contents, "new");
+}
+
+TEST_F(PosixEnvTest, CreateDirMakesParentsAndIsIdempotent) {
+  std::string deep = Path("x/y/z");
+  ASSERT_TRUE(env_->CreateDir(deep).ok());
+  ASSERT_TRUE(env_->CreateDir(deep).ok());
+  ASSERT_TRUE(env_->CreateDir(deep + "/").ok());
+  EXPECT_TRUE(env_->Exists(deep));
+  ASSERT_TRUE(env_->RemoveDir(deep).ok());
+  EXPECT_FALSE(env_->Exists(deep));
+  EXPECT_TRUE(env_->Exists(Path("x/y")));
+}
+
+TEST_F(PosixEnvTest, ErrorCodes) {
+  EXPECT_EQ(env_->OpenFile(Path("missing"), OpenMode::kRead).status().code(), Code::kNotFound);
+  EXPECT_EQ(env_->OpenFile(Path("missing"), OpenMode::kReadWrite).status().code(),
+            Code::kNotFound);
+  EXPECT_EQ(env_->OpenFile(Path("nodir/f"), OpenMode::kCreate).status().code(),
+            Code::kNotFound);
+  Open("exists", OpenMode::kCreateNew);
+  Status st = env_->OpenFile(Path("exists"), OpenMode::kCreateNew).status();
+  EXPECT_EQ(st.code(), Code::kAlreadyExists);
+  EXPECT_NE(st.message().find(Path("exists")), std::string_view::npos) << st.ToString();
+  EXPECT_NE(st.message().find("File exists"), std::string_view::npos) << st.ToString();
+  EXPECT_TRUE(env_->OpenFile(Path("exists"), OpenMode::kCreate).ok());
+
+  EXPECT_EQ(env_->RemoveFile(Path("missing")).code(), Code::kNotFound);
+  EXPECT_EQ(env_->RemoveDir(Path("missing")).code(), Code::kNotFound);
+  EXPECT_EQ(env_->Rename(Path("missing"), Path("x")).code(), Code::kNotFound);
+  EXPECT_EQ(env_->ListDir(Path("missing")).status().code(), Code::kNotFound);
+  EXPECT_EQ(env_->SyncDir(Path("missing")).code(), Code::kNotFound);
+  EXPECT_EQ(env_->GetSpace(Path("missing")).status().code(), Code::kNotFound);
+  EXPECT_EQ(env_->CreateDir(Path("exists")).code(), Code::kAlreadyExists);
+  EXPECT_EQ(env_->CreateDir(Path("exists/sub")).code(), Code::kAlreadyExists);
+  EXPECT_EQ(env_->RemoveDir(dir_).code(), Code::kIoError);  // not empty
+  EXPECT_EQ(env_->SyncDir(Path("exists")).code(), Code::kIoError);  // not a directory
+
+  auto ro = Open("exists", OpenMode::kRead);
+  EXPECT_EQ(ro->WriteAt(0, "x").code(), Code::kIoError);
+}
+
+TEST_F(PosixEnvTest, GetSpaceReportsFilesystem) {
+  auto space = env_->GetSpace(dir_);
+  ASSERT_TRUE(space.ok());
+  EXPECT_GT(space->total_bytes, 0u);
+  EXPECT_LE(space->free_bytes, space->total_bytes);
+}
+
+TEST_F(PosixEnvTest, WriteFileAtomicallyReplacesAndLeavesNoTemp) {
+  std::string path = Path("manifest");
+  ASSERT_TRUE(WriteFileAtomically(env_, path, "version 1, long").ok());
+  ASSERT_TRUE(WriteFileAtomically(env_, path, "v2").ok());
+  EXPECT_EQ(*ReadFileToString(env_, path), "v2");
+  EXPECT_EQ(*env_->ListDir(dir_), std::vector<std::string>{"manifest"});
+  EXPECT_EQ(ReadFileToString(env_, Path("missing")).status().code(), Code::kNotFound);
+}
+
+TEST_F(PosixEnvTest, ReadFileToStringReadsLargeFiles) {
+  std::string data;
+  for (int i = 0; i < 200000; ++i) data += static_cast<char>('a' + i % 26);
+  ASSERT_TRUE(Open("big", OpenMode::kCreate)->WriteAt(0, data).ok());
+  EXPECT_EQ(*ReadFileToString(env_, Path("big")), data);
+  Open("empty", OpenMode::kCreate);
+  EXPECT_EQ(*ReadFileToString(env_, Path("empty")), "");
+}
+
+}  // namespace
+}  // namespace ferry

@@ -1,0 +1,430 @@
+#include "journal/overlay.h"
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "base/checksum.h"
+#include "base/coding.h"
+#include "journal/index.h"
+#include "journal/manifest.h"
+
+namespace ferry::journal {
+namespace {
+
+constexpr size_t kLogEntrySize = 32;
+constexpr char kLogMagic[4] = {'F', 'O', 'V', 'L'};
+constexpr uint8_t kKindWritten = 1;
+constexpr uint8_t kKindFilled = 2;
+
+bool TestBit(const std::vector<uint64_t>& bits, uint64_t i) { return bits[i >> 6] >> (i & 63) & 1; }
+void SetBits(std::vector<uint64_t>& bits, uint64_t first, uint64_t count) {
+  for (uint64_t i = first; i < first + count; ++i) bits[i >> 6] |= 1ull << (i & 63);
+}
+uint64_t CountBits(const std::vector<uint64_t>& bits) {
+  uint64_t n = 0;
+  for (uint64_t w : bits) n += static_cast<uint64_t>(__builtin_popcountll(w));
+  return n;
+}
+
+bool AllZero(const char* p, size_t n) {
+  // Compare 8 bytes at a time; the buffers are block-sized.
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (w) return false;
+  }
+  for (; i < n; ++i) {
+    if (p[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view OverlayStateName(OverlayState s) {
+  switch (s) {
+    case OverlayState::kActive: return "active";
+    case OverlayState::kCommitting: return "committing";
+    case OverlayState::kCommitted: return "committed";
+  }
+  return "unknown";
+}
+
+Overlay::Overlay(Env* env, std::string dir, std::string name, uint64_t point, uint64_t size,
+                 uint32_t block_size)
+    : env_(env),
+      dir_(std::move(dir)),
+      name_(std::move(name)),
+      point_(point),
+      size_(size),
+      block_size_(block_size),
+      blocks_(size / block_size),
+      written_((blocks_ + 63) / 64, 0),
+      present_((blocks_ + 63) / 64, 0) {}
+
+Overlay::~Overlay() = default;
+
+std::string Overlay::data_path() const { return JoinPath(dir_, "data.img"); }
+
+OverlayState Overlay::state() const {
+  std::lock_guard l(mu_);
+  return state_;
+}
+
+Status Overlay::StoreMeta(OverlayState state) {
+  nlohmann::json j = {{"format", 1},
+                      {"name", name_},
+                      {"point", point_},
+                      {"created_ns", created_ns_},
+                      {"state", std::string(OverlayStateName(state))}};
+  RETURN_IF_ERROR(WriteFileAtomically(env_, JoinPath(dir_, "OVERLAY"), FrameWithChecksum(j.dump())));
+  std::lock_guard l(mu_);
+  state_ = state;
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<Overlay>> Overlay::Create(Env* env, const std::string& dir,
+                                                 const std::string& name, uint64_t point,
+                                                 uint64_t size, uint32_t block_size,
+                                                 int64_t now) {
+  RETURN_IF_ERROR(env->CreateDir(dir));
+  std::shared_ptr<Overlay> o(new Overlay(env, dir, name, point, size, block_size));
+  o->created_ns_ = now;
+  ASSIGN_OR_RETURN(o->data_, env->OpenFile(JoinPath(dir, "data.img"), OpenMode::kCreate));
+  RETURN_IF_ERROR(o->data_->Truncate(0));
+  RETURN_IF_ERROR(o->data_->Truncate(size));
+  RETURN_IF_ERROR(o->data_->Sync());
+  ASSIGN_OR_RETURN(o->log_, env->OpenFile(JoinPath(dir, "blocks.log"), OpenMode::kCreate));
+  RETURN_IF_ERROR(o->log_->Truncate(0));
+  RETURN_IF_ERROR(o->log_->Sync());
+  RETURN_IF_ERROR(env->SyncDir(dir));
+  // OVERLAY is written last: a directory without it is a half-made overlay.
+  RETURN_IF_ERROR(o->StoreMeta(OverlayState::kActive));
+  return o;
+}
+
+Result<std::shared_ptr<Overlay>> Overlay::Load(Env* env, const std::string& dir, uint64_t size,
+                                               uint32_t block_size) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(env, JoinPath(dir, "OVERLAY")));
+  ASSIGN_OR_RETURN(std::string body, UnframeChecksum(text, JoinPath(dir, "OVERLAY")));
+  std::string name, state;
+  uint64_t point = 0;
+  int64_t created = 0;
+  try {
+    auto j = nlohmann::json::parse(body);
+    if (j.at("format").get<int>() != 1) return DataLoss(dir + "/OVERLAY: unsupported format");
+    name = j.at("name").get<std::string>();
+    point = j.at("point").get<uint64_t>();
+    created = j.at("created_ns").get<int64_t>();
+    state = j.at("state").get<std::string>();
+  } catch (const std::exception& e) {
+    return DataLoss(dir + "/OVERLAY: " + e.what());
+  }
+  std::shared_ptr<Overlay> o(new Overlay(env, dir, name, point, size, block_size));
+  o->created_ns_ = created;
+  if (state == "active") {
+    o->state_ = OverlayState::kActive;
+  } else if (state == "committing") {
+    o->state_ = OverlayState::kCommitting;
+  } else if (state == "committed") {
+    o->state_ = OverlayState::kCommitted;
+  } else {
+    return DataLoss(dir + "/OVERLAY: unknown state " + state);
+  }
+  ASSIGN_OR_RETURN(o->data_, env->OpenFile(JoinPath(dir, "data.img"), OpenMode::kReadWrite));
+  ASSIGN_OR_RETURN(o->log_, env->OpenFile(JoinPath(dir, "blocks.log"), OpenMode::kReadWrite));
+  ASSIGN_OR_RETURN(std::string log, ReadFileToString(env, JoinPath(dir, "blocks.log")));
+  uint64_t off = 0;
+  for (; off + kLogEntrySize <= log.size(); off += kLogEntrySize) {
+    auto p = reinterpret_cast<const uint8_t*>(log.data() + off);
+    if (std::memcmp(p, kLogMagic, 4) != 0) break;
+    if (DecodeFixed<uint64_t>(p + 24) != Checksum64(p, 24)) break;
+    uint8_t kind = p[4];
+    uint64_t first = DecodeFixed<uint64_t>(p + 8), count = DecodeFixed<uint64_t>(p + 16);
+    if ((kind != kKindWritten && kind != kKindFilled) || first > o->blocks_ ||
+        count > o->blocks_ - first) {
+      break;
+    }
+    SetBits(o->present_, first, count);
+    if (kind == kKindWritten) SetBits(o->written_, first, count);
+  }
+  if (off != log.size()) {
+    // An unflushed tail: those writes were never acknowledged as durable.
+    RETURN_IF_ERROR(o->log_->Truncate(off));
+    RETURN_IF_ERROR(o->log_->Sync());
+  }
+  o->log_end_ = off;
+  return o;
+}
+
+void Overlay::AttachView(std::shared_ptr<View> view) {
+  std::lock_guard l(mu_);
+  view_ = std::move(view);
+}
+
+void Overlay::DetachView() {
+  std::shared_ptr<View> v;
+  {
+    std::lock_guard l(mu_);
+    v.swap(view_);
+  }
+}
+
+std::mutex& Overlay::StripeFor(uint64_t block) {
+  return stripes_[(block / kChunkBlocks) % stripes_.size()];
+}
+
+bool Overlay::Present(uint64_t block) const { return TestBit(present_, block); }
+
+void Overlay::Mark(uint64_t first, uint64_t count, bool filled) {
+  std::lock_guard l(mu_);
+  SetBits(present_, first, count);
+  if (!filled) SetBits(written_, first, count);
+  if (!pending_.empty()) {
+    auto& [last, last_filled] = pending_.back();
+    if (last_filled == filled && last.first_block + last.count == first) {
+      last.count += count;
+      return;
+    }
+  }
+  pending_.push_back({BlockExtent{first, count}, filled});
+}
+
+Status Overlay::ReadBlocksLocked(uint64_t first_block, uint64_t count, char* dst) {
+  // Caller holds the stripe(s). Reads whole blocks from the overlay or the point.
+  return Read(first_block * block_size_, count * block_size_, dst);
+}
+
+Status Overlay::Read(uint64_t offset, size_t n, void* dst) {
+  if (offset > size_ || n > size_ - offset) {
+    return OutOfRange("read at " + std::to_string(offset) + "+" + std::to_string(n) +
+                      " past the end of overlay " + name_);
+  }
+  char* out = static_cast<char*>(dst);
+  std::shared_ptr<View> view;
+  {
+    std::lock_guard l(mu_);
+    if (discarded_) return FailedPrecondition("overlay " + name_ + " was discarded");
+    view = view_;
+  }
+  uint64_t pos = offset, end = offset + n;
+  while (pos < end) {
+    uint64_t b = pos / block_size_;
+    bool present;
+    {
+      std::lock_guard l(mu_);
+      present = Present(b);
+    }
+    uint64_t run_end = std::min<uint64_t>(end, (b + 1) * block_size_);
+    while (run_end < end) {
+      uint64_t nb = run_end / block_size_;
+      bool p;
+      {
+        std::lock_guard l(mu_);
+        p = Present(nb);
+      }
+      if (p != present) break;
+      run_end = std::min<uint64_t>(end, (nb + 1) * block_size_);
+    }
+    size_t len = run_end - pos;
+    if (present) {
+      ASSIGN_OR_RETURN(size_t got, data_->ReadAt(pos, len, out + (pos - offset)));
+      if (got < len) std::memset(out + (pos - offset) + got, 0, len - got);
+    } else if (view) {
+      RETURN_IF_ERROR(view->Read(pos, len, out + (pos - offset)));
+    } else {
+      return Internal("overlay " + name_ + " has no point to read block " + std::to_string(b));
+    }
+    pos = run_end;
+  }
+  return Status::Ok();
+}
+
+Status Overlay::WriteBlocks(uint64_t first_block, std::string_view data, bool filled) {
+  uint64_t count = data.size() / block_size_;
+  if (!filled && AllZero(data.data(), data.size())) {
+    RETURN_IF_ERROR(data_->PunchHole(first_block * block_size_, data.size()));
+  } else if (filled && AllZero(data.data(), data.size())) {
+    RETURN_IF_ERROR(data_->PunchHole(first_block * block_size_, data.size()));
+  } else {
+    RETURN_IF_ERROR(data_->WriteAt(first_block * block_size_, data));
+  }
+  Mark(first_block, count, filled);
+  return Status::Ok();
+}
+
+Status Overlay::Write(uint64_t offset, std::string_view data, bool fua) {
+  if (offset > size_ || data.size() > size_ - offset) {
+    return OutOfRange("write at " + std::to_string(offset) + "+" + std::to_string(data.size()) +
+                      " past the end of overlay " + name_ + " (" + std::to_string(size_) +
+                      " bytes)");
+  }
+  {
+    std::lock_guard l(mu_);
+    if (discarded_) return FailedPrecondition("overlay " + name_ + " was discarded");
+  }
+  uint64_t pos = offset, end = offset + data.size();
+  std::string block(block_size_, '\0');
+  while (pos < end) {
+    uint64_t b = pos / block_size_;
+    uint64_t chunk_end_byte = (b / kChunkBlocks + 1) * kChunkBlocks * uint64_t{block_size_};
+    std::lock_guard stripe(StripeFor(b));
+    if (pos % block_size_ != 0 || end - pos < block_size_) {
+      // Partial block: complete it from what the disk holds now.
+      RETURN_IF_ERROR(ReadBlocksLocked(b, 1, block.data()));
+      uint64_t in_block = pos % block_size_;
+      size_t len = std::min<uint64_t>(block_size_ - in_block, end - pos);
+      std::memcpy(block.data() + in_block, data.data() + (pos - offset), len);
+      RETURN_IF_ERROR(WriteBlocks(b, block, false));
+      pos += len;
+      continue;
+    }
+    uint64_t run_end = std::min(chunk_end_byte, end - (end % block_size_));
+    RETURN_IF_ERROR(WriteBlocks(b, data.substr(pos - offset, run_end - pos), false));
+    pos = run_end;
+  }
+  return fua ? Flush() : Status::Ok();
+}
+
+Status Overlay::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
+  if (offset > size_ || n > size_ - offset) {
+    return OutOfRange("zero at " + std::to_string(offset) + "+" + std::to_string(n) +
+                      " past the end of overlay " + name_);
+  }
+  uint64_t pos = offset, end = offset + n;
+  std::string zeros;
+  while (pos < end) {
+    uint64_t b = pos / block_size_;
+    if (pos % block_size_ != 0 || end - pos < block_size_) {
+      size_t len = std::min<uint64_t>(block_size_ - pos % block_size_, end - pos);
+      RETURN_IF_ERROR(Write(pos, std::string(len, '\0')));
+      pos += len;
+      continue;
+    }
+    uint64_t chunk_end_byte = (b / kChunkBlocks + 1) * kChunkBlocks * uint64_t{block_size_};
+    uint64_t run_end = std::min(chunk_end_byte, end - (end % block_size_));
+    {
+      std::lock_guard stripe(StripeFor(b));
+      {
+        std::lock_guard l(mu_);
+        if (discarded_) return FailedPrecondition("overlay " + name_ + " was discarded");
+      }
+      RETURN_IF_ERROR(data_->PunchHole(pos, run_end - pos));
+      Mark(b, (run_end - pos) / block_size_, false);
+    }
+    pos = run_end;
+  }
+  return fua ? Flush() : Status::Ok();
+}
+
+Status Overlay::Flush() {
+  std::lock_guard fl(flush_mu_);
+  std::vector<std::pair<BlockExtent, bool>> pending;
+  {
+    std::lock_guard l(mu_);
+    if (discarded_) return FailedPrecondition("overlay " + name_ + " was discarded");
+    pending.swap(pending_);
+  }
+  RETURN_IF_ERROR(data_->Sync());
+  if (pending.empty()) return Status::Ok();
+  std::string buf;
+  buf.reserve(pending.size() * kLogEntrySize);
+  for (const auto& [e, filled] : pending) {
+    uint8_t entry[kLogEntrySize] = {};
+    std::memcpy(entry, kLogMagic, 4);
+    entry[4] = filled ? kKindFilled : kKindWritten;
+    EncodeFixed<uint64_t>(entry + 8, e.first_block);
+    EncodeFixed<uint64_t>(entry + 16, e.count);
+    EncodeFixed<uint64_t>(entry + 24, Checksum64(entry, 24));
+    buf.append(reinterpret_cast<const char*>(entry), kLogEntrySize);
+  }
+  Status s = log_->WriteAt(log_end_, buf);
+  if (s.ok()) s = log_->Sync();
+  if (!s.ok()) {
+    // Put the extents back so a later flush records them.
+    std::lock_guard l(mu_);
+    pending_.insert(pending_.begin(), pending.begin(), pending.end());
+    return s;
+  }
+  log_end_ += buf.size();
+  return Status::Ok();
+}
+
+std::vector<BlockExtent> Overlay::ChangedExtents() const {
+  std::lock_guard l(mu_);
+  std::vector<BlockExtent> out;
+  for (uint64_t b = 0; b < blocks_; ++b) {
+    if ((b & 63) == 0 && written_[b >> 6] == 0) {
+      b += 63;
+      continue;
+    }
+    if (!TestBit(written_, b)) continue;
+    if (!out.empty() && out.back().first_block + out.back().count == b) {
+      ++out.back().count;
+    } else {
+      out.push_back({b, 1});
+    }
+  }
+  return out;
+}
+
+uint64_t Overlay::changed_blocks() const {
+  std::lock_guard l(mu_);
+  return CountBits(written_);
+}
+
+uint64_t Overlay::present_blocks() const {
+  std::lock_guard l(mu_);
+  return CountBits(present_);
+}
+
+Status Overlay::Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop) {
+  const uint64_t chunks = (blocks_ + kChunkBlocks - 1) / kChunkBlocks;
+  std::string buf(uint64_t{kChunkBlocks} * block_size_, '\0');
+  uint64_t since_flush = 0;
+  for (uint64_t c = 0; c < chunks; ++c) {
+    if (stop->load()) return Aborted("commit of overlay " + name_ + " stopped");
+    uint64_t first = c * kChunkBlocks;
+    uint64_t last = std::min<uint64_t>(first + kChunkBlocks, blocks_);
+    std::lock_guard stripe(StripeFor(first));
+    uint64_t b = first;
+    while (b < last) {
+      bool present;
+      {
+        std::lock_guard l(mu_);
+        present = Present(b);
+      }
+      if (present) {
+        ++b;
+        continue;
+      }
+      uint64_t e = b + 1;
+      while (e < last) {
+        std::lock_guard l(mu_);
+        if (Present(e)) break;
+        ++e;
+      }
+      std::shared_ptr<View> view;
+      {
+        std::lock_guard l(mu_);
+        view = view_;
+      }
+      if (!view) return Internal("overlay " + name_ + " lost its point during commit");
+      size_t len = (e - b) * block_size_;
+      RETURN_IF_ERROR(view->Read(b * block_size_, len, buf.data()));
+      RETURN_IF_ERROR(WriteBlocks(b, std::string_view(buf.data(), len), true));
+      since_flush += len;
+      b = e;
+    }
+    done->fetch_add(last - first);
+    if (since_flush >= (64u << 20)) {
+      RETURN_IF_ERROR(Flush());
+      since_flush = 0;
+    }
+  }
+  return Flush();
+}
+
+}  // namespace ferry::journal

@@ -1,0 +1,115 @@
+// Overlay: a writable layer over a recovery point (failover, test failover).
+//
+// Reads return the overlay's own data for blocks it holds, else the point's data (through a
+// View). Writes of any alignment go to the overlay's data.img; partial blocks are completed
+// from the point first. The overlay records exactly which blocks its users changed
+// (ChangedExtents, for delta failback) apart from blocks it merely copied in during commit.
+// Durability is that of a disk: acknowledged writes are durable after Flush (or a write with
+// fua=true); blocks.log (docs/formats/journal.md) records them after their data is synced.
+//
+// Lifecycle: active -> committing -> committed (Replica::StartCommit), or discarded
+// (Replica::DiscardOverlay). A committed overlay's data.img is a plain raw image of the disk.
+//
+// Thread-safety: all methods may be called concurrently; writes to overlapping ranges from
+// different threads land in some order, as on a disk.
+// Errors: kOutOfRange for ranges past the end; kFailedPrecondition once discarded.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "env/env.h"
+#include "journal/view.h"
+
+namespace ferry::journal {
+
+enum class OverlayState { kActive, kCommitting, kCommitted };
+std::string_view OverlayStateName(OverlayState s);
+
+struct BlockExtent {
+  uint64_t first_block;
+  uint64_t count;
+  bool operator==(const BlockExtent&) const = default;
+};
+
+class Overlay {
+ public:
+  ~Overlay();
+  Overlay(const Overlay&) = delete;
+  Overlay& operator=(const Overlay&) = delete;
+
+  const std::string& name() const { return name_; }
+  uint64_t point() const { return point_; }
+  uint64_t size() const { return size_; }
+  uint32_t block_size() const { return block_size_; }
+  OverlayState state() const;
+  // Path of the raw image; a plain disk once committed.
+  std::string data_path() const;
+
+  Status Read(uint64_t offset, size_t n, void* dst);
+  Status Write(uint64_t offset, std::string_view data, bool fua = false);
+  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua = false);
+  Status Trim(uint64_t offset, uint64_t n, bool fua = false) { return WriteZeroes(offset, n, fua); }
+  Status Flush();
+
+  // Blocks changed by users since the overlay was created, as ascending extents.
+  std::vector<BlockExtent> ChangedExtents() const;
+  uint64_t changed_blocks() const;
+  uint64_t present_blocks() const;
+
+ private:
+  friend class Replica;
+  struct Meta;
+  Overlay(Env* env, std::string dir, std::string name, uint64_t point, uint64_t size,
+          uint32_t block_size);
+  static Result<std::shared_ptr<Overlay>> Create(Env* env, const std::string& dir,
+                                                 const std::string& name, uint64_t point,
+                                                 uint64_t size, uint32_t block_size,
+                                                 int64_t now);
+  static Result<std::shared_ptr<Overlay>> Load(Env* env, const std::string& dir,
+                                               uint64_t size, uint32_t block_size);
+  Status StoreMeta(OverlayState state);
+  void AttachView(std::shared_ptr<View> view);
+  void DetachView();
+  // Copies every block not yet present from the point; progress in *done. Stops early with
+  // kAborted when *stop becomes true.
+  Status Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop);
+  Status WriteBlocks(uint64_t first_block, std::string_view data, bool filled);
+  Status ReadBlocksLocked(uint64_t first_block, uint64_t count, char* dst);
+  void Mark(uint64_t first, uint64_t count, bool filled);
+  bool Present(uint64_t block) const;
+  std::mutex& StripeFor(uint64_t block);
+
+  Env* const env_;
+  const std::string dir_;
+  const std::string name_;
+  const uint64_t point_;
+  const uint64_t size_;
+  const uint32_t block_size_;
+  const uint64_t blocks_;
+  int64_t created_ns_ = 0;
+
+  std::unique_ptr<File> data_;
+  std::unique_ptr<File> log_;
+  uint64_t log_end_ = 0;
+
+  mutable std::mutex mu_;  // guards the bitmaps, pending_, state_, view_
+  std::vector<uint64_t> written_;  // bit per block: changed by a user
+  std::vector<uint64_t> present_;  // bit per block: data.img holds it
+  std::vector<std::pair<BlockExtent, bool>> pending_;  // not yet in blocks.log; bool = filled
+  OverlayState state_ = OverlayState::kActive;
+  std::shared_ptr<View> view_;
+  bool discarded_ = false;
+
+  std::mutex flush_mu_;  // one flush at a time
+  std::array<std::mutex, 64> stripes_;  // per chunk: read-modify-write and fill vs write
+};
+
+}  // namespace ferry::journal

@@ -1,0 +1,713 @@
+// Replica: open/create, recovery, group-commit appends, points, pins, health.
+// Views' reads live in replica_read.cc; retention in replica_retention.cc; overlays and
+// commit in replica_overlays.cc.
+#include "journal/replica.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <random>
+
+#include "journal/overlay.h"
+#include "journal/segment.h"
+#include "journal/view.h"
+
+namespace ferry::journal {
+
+struct Replica::Writer {
+  std::span<Record> records;
+  Status status;
+  uint64_t last_seq = 0;
+  bool done = false;
+  std::condition_variable cv;
+};
+
+std::string_view HealthLevelName(Health::Level level) {
+  switch (level) {
+    case Health::Level::kHealthy: return "Healthy";
+    case Health::Level::kWarning: return "Warning";
+    case Health::Level::kCritical: return "Critical";
+  }
+  return "Unknown";
+}
+
+Replica::Replica(std::string dir, const ReplicaOptions& options)
+    : dir_(std::move(dir)),
+      journal_dir_(JoinPath(dir_, "journal")),
+      options_(options),
+      env_(options.env) {}
+
+Replica::~Replica() {
+  commit_stop_.store(true);
+  if (commit_thread_.joinable()) commit_thread_.join();
+}
+
+bool Replica::committed() const {
+  std::lock_guard l(meta_mu_);
+  return manifest_.state == "committed";
+}
+
+Result<std::shared_ptr<Replica>> Replica::Create(const std::string& dir, const CreateParams& p,
+                                                 const ReplicaOptions& options) {
+  if (p.block_size < 512 || p.block_size > 65536 || (p.block_size & (p.block_size - 1))) {
+    return InvalidArgument("block size " + std::to_string(p.block_size) +
+                           " must be a power of two from 512 to 65536");
+  }
+  if (p.size == 0 || p.size % p.block_size) {
+    return InvalidArgument("volume size " + std::to_string(p.size) +
+                           " must be a positive multiple of the block size " +
+                           std::to_string(p.block_size));
+  }
+  if (p.size / p.block_size >= (1ull << 56)) return InvalidArgument("volume too large");
+  Env* env = options.env;
+  if (env->Exists(JoinPath(dir, "MANIFEST"))) {
+    return AlreadyExists(dir + " already holds a replica; open it or choose another directory");
+  }
+  RETURN_IF_ERROR(env->CreateDir(dir));
+  RETURN_IF_ERROR(env->CreateDir(JoinPath(dir, "journal")));
+  RETURN_IF_ERROR(env->CreateDir(JoinPath(dir, "overlays")));
+  RETURN_IF_ERROR(env->SyncDir(dir));
+
+  Manifest m;
+  m.volume_id = p.volume_id;
+  m.history_id = p.history_id;
+  std::random_device rd;
+  if (m.volume_id == Id128{}) {
+    for (auto& b : m.volume_id) b = static_cast<uint8_t>(rd());
+  }
+  if (m.history_id == 0) m.history_id = (uint64_t{rd()} << 32) | rd() | 1;
+  m.size = p.size;
+  m.block_size = p.block_size;
+  m.created_ns = options.clock->NowNanos();
+  m.any_point_from = 0;
+
+  {
+    ASSIGN_OR_RETURN(auto base, env->OpenFile(JoinPath(dir, "base.img"), OpenMode::kCreate));
+    RETURN_IF_ERROR(base->Truncate(0));
+    RETURN_IF_ERROR(base->Truncate(p.size));
+    RETURN_IF_ERROR(base->Sync());
+  }
+  // The MANIFEST is written last: a directory without one holds no replica.
+  RETURN_IF_ERROR(m.Store(env, dir));
+  return Open(dir, options);
+}
+
+Result<std::shared_ptr<Replica>> Replica::Open(const std::string& dir,
+                                               const ReplicaOptions& options) {
+  std::shared_ptr<Replica> r(new Replica(dir, options));
+  RETURN_IF_ERROR(r->Load());
+  RETURN_IF_ERROR(r->Recover());
+  return r;
+}
+
+Status Replica::Load() {
+  ASSIGN_OR_RETURN(manifest_, Manifest::Load(env_, dir_));
+  if (manifest_.state == "committed") return Status::Ok();
+
+  std::string base_path = JoinPath(dir_, "base.img");
+  if (!env_->Exists(base_path)) {
+    return DataLoss(base_path + " is missing: the replica's base image is gone");
+  }
+  ASSIGN_OR_RETURN(auto base, env_->OpenFile(base_path, OpenMode::kReadWrite));
+  base_ = std::shared_ptr<File>(std::move(base));
+
+  RETURN_IF_ERROR(env_->CreateDir(journal_dir_));
+  ASSIGN_OR_RETURN(auto names, env_->ListDir(journal_dir_));
+  std::vector<uint64_t> numbers;
+  for (const std::string& name : names) {
+    uint64_t n;
+    if (ParseSegmentFileName(name, &n)) {
+      numbers.push_back(n);
+    } else if (name.size() > 8 && name.substr(name.size() - 8) == ".compact") {
+      // A compaction that did not finish: the original segment is intact.
+      RETURN_IF_ERROR(env_->RemoveFile(JoinPath(journal_dir_, name)));
+    }
+  }
+  std::sort(numbers.begin(), numbers.end());
+
+  const uint64_t base_seq = manifest_.base_seq;
+  uint64_t prev_last = 0;      // last record seq seen in the previous segment (0: none)
+  uint64_t prev_expect = 0;    // seq the next segment must start at (0: unknown)
+  uint64_t highest_seq = base_seq;
+  bool have_tail = false;
+  ScanResult tail;
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    const uint64_t number = numbers[i];
+    const bool last = i + 1 == numbers.size();
+    std::string path = JoinPath(journal_dir_, SegmentFileName(number));
+    ASSIGN_OR_RETURN(auto file, env_->OpenFile(path, OpenMode::kRead));
+    ScanOptions so;
+    so.allow_torn_tail = last;
+    so.verify_payloads = last;
+    auto scanned = ScanSegment(
+        file.get(), number, so,
+        [&](const RecordHeader& h, uint64_t off, std::string_view payload) -> Status {
+          if (h.seq <= base_seq) return Status::Ok();  // already in the base
+          IndexEntry e{};
+          e.seq = h.seq;
+          e.timestamp_ns = std::max(h.timestamp_ns, last_ts_);
+          last_ts_ = e.timestamp_ns;
+          e.segment = static_cast<uint32_t>(number);
+          e.payload_offset = static_cast<uint32_t>(off + kRecordHeaderSize);
+          if (h.type == RecordType::kMarker) {
+            e.block_type = static_cast<uint64_t>(h.type);
+            e.nblocks = 0;
+            ASSIGN_OR_RETURN(markers_[h.seq], DecodeMarkerBody(payload));
+          } else {
+            uint64_t first_block = h.offset / manifest_.block_size;
+            if (h.offset % manifest_.block_size || h.length % manifest_.block_size ||
+                h.offset + h.length > manifest_.size) {
+              return DataLoss("segment " + std::to_string(number) + " offset " +
+                              std::to_string(off) + ": record outside the volume");
+            }
+            e.block_type = first_block << 8 | static_cast<uint64_t>(h.type);
+            e.nblocks = static_cast<uint32_t>(h.length / manifest_.block_size);
+          }
+          index_.Add(e);
+          return Status::Ok();
+        });
+    if (!scanned.ok()) return scanned.status();
+    const ScanResult& s = *scanned;
+    if (s.header.block_size != 0 && s.header.block_size != manifest_.block_size) {
+      return DataLoss("segment " + std::to_string(number) + ": block size differs from MANIFEST");
+    }
+    if (s.valid_end >= kSegmentHeaderSize && s.header.volume_id != manifest_.volume_id) {
+      return DataLoss("segment " + std::to_string(number) + ": belongs to another volume");
+    }
+    if (s.valid_end >= kSegmentHeaderSize) {
+      // Continuity: nothing may be missing between segments.
+      if (prev_expect != 0 && s.header.first_seq != prev_expect) {
+        return DataLoss("missing records " + std::to_string(prev_expect) + ".." +
+                        std::to_string(s.header.first_seq - 1) + " before segment " +
+                        std::to_string(number));
+      }
+      if (i == 0 && s.header.first_seq > base_seq + 1) {
+        return DataLoss("missing records " + std::to_string(base_seq + 1) + ".." +
+                        std::to_string(s.header.first_seq - 1) +
+                        " between the base and the first segment");
+      }
+      if (prev_last != 0 && s.records > 0 && s.header.first_seq <= prev_last) {
+        return DataLoss("segment " + std::to_string(number) + " overlaps the previous one");
+      }
+      uint64_t seg_last = s.records ? s.last_seq : s.header.first_seq - 1;
+      prev_last = s.records ? s.last_seq : prev_last;
+      prev_expect = (s.header.flags & kSegmentCompacted) ? 0 : seg_last + 1;
+      if (s.header.flags & kSegmentCompacted) {
+        // A compacted segment may have lost its last records; the next header says where
+        // the sequence resumes.
+        prev_expect = 0;
+      }
+      highest_seq = std::max(highest_seq, seg_last);
+    }
+    segments_[static_cast<uint32_t>(number)] = std::shared_ptr<File>(std::move(file));
+    segment_bytes_[static_cast<uint32_t>(number)] = s.valid_end;
+    if (last) {
+      have_tail = true;
+      tail = s;
+    }
+  }
+  next_seq_ = highest_seq + 1;
+  next_ts_floor_ = last_ts_;
+
+  // Reopen the last segment for appending (truncating a torn tail), or start a new one.
+  if (have_tail && tail.valid_end >= kSegmentHeaderSize) {
+    uint32_t number = static_cast<uint32_t>(tail.header.segment_number);
+    ASSIGN_OR_RETURN(active_, SegmentWriter::Reopen(env_, journal_dir_, number, tail.valid_end));
+    segments_[number] = active_->shared_file();
+  } else {
+    uint64_t number = 1;
+    if (have_tail) {
+      // Its header never became durable: it holds nothing.
+      number = tail.header.segment_number;
+      segments_.erase(static_cast<uint32_t>(number));
+      segment_bytes_.erase(static_cast<uint32_t>(number));
+      RETURN_IF_ERROR(env_->RemoveFile(JoinPath(journal_dir_, SegmentFileName(number))));
+    } else if (!numbers.empty()) {
+      number = numbers.back() + 1;
+    }
+    SegmentHeader h;
+    h.segment_number = number;
+    h.first_seq = next_seq_;
+    h.block_size = manifest_.block_size;
+    h.volume_id = manifest_.volume_id;
+    ASSIGN_OR_RETURN(active_, SegmentWriter::Create(env_, journal_dir_, h));
+    segments_[static_cast<uint32_t>(number)] = active_->shared_file();
+    segment_bytes_[static_cast<uint32_t>(number)] = active_->size();
+  }
+  return Status::Ok();
+}
+
+Status Replica::StoreManifestLocked() { return manifest_.Store(env_, dir_); }
+
+uint64_t Replica::OldestPointLocked() const {
+  return std::max(manifest_.base_seq, manifest_.merge_target);
+}
+
+Status Replica::ValidatePointLocked(uint64_t seq) const {
+  uint64_t oldest = OldestPointLocked();
+  uint64_t last;
+  {
+    std::shared_lock il(index_mu_);
+    last = std::max(index_.last_seq(), manifest_.base_seq);
+    if (seq > last) {
+      return OutOfRange("point " + std::to_string(seq) + " is newer than the latest point " +
+                        std::to_string(last));
+    }
+    if (seq < oldest) {
+      return OutOfRange("point " + std::to_string(seq) +
+                        " is older than the oldest retained point " + std::to_string(oldest) +
+                        "; choose a point at or after it");
+    }
+    if (seq < manifest_.any_point_from && seq != oldest && !markers_.count(seq)) {
+      return NotFound("point " + std::to_string(seq) +
+                      " was thinned away (history before seq " +
+                      std::to_string(manifest_.any_point_from) +
+                      " keeps only its markers); list the points and choose a marker");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<PointInfo> Replica::ResolvePoint(const PointSpec& spec) const {
+  std::lock_guard ml(meta_mu_);
+  if (manifest_.state == "committed") {
+    return FailedPrecondition("replica was committed to overlay " + manifest_.committed_overlay +
+                              "; it has no recovery points any more");
+  }
+  uint64_t seq = 0;
+  {
+    std::shared_lock il(index_mu_);
+    const uint64_t last = std::max(index_.last_seq(), manifest_.base_seq);
+    switch (spec.kind) {
+      case PointSpec::Kind::kLatest:
+        seq = last;
+        break;
+      case PointSpec::Kind::kSeq:
+        seq = spec.seq;
+        break;
+      case PointSpec::Kind::kTime: {
+        uint64_t s = index_.SeqAtTime(spec.time_ns);
+        if (s == 0 || s < OldestPointLocked()) {
+          int64_t oldest_ns = 0;
+          int64_t p = index_.FindSeq(OldestPointLocked() + 1);
+          if (p >= 0) oldest_ns = index_.at(static_cast<size_t>(p)).timestamp_ns;
+          return OutOfRange("no point at or before " + FormatTime(spec.time_ns) +
+                            " is retained; the oldest is after " + FormatTime(oldest_ns));
+        }
+        seq = s;
+        // Older history keeps only markers: take the newest marker at or before the time.
+        if (seq < manifest_.any_point_from && !markers_.count(seq)) {
+          auto it = markers_.upper_bound(seq);
+          if (it == markers_.begin()) {
+            seq = OldestPointLocked();
+          } else {
+            seq = std::prev(it)->first;
+          }
+        }
+        break;
+      }
+      case PointSpec::Kind::kLatestOfKind: {
+        for (auto it = markers_.rbegin(); it != markers_.rend(); ++it) {
+          if (it->second.kind == spec.marker_kind) {
+            seq = it->first;
+            break;
+          }
+        }
+        if (seq == 0) {
+          return NotFound("no " + std::string(MarkerKindName(spec.marker_kind)) +
+                          " recovery point is retained");
+        }
+        break;
+      }
+      case PointSpec::Kind::kMarkerId: {
+        for (const auto& [s, m] : markers_) {
+          if (m.marker_id == spec.marker_id) seq = s;
+        }
+        if (seq == 0) return NotFound("no marker with id " + IdToHex(spec.marker_id));
+        break;
+      }
+    }
+  }
+  RETURN_IF_ERROR(ValidatePointLocked(seq));
+  PointInfo info;
+  info.seq = seq;
+  std::shared_lock il(index_mu_);
+  int64_t pos = index_.FindSeq(seq);
+  if (pos >= 0) info.timestamp_ns = index_.at(static_cast<size_t>(pos)).timestamp_ns;
+  auto m = markers_.find(seq);
+  if (m != markers_.end()) {
+    info.is_marker = true;
+    info.marker = m->second;
+  }
+  return info;
+}
+
+Result<PointPage> Replica::ListPoints(const PointFilter& filter) const {
+  if (filter.limit == 0) return InvalidArgument("page limit must be at least 1");
+  std::lock_guard ml(meta_mu_);
+  std::shared_lock il(index_mu_);
+  PointPage page;
+  const uint64_t oldest = OldestPointLocked();
+  auto it = filter.before_seq ? markers_.lower_bound(filter.before_seq) : markers_.end();
+  while (it != markers_.begin()) {
+    --it;
+    if (it->first <= oldest) break;
+    if (filter.kind && it->second.kind != *filter.kind) continue;
+    int64_t pos = index_.FindSeq(it->first);
+    if (pos < 0) continue;
+    int64_t ts = index_.at(static_cast<size_t>(pos)).timestamp_ns;
+    if (ts > filter.to_ns) continue;
+    if (ts < filter.from_ns) break;  // timestamps ascend with seq
+    if (page.points.size() == filter.limit) {
+      page.next_token = page.points.back().seq;
+      break;
+    }
+    page.points.push_back(PointInfo{it->first, ts, true, it->second});
+  }
+  return page;
+}
+
+ReplicaStats Replica::Stats() const {
+  std::lock_guard ml(meta_mu_);
+  std::shared_lock il(index_mu_);
+  ReplicaStats s;
+  s.oldest_point = OldestPointLocked();
+  s.any_point_from = manifest_.any_point_from;
+  if (index_.size()) {
+    s.oldest_point_ns = index_.at(0).timestamp_ns;
+    s.last_ns = index_.at(index_.size() - 1).timestamp_ns;
+  }
+  s.last_seq = std::max(index_.last_seq(), manifest_.base_seq);
+  s.records = index_.size();
+  s.markers = markers_.size();
+  s.segments = segments_.size();
+  for (const auto& [n, bytes] : segment_bytes_) s.journal_bytes += bytes;
+  s.index_bytes = index_.MemoryBytes();
+  s.syncs = syncs_.load();
+  s.appends = appends_.load();
+  return s;
+}
+
+Health Replica::GetHealth() const {
+  Health h;
+  {
+    std::shared_lock il(index_mu_);
+    for (const auto& [n, bytes] : segment_bytes_) h.journal_bytes += bytes;
+  }
+  auto space = env_->GetSpace(dir_);
+  if (!space.ok()) {
+    h.level = Health::Level::kWarning;
+    h.problems.push_back("cannot read free space: " + space.status().ToString());
+  } else {
+    h.free_bytes = space->free_bytes;
+    h.total_bytes = space->total_bytes;
+    if (space->free_bytes < options_.min_free_bytes) {
+      h.level = Health::Level::kCritical;
+      h.problems.push_back("journal space exhausted: " + std::to_string(space->free_bytes) +
+                           " bytes free, " + std::to_string(options_.min_free_bytes) +
+                           " reserved; new writes are refused and history is kept — free "
+                           "space, add capacity, or shorten the retention window");
+    } else if (static_cast<double>(space->free_bytes) <
+               options_.warn_free_fraction * static_cast<double>(space->total_bytes)) {
+      h.level = Health::Level::kWarning;
+      h.problems.push_back("journal space low: " + std::to_string(space->free_bytes) +
+                           " bytes free of " + std::to_string(space->total_bytes) +
+                           "; history will not be shrunk to make room — add capacity or "
+                           "shorten the retention window before writes are refused");
+    }
+  }
+  std::lock_guard wl(const_cast<std::mutex&>(write_mu_));
+  if (!write_error_.ok()) {
+    h.level = Health::Level::kCritical;
+    h.problems.push_back("journal writes stopped after an I/O error (" +
+                         write_error_.ToString() + "); reopen the replica");
+  }
+  return h;
+}
+
+Status Replica::CheckSpace(uint64_t incoming) const {
+  ASSIGN_OR_RETURN(SpaceInfo space, env_->GetSpace(dir_));
+  if (space.free_bytes < incoming || space.free_bytes - incoming < options_.min_free_bytes) {
+    return ResourceExhausted("no space for the journal: " + std::to_string(space.free_bytes) +
+                             " bytes free, " + std::to_string(incoming) + " needed and " +
+                             std::to_string(options_.min_free_bytes) +
+                             " kept in reserve. History is never shrunk automatically: free "
+                             "space, add capacity, or shorten the retention window");
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> Replica::Append(Record record) {
+  return Append(std::span<Record>(&record, 1));
+}
+
+Result<uint64_t> Replica::Append(std::span<Record> records) {
+  if (records.empty()) return InvalidArgument("nothing to append");
+  for (const Record& r : records) RETURN_IF_ERROR(ValidateRecord(r, manifest_.size, manifest_.block_size));
+  appends_.fetch_add(1);
+  Writer w;
+  w.records = records;
+  std::unique_lock l(write_mu_);
+  writers_.push_back(&w);
+  while (!w.done && &w != writers_.front()) w.cv.wait(l);
+  if (w.done) {
+    if (!w.status.ok()) return w.status;
+    return w.last_seq;
+  }
+  // This writer leads: it writes everything queued (up to a cap) in one batch.
+  std::vector<Writer*> batch;
+  uint64_t bytes = 0;
+  for (Writer* q : writers_) {
+    uint64_t b = 0;
+    for (const Record& r : q->records) b += kRecordHeaderSize + r.data.size();
+    if (!batch.empty() && bytes + b > (32u << 20)) break;
+    batch.push_back(q);
+    bytes += b;
+  }
+  Status s = WriteBatch(batch);  // releases and retakes write_mu_ around the I/O
+  (void)s;
+  for (Writer* q : batch) {
+    writers_.pop_front();
+    if (q != &w) {
+      q->done = true;
+      q->cv.notify_one();
+    }
+  }
+  if (!writers_.empty()) writers_.front()->cv.notify_one();
+  if (!w.status.ok()) return w.status;
+  return w.last_seq;
+}
+
+// Called by the group-commit leader holding write_mu_. Assigns seqs, writes and syncs the
+// batch, then publishes the records to the index. Each writer's status is set.
+Status Replica::WriteBatch(std::vector<Writer*>& batch) {
+  auto fail_all = [&](const Status& s) {
+    for (Writer* q : batch) q->status = s;
+    return s;
+  };
+  if (!write_error_.ok()) return fail_all(write_error_);
+  {
+    std::lock_guard ml(meta_mu_);
+    if (manifest_.state == "committed") {
+      return fail_all(FailedPrecondition("replica was committed to overlay " +
+                                         manifest_.committed_overlay +
+                                         "; it accepts no more journal records"));
+    }
+  }
+  // Assign sequence numbers and timestamps; a writer with a wrong explicit seq fails alone.
+  std::vector<Writer*> good;
+  uint64_t seq = next_seq_;
+  int64_t now = options_.clock->NowNanos();
+  int64_t ts_floor = next_ts_floor_;
+  uint64_t bytes = 0;
+  for (Writer* q : batch) {
+    bool ok = true;
+    for (size_t i = 0; i < q->records.size(); ++i) {
+      uint64_t want = q->records[i].seq;
+      if (want != 0 && want != seq + i) {
+        q->status = InvalidArgument("record seq " + std::to_string(want) + " out of order: the "
+                                    "journal expects seq " + std::to_string(seq + i));
+        ok = false;
+        break;
+      }
+    }
+    if (!ok) continue;
+    for (Record& r : q->records) {
+      r.seq = seq++;
+      if (r.timestamp_ns == 0) r.timestamp_ns = now;
+      r.timestamp_ns = std::max(r.timestamp_ns, ts_floor);
+      ts_floor = r.timestamp_ns;
+      bytes += kRecordHeaderSize + (r.type == RecordType::kMarker ? 0 : r.data.size());
+    }
+    q->last_seq = seq - 1;
+    good.push_back(q);
+  }
+  if (good.empty()) return Status::Ok();
+
+  Status space = CheckSpace(bytes);
+  if (!space.ok()) {
+    for (Writer* q : good) {
+      q->status = space;
+      for (Record& r : q->records) r.seq = 0;
+    }
+    return space;
+  }
+  Status s = RollSegmentIfNeeded();
+  if (!s.ok()) {
+    write_error_ = s;
+    for (Writer* q : good) q->status = s;
+    return s;
+  }
+
+  // Encode: headers into one buffer; payloads are written from the callers' memory.
+  std::string headers;
+  std::vector<std::string> marker_bodies;
+  size_t nrec = 0;
+  for (Writer* q : good) nrec += q->records.size();
+  headers.reserve(nrec * kRecordHeaderSize);
+  marker_bodies.reserve(nrec);
+  struct Pending {
+    const Record* r;
+    size_t header_at;
+    size_t marker_body = SIZE_MAX;
+  };
+  std::vector<Pending> pend;
+  pend.reserve(nrec);
+  for (Writer* q : good) {
+    for (const Record& r : q->records) {
+      Pending p{&r, headers.size()};
+      std::string_view payload;
+      if (r.type == RecordType::kMarker) {
+        p.marker_body = marker_bodies.size();
+        marker_bodies.push_back(EncodeMarkerBody(r.marker));
+        payload = marker_bodies.back();
+      } else if (r.type == RecordType::kWrite) {
+        payload = r.data;
+      }
+      EncodeRecordHeader(r, payload, &headers);
+      pend.push_back(p);
+    }
+  }
+  std::vector<std::string_view> pieces;
+  pieces.reserve(nrec * 2);
+  std::vector<IndexEntry> entries;
+  entries.reserve(nrec);
+  const uint64_t start = active_->size();
+  uint64_t off = start;
+  const uint32_t segment = static_cast<uint32_t>(active_->segment_number());
+  for (const Pending& p : pend) {
+    const Record& r = *p.r;
+    pieces.push_back(std::string_view(headers).substr(p.header_at, kRecordHeaderSize));
+    std::string_view payload = r.type == RecordType::kMarker ? std::string_view(marker_bodies[p.marker_body])
+                               : r.type == RecordType::kWrite ? std::string_view(r.data)
+                                                              : std::string_view();
+    if (!payload.empty()) pieces.push_back(payload);
+    IndexEntry e{};
+    e.seq = r.seq;
+    e.timestamp_ns = r.timestamp_ns;
+    uint64_t first_block = r.offset / manifest_.block_size;
+    e.block_type = (r.type == RecordType::kMarker ? 0 : first_block) << 8 |
+                   static_cast<uint64_t>(r.type);
+    e.nblocks = r.type == RecordType::kMarker ? 0 : static_cast<uint32_t>(r.length / manifest_.block_size);
+    e.segment = segment;
+    e.payload_offset = static_cast<uint32_t>(off + kRecordHeaderSize);
+    entries.push_back(e);
+    off += kRecordHeaderSize + payload.size();
+  }
+
+  // The I/O runs without write_mu_ so that new writers can queue for the next batch.
+  write_mu_.unlock();
+  s = active_->AppendDurably(pieces);
+  write_mu_.lock();
+  syncs_.fetch_add(1);
+  if (!s.ok()) {
+    // The tail of the segment is uncertain now (a failed sync may have dropped pages).
+    write_error_ = s.WithContext("journal append failed; reopen the replica to recover");
+    for (Writer* q : good) {
+      q->status = write_error_;
+      for (Record& r : q->records) r.seq = 0;
+    }
+    return write_error_;
+  }
+  next_seq_ = seq;
+  next_ts_floor_ = ts_floor;
+  {
+    std::unique_lock il(index_mu_);
+    for (const IndexEntry& e : entries) index_.Add(e);
+    for (const Pending& p : pend) {
+      if (p.r->type == RecordType::kMarker) markers_[p.r->seq] = p.r->marker;
+    }
+    segment_bytes_[segment] = active_->size();
+    last_ts_ = ts_floor;
+  }
+  return Status::Ok();
+}
+
+Status Replica::RollSegmentIfNeeded() {
+  if (active_->size() < options_.segment_target_bytes) return Status::Ok();
+  SegmentHeader h;
+  h.segment_number = active_->segment_number() + 1;
+  h.first_seq = next_seq_;
+  h.block_size = manifest_.block_size;
+  h.volume_id = manifest_.volume_id;
+  ASSIGN_OR_RETURN(auto next, SegmentWriter::Create(env_, journal_dir_, h));
+  std::unique_lock il(index_mu_);
+  active_ = std::move(next);
+  segments_[static_cast<uint32_t>(h.segment_number)] = active_->shared_file();
+  segment_bytes_[static_cast<uint32_t>(h.segment_number)] = active_->size();
+  return Status::Ok();
+}
+
+Status Replica::Pin(uint64_t seq, const std::string& owner, const std::string& reason) {
+  if (owner.empty()) return InvalidArgument("a pin needs an owner");
+  std::lock_guard ml(meta_mu_);
+  RETURN_IF_ERROR(ValidatePointLocked(seq));
+  Manifest next = manifest_;
+  auto it = std::find_if(next.pins.begin(), next.pins.end(),
+                         [&](const journal::Pin& p) { return p.owner == owner; });
+  if (it != next.pins.end()) {
+    it->seq = seq;
+    it->reason = reason;
+  } else {
+    next.pins.push_back({seq, owner, reason});
+  }
+  RETURN_IF_ERROR(next.Store(env_, dir_));
+  manifest_ = std::move(next);
+  return Status::Ok();
+}
+
+Status Replica::Unpin(const std::string& owner) {
+  std::lock_guard ml(meta_mu_);
+  Manifest next = manifest_;
+  auto it = std::find_if(next.pins.begin(), next.pins.end(),
+                         [&](const journal::Pin& p) { return p.owner == owner; });
+  if (it == next.pins.end()) return NotFound("no pin owned by " + owner);
+  next.pins.erase(it);
+  RETURN_IF_ERROR(next.Store(env_, dir_));
+  manifest_ = std::move(next);
+  return Status::Ok();
+}
+
+std::vector<journal::Pin> Replica::Pins() const {
+  std::lock_guard ml(meta_mu_);
+  return manifest_.pins;
+}
+
+uint64_t Replica::MinProtectedSeqLocked() const {
+  uint64_t m = UINT64_MAX;
+  for (const journal::Pin& p : manifest_.pins) m = std::min(m, p.seq);
+  if (!view_points_.empty()) m = std::min(m, *view_points_.begin());
+  return m;
+}
+
+Result<std::shared_ptr<File>> Replica::SegmentFile(uint32_t segment) const {
+  auto it = segments_.find(segment);
+  if (it == segments_.end()) {
+    return DataLoss("segment " + std::to_string(segment) + " is missing");
+  }
+  return it->second;
+}
+
+Result<std::vector<std::string>> Replica::Verify() const {
+  std::vector<std::string> problems;
+  std::vector<uint32_t> numbers;
+  {
+    std::shared_lock il(index_mu_);
+    for (const auto& [n, f] : segments_) numbers.push_back(n);
+  }
+  for (uint32_t n : numbers) {
+    std::string path = JoinPath(journal_dir_, SegmentFileName(n));
+    auto file = env_->OpenFile(path, OpenMode::kRead);
+    if (!file.ok()) {
+      problems.push_back(file.status().ToString());
+      continue;
+    }
+    ScanOptions so;
+    so.verify_payloads = true;
+    auto r = ScanSegment(file->get(), n, so,
+                         [](const RecordHeader&, uint64_t, std::string_view) { return Status::Ok(); });
+    if (!r.ok()) problems.push_back(r.status().ToString());
+  }
+  return problems;
+}
+
+}  // namespace ferry::journal

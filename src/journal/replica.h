@@ -1,0 +1,225 @@
+// Replica: one volume's replica — base image + journal segments + in-memory index — and the
+// operations on it: durable appends with group commit, recovery points, views, overlays,
+// pins, retention and health. Format: docs/formats/journal.md.
+//
+// Ownership: a Replica owns its directory exclusively while open (one process, one Replica
+// object). Views and Overlays it hands out hold a shared_ptr to it, so it lives as long as
+// they do.
+//
+// Thread-safety: every public method may be called from any thread. Appends from many
+// threads are batched into one write and one sync (group commit). Reads through views run
+// in parallel with appends and retention.
+//
+// Errors (beyond those of Env):
+//   kInvalidArgument    a record or point that can never be valid (unaligned, bad name).
+//   kOutOfRange         a point outside the retained history, an offset past the volume.
+//   kNotFound           no such point, marker, overlay; or no replica in the directory.
+//   kFailedPrecondition the replica's state forbids it (committed; point pinned; overlay
+//                       exists); the message says what to do first.
+//   kResourceExhausted  not enough free space to append; history is never shrunk to make
+//                       room — free space or shorten retention.
+//   kDataLoss           a stored record is corrupt; the message names segment and offset.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/status.h"
+#include "env/env.h"
+#include "journal/index.h"
+#include "journal/manifest.h"
+#include "journal/points.h"
+#include "journal/record.h"
+#include "journal/retention.h"
+
+namespace ferry::journal {
+
+class View;
+class Overlay;
+class ResolvedCache;
+class SegmentWriter;
+
+struct ReplicaOptions {
+  Env* env = Env::Posix();
+  Clock* clock = SystemClock::Default();
+  uint64_t segment_target_bytes = 256ull << 20;
+  // Appends fail with kResourceExhausted when the filesystem would have less than this free.
+  uint64_t min_free_bytes = 64ull << 20;
+  // Health turns Warning below this fraction of the filesystem free.
+  double warn_free_fraction = 0.10;
+};
+
+struct CreateParams {
+  uint64_t size = 0;           // bytes, a multiple of block_size
+  uint32_t block_size = 4096;  // 512..65536, power of two
+  Id128 volume_id{};           // zeros: pick one
+  uint64_t history_id = 0;     // 0: pick one
+};
+
+struct Health {
+  enum class Level { kHealthy, kWarning, kCritical };
+  Level level = Level::kHealthy;
+  std::vector<std::string> problems;  // one line each: what is wrong and what to do
+  uint64_t free_bytes = 0;
+  uint64_t total_bytes = 0;
+  uint64_t journal_bytes = 0;
+};
+std::string_view HealthLevelName(Health::Level level);
+
+struct ReplicaStats {
+  uint64_t oldest_point = 0;
+  int64_t oldest_point_ns = 0;
+  uint64_t any_point_from = 0;
+  uint64_t last_seq = 0;
+  int64_t last_ns = 0;
+  uint64_t records = 0;
+  uint64_t markers = 0;
+  uint64_t segments = 0;
+  uint64_t journal_bytes = 0;
+  uint64_t index_bytes = 0;
+  uint64_t syncs = 0;       // group commits so far
+  uint64_t appends = 0;     // Append calls so far
+};
+
+struct CommitProgress {
+  std::string overlay;
+  bool running = false;
+  bool done = false;
+  uint64_t blocks_done = 0;
+  uint64_t blocks_total = 0;
+  Status status;  // the failure, if it stopped on one
+};
+
+class Replica : public std::enable_shared_from_this<Replica> {
+ public:
+  static Result<std::shared_ptr<Replica>> Create(const std::string& dir, const CreateParams& p,
+                                                 const ReplicaOptions& options = {});
+  // Opens an existing replica: recovers a torn tail, finishes an interrupted merge or commit.
+  static Result<std::shared_ptr<Replica>> Open(const std::string& dir,
+                                               const ReplicaOptions& options = {});
+  ~Replica();
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  uint64_t size() const { return manifest_.size; }
+  uint32_t block_size() const { return manifest_.block_size; }
+  const Id128& volume_id() const { return manifest_.volume_id; }
+  uint64_t history_id() const { return manifest_.history_id; }
+  bool committed() const;
+
+  // Appends records durably; returns the seq of the last one. Records with seq 0 get the next
+  // seq; a nonzero seq must be exactly the next. Timestamps 0 get the clock's time; a
+  // timestamp older than the previous record's is raised to it. All or nothing.
+  Result<uint64_t> Append(std::span<Record> records);
+  Result<uint64_t> Append(Record record);
+
+  // Points.
+  Result<PointInfo> ResolvePoint(const PointSpec& spec) const;
+  Result<PointPage> ListPoints(const PointFilter& filter) const;
+  ReplicaStats Stats() const;
+  Health GetHealth() const;
+
+  // A read-only view of the volume as of seq (use ResolvePoint first for other specs).
+  Result<std::shared_ptr<View>> OpenView(uint64_t seq);
+
+  // Overlays: writable layers over a point. The point stays pinned while the overlay exists.
+  Result<std::shared_ptr<Overlay>> CreateOverlay(const std::string& name, uint64_t seq);
+  Result<std::shared_ptr<Overlay>> GetOverlay(const std::string& name);
+  std::vector<std::string> ListOverlays() const;
+  Status DiscardOverlay(const std::string& name);
+  // Consolidates the overlay into a plain image in the background while it stays in use;
+  // when done the replica is committed: the journal, base and every other point are dropped.
+  Status StartCommit(const std::string& name);
+  CommitProgress GetCommitProgress() const;
+  Status WaitForCommit();
+
+  // Pins keep a point through retention. One pin per owner; re-pinning moves it.
+  Status Pin(uint64_t seq, const std::string& owner, const std::string& reason);
+  Status Unpin(const std::string& owner);
+  std::vector<journal::Pin> Pins() const;
+
+  // Merges history older than the window into the base and thins old markers.
+  Result<RetentionReport> ApplyRetention(const RetentionPolicy& policy);
+
+  // Full check of every record's checksums; returns every problem found (empty when clean).
+  Result<std::vector<std::string>> Verify() const;
+
+ private:
+  friend class View;
+  friend class Overlay;
+  struct Writer;
+
+  Replica(std::string dir, const ReplicaOptions& options);
+  Result<std::shared_ptr<View>> OpenViewImpl(uint64_t seq, bool strong);
+  Status Load();
+  Status Recover();
+  Status StoreManifestLocked();
+  Status ValidatePointLocked(uint64_t seq) const;
+  uint64_t OldestPointLocked() const;
+  uint64_t MinProtectedSeqLocked() const;
+  Status CheckSpace(uint64_t incoming_bytes) const;
+  Status WriteBatch(std::vector<Writer*>& batch);
+  Status RollSegmentIfNeeded();
+  Status MergeTo(uint64_t target);
+  Status ThinAndCompact(const RetentionPolicy& policy, int64_t now, RetentionReport* report);
+  Status FinishCommitLocked(const std::string& name);
+  void RunCommit(std::shared_ptr<Overlay> overlay);
+
+  // Reads [offset, offset+n) as of point into dst; used by View (cache is the view's).
+  Status ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, size_t n, void* dst);
+  void ReleaseViewPoint(uint64_t seq);
+
+  Result<std::shared_ptr<File>> SegmentFile(uint32_t segment) const;
+
+  const std::string dir_;
+  const std::string journal_dir_;
+  const ReplicaOptions options_;
+  Env* const env_;
+
+  // meta_mu_ guards manifest_, overlays_, view_points_, commit_ state. Lock order:
+  // write_mu_ -> meta_mu_ -> index_mu_.
+  mutable std::mutex meta_mu_;
+  Manifest manifest_;
+  std::map<std::string, std::shared_ptr<Overlay>> overlays_;
+  std::multiset<uint64_t> view_points_;
+  CommitProgress commit_;
+  std::thread commit_thread_;
+  std::atomic<bool> commit_stop_{false};
+  std::atomic<uint64_t> commit_done_{0};
+
+  // index_mu_ guards index_, markers_, segments_, base_.
+  mutable std::shared_mutex index_mu_;
+  Index index_;
+  std::map<uint64_t, MarkerInfo> markers_;
+  std::map<uint32_t, std::shared_ptr<File>> segments_;
+  std::map<uint32_t, uint64_t> segment_bytes_;
+  std::shared_ptr<File> base_;
+  int64_t last_ts_ = 0;
+
+  // Group commit: writers queue here; the front one writes the whole queue.
+  std::mutex write_mu_;
+  std::deque<Writer*> writers_;
+  std::unique_ptr<SegmentWriter> active_;
+  uint64_t next_seq_ = 1;
+  int64_t next_ts_floor_ = 0;
+  Status write_error_;  // sticky: the journal's tail is uncertain; reopen the replica
+  std::atomic<uint64_t> syncs_{0};
+  std::atomic<uint64_t> appends_{0};
+
+  // Serialises retention and commit with each other.
+  std::mutex maintenance_mu_;
+};
+
+}  // namespace ferry::journal

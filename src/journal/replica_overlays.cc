@@ -1,0 +1,247 @@
+// Replica: recovery at open, overlays, and commit.
+#include <algorithm>
+
+#include "journal/overlay.h"
+#include "journal/replica.h"
+#include "journal/segment.h"
+#include "journal/view.h"
+
+namespace ferry::journal {
+namespace {
+
+std::string OverlayPinOwner(const std::string& name) { return "overlay:" + name; }
+
+Status CheckOverlayName(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 64 && name != "." && name != "..";
+  for (char c : name) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '-' || c == '_' || c == '.');
+  }
+  if (!ok) {
+    return InvalidArgument("overlay name '" + name +
+                           "' must be 1 to 64 letters, digits, '-', '_' or '.'");
+  }
+  return Status::Ok();
+}
+
+Status RemoveOverlayFiles(Env* env, const std::string& dir) {
+  auto names = env->ListDir(dir);
+  if (!names.ok()) return names.status().code() == Code::kNotFound ? Status::Ok() : names.status();
+  for (const std::string& n : *names) RETURN_IF_ERROR(env->RemoveFile(JoinPath(dir, n)));
+  RETURN_IF_ERROR(env->RemoveDir(dir));
+  return env->SyncDir(DirName(dir));
+}
+
+}  // namespace
+
+Status Replica::Recover() {
+  const std::string overlays_dir = JoinPath(dir_, "overlays");
+  if (manifest_.state == "committed") {
+    ASSIGN_OR_RETURN(auto o, Overlay::Load(env_, JoinPath(overlays_dir, manifest_.committed_overlay),
+                                           manifest_.size, manifest_.block_size));
+    overlays_[o->name()] = o;
+    return Status::Ok();
+  }
+  if (manifest_.merge_target != 0) RETURN_IF_ERROR(MergeTo(manifest_.merge_target));
+
+  RETURN_IF_ERROR(env_->CreateDir(overlays_dir));
+  ASSIGN_OR_RETURN(auto names, env_->ListDir(overlays_dir));
+  std::string finished_commit;
+  for (const std::string& name : names) {
+    std::string odir = JoinPath(overlays_dir, name);
+    if (!env_->Exists(JoinPath(odir, "OVERLAY"))) {
+      // Creation did not finish: nothing was ever written through it.
+      RETURN_IF_ERROR(RemoveOverlayFiles(env_, odir));
+      continue;
+    }
+    ASSIGN_OR_RETURN(auto o, Overlay::Load(env_, odir, manifest_.size, manifest_.block_size));
+    ASSIGN_OR_RETURN(auto view, OpenViewImpl(o->point(), false));
+    o->AttachView(std::move(view));
+    if (o->state() == OverlayState::kCommitted) finished_commit = o->name();
+    overlays_[o->name()] = std::move(o);
+  }
+  // Pins of overlays that never finished being created.
+  std::vector<std::string> orphans;
+  for (const journal::Pin& p : manifest_.pins) {
+    if (p.owner.rfind("overlay:", 0) == 0 && !overlays_.count(p.owner.substr(8))) {
+      orphans.push_back(p.owner);
+    }
+  }
+  for (const std::string& owner : orphans) RETURN_IF_ERROR(Unpin(owner));
+  if (!finished_commit.empty()) {
+    std::lock_guard mt(maintenance_mu_);
+    RETURN_IF_ERROR(FinishCommitLocked(finished_commit));
+  }
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<Overlay>> Replica::CreateOverlay(const std::string& name, uint64_t seq) {
+  RETURN_IF_ERROR(CheckOverlayName(name));
+  std::lock_guard mt(maintenance_mu_);
+  {
+    std::lock_guard ml(meta_mu_);
+    if (manifest_.state == "committed") {
+      return FailedPrecondition("replica was committed to overlay " + manifest_.committed_overlay +
+                                "; it has no points to make overlays of");
+    }
+    if (overlays_.count(name)) {
+      return AlreadyExists("overlay " + name + " exists; discard it or choose another name");
+    }
+  }
+  RETURN_IF_ERROR(Pin(seq, OverlayPinOwner(name), "overlay " + name));
+  auto view = OpenViewImpl(seq, false);
+  if (!view.ok()) {
+    (void)Unpin(OverlayPinOwner(name));
+    return view.status();
+  }
+  auto o = Overlay::Create(env_, JoinPath(JoinPath(dir_, "overlays"), name), name, seq,
+                           manifest_.size, manifest_.block_size, options_.clock->NowNanos());
+  if (!o.ok()) {
+    (void)RemoveOverlayFiles(env_, JoinPath(JoinPath(dir_, "overlays"), name));
+    (void)Unpin(OverlayPinOwner(name));
+    return o.status();
+  }
+  (*o)->AttachView(std::move(*view));
+  std::lock_guard ml(meta_mu_);
+  overlays_[name] = *o;
+  return *o;
+}
+
+Result<std::shared_ptr<Overlay>> Replica::GetOverlay(const std::string& name) {
+  std::lock_guard ml(meta_mu_);
+  auto it = overlays_.find(name);
+  if (it == overlays_.end()) return NotFound("no overlay named " + name);
+  return it->second;
+}
+
+std::vector<std::string> Replica::ListOverlays() const {
+  std::lock_guard ml(meta_mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, o] : overlays_) out.push_back(name);
+  return out;
+}
+
+Status Replica::DiscardOverlay(const std::string& name) {
+  std::lock_guard mt(maintenance_mu_);
+  std::shared_ptr<Overlay> o;
+  {
+    std::lock_guard ml(meta_mu_);
+    auto it = overlays_.find(name);
+    if (it == overlays_.end()) return NotFound("no overlay named " + name);
+    o = it->second;
+    if (commit_.running && commit_.overlay == name) {
+      return FailedPrecondition("overlay " + name + " is being committed; wait for the commit");
+    }
+    if (o->state() != OverlayState::kActive) {
+      return FailedPrecondition("overlay " + name + " is " +
+                                std::string(OverlayStateName(o->state())) +
+                                "; a committed disk cannot be discarded");
+    }
+  }
+  {
+    std::lock_guard ol(o->mu_);
+    o->discarded_ = true;
+  }
+  o->DetachView();
+  RETURN_IF_ERROR(RemoveOverlayFiles(env_, o->dir_));
+  RETURN_IF_ERROR(Unpin(OverlayPinOwner(name)));
+  std::lock_guard ml(meta_mu_);
+  overlays_.erase(name);
+  return Status::Ok();
+}
+
+Status Replica::StartCommit(const std::string& name) {
+  std::lock_guard mt(maintenance_mu_);
+  std::shared_ptr<Overlay> o;
+  {
+    std::lock_guard ml(meta_mu_);
+    if (manifest_.state == "committed") {
+      return FailedPrecondition("replica is already committed to overlay " +
+                                manifest_.committed_overlay);
+    }
+    auto it = overlays_.find(name);
+    if (it == overlays_.end()) return NotFound("no overlay named " + name);
+    for (const auto& [other, ov] : overlays_) {
+      if (other != name) {
+        return FailedPrecondition("overlay " + other +
+                                  " also exists; commit drops every other point, so discard it "
+                                  "first");
+      }
+    }
+    if (commit_.running) return FailedPrecondition("a commit is already running");
+    o = it->second;
+  }
+  if (commit_thread_.joinable()) commit_thread_.join();
+  RETURN_IF_ERROR(o->StoreMeta(OverlayState::kCommitting));
+  {
+    std::lock_guard ml(meta_mu_);
+    commit_ = CommitProgress{};
+    commit_.overlay = name;
+    commit_.running = true;
+    commit_.blocks_total = manifest_.size / manifest_.block_size;
+  }
+  commit_done_.store(0);
+  commit_stop_.store(false);
+  commit_thread_ = std::thread([this, o] { RunCommit(o); });
+  return Status::Ok();
+}
+
+void Replica::RunCommit(std::shared_ptr<Overlay> o) {
+  Status s = o->Fill(&commit_done_, &commit_stop_);
+  if (s.ok()) s = o->StoreMeta(OverlayState::kCommitted);
+  if (s.ok()) {
+    std::lock_guard mt(maintenance_mu_);
+    s = FinishCommitLocked(o->name());
+  }
+  std::lock_guard ml(meta_mu_);
+  commit_.running = false;
+  commit_.done = s.ok();
+  commit_.status = s;
+}
+
+Status Replica::FinishCommitLocked(const std::string& name) {
+  std::shared_ptr<Overlay> o;
+  {
+    std::lock_guard wl(write_mu_);
+    std::lock_guard ml(meta_mu_);
+    o = overlays_.at(name);
+    Manifest next = manifest_;
+    next.state = "committed";
+    next.committed_overlay = name;
+    next.pins.clear();
+    RETURN_IF_ERROR(next.Store(env_, dir_));
+    manifest_ = std::move(next);
+    std::unique_lock il(index_mu_);
+    index_.Retain(std::vector<bool>(index_.size(), false));
+    markers_.clear();
+    segments_.clear();
+    segment_bytes_.clear();
+    base_.reset();
+    active_.reset();
+  }
+  o->DetachView();
+  // The other recovery points are dropped: journal and base go.
+  ASSIGN_OR_RETURN(auto names, env_->ListDir(journal_dir_));
+  for (const std::string& n : names) RETURN_IF_ERROR(env_->RemoveFile(JoinPath(journal_dir_, n)));
+  RETURN_IF_ERROR(env_->SyncDir(journal_dir_));
+  if (env_->Exists(JoinPath(dir_, "base.img"))) {
+    RETURN_IF_ERROR(env_->RemoveFile(JoinPath(dir_, "base.img")));
+  }
+  return env_->SyncDir(dir_);
+}
+
+CommitProgress Replica::GetCommitProgress() const {
+  std::lock_guard ml(meta_mu_);
+  CommitProgress p = commit_;
+  p.blocks_done = commit_done_.load();
+  return p;
+}
+
+Status Replica::WaitForCommit() {
+  if (commit_thread_.joinable()) commit_thread_.join();
+  std::lock_guard ml(meta_mu_);
+  if (commit_.overlay.empty()) return FailedPrecondition("no commit was started");
+  return commit_.status;
+}
+
+}  // namespace ferry::journal

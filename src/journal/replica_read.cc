@@ -1,0 +1,103 @@
+// Replica: point-in-time reads for views.
+#include <cstring>
+
+#include "journal/replica.h"
+#include "journal/view.h"
+
+namespace ferry::journal {
+
+Result<std::shared_ptr<View>> Replica::OpenView(uint64_t seq) { return OpenViewImpl(seq, true); }
+
+Result<std::shared_ptr<View>> Replica::OpenViewImpl(uint64_t seq, bool strong) {
+  std::lock_guard ml(meta_mu_);
+  if (manifest_.state == "committed") {
+    return FailedPrecondition("replica was committed to overlay " + manifest_.committed_overlay +
+                              "; its recovery points were dropped");
+  }
+  RETURN_IF_ERROR(ValidatePointLocked(seq));
+  view_points_.insert(seq);
+  return std::shared_ptr<View>(new View(shared_from_this(), seq, strong));
+}
+
+void Replica::ReleaseViewPoint(uint64_t seq) {
+  std::lock_guard ml(meta_mu_);
+  auto it = view_points_.find(seq);
+  if (it != view_points_.end()) view_points_.erase(it);
+}
+
+Status Replica::ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, size_t n,
+                         void* dst) {
+  const uint64_t size = manifest_.size;
+  if (offset > size || n > size - offset) {
+    return OutOfRange("read at " + std::to_string(offset) + "+" + std::to_string(n) +
+                      " past the end of the volume (" + std::to_string(size) + " bytes)");
+  }
+  char* out = static_cast<char*>(dst);
+  const uint64_t bs = manifest_.block_size;
+  const uint64_t chunk_bytes = bs * kChunkBlocks;
+  std::shared_lock il(index_mu_);
+  if (!base_) return FailedPrecondition("replica was committed; its views are closed");
+  const size_t limit = index_.VisibleLimit(point);
+  const uint64_t generation = index_.generation();
+  ResolvedChunk resolved;
+  uint64_t pos = offset;
+  const uint64_t end = offset + n;
+  while (pos < end) {
+    const uint64_t chunk = pos / chunk_bytes;
+    const uint64_t chunk_first_block = chunk * kChunkBlocks;
+    {
+      std::lock_guard cl(cache->mu());
+      const ResolvedChunk* hit = cache->Find(chunk, generation);
+      if (hit) {
+        resolved = *hit;
+      } else {
+        ResolvedChunk* slot = cache->Insert(chunk, generation);
+        index_.ResolveChunk(chunk, limit, slot);
+        resolved = *slot;
+      }
+    }
+    const uint64_t chunk_end = std::min(end, (chunk + 1) * chunk_bytes);
+    while (pos < chunk_end) {
+      uint64_t block = pos / bs;
+      uint32_t slot = resolved.slot[block - chunk_first_block];
+      uint64_t run_end = std::min(chunk_end, (block + 1) * bs);
+      // Extend over following blocks with the same source and contiguous storage.
+      while (run_end < chunk_end) {
+        uint64_t nb = run_end / bs;
+        uint32_t ns = resolved.slot[nb - chunk_first_block];
+        bool same = ns == slot;
+        if (!same && slot != kNoRecord && ns != kNoRecord) {
+          const IndexEntry& a = index_.at(slot - 1);
+          const IndexEntry& b = index_.at(ns - 1);
+          same = a.type() != RecordType::kWrite && b.type() != RecordType::kWrite;
+        }
+        if (!same) break;
+        run_end = std::min(chunk_end, (nb + 1) * bs);
+      }
+      const size_t len = run_end - pos;
+      char* to = out + (pos - offset);
+      if (slot == kNoRecord) {
+        ASSIGN_OR_RETURN(size_t got, base_->ReadAt(pos, len, to));
+        if (got < len) std::memset(to + got, 0, len - got);
+      } else {
+        const IndexEntry& e = index_.at(slot - 1);
+        if (e.type() != RecordType::kWrite) {
+          std::memset(to, 0, len);
+        } else {
+          ASSIGN_OR_RETURN(std::shared_ptr<File> f, SegmentFile(e.segment));
+          uint64_t file_off = e.payload_offset + (pos - e.block() * bs);
+          ASSIGN_OR_RETURN(size_t got, f->ReadAt(file_off, len, to));
+          if (got < len) {
+            return DataLoss("segment " + std::to_string(e.segment) + " offset " +
+                            std::to_string(file_off) + ": record seq " + std::to_string(e.seq) +
+                            " is cut short");
+          }
+        }
+      }
+      pos = run_end;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace ferry::journal

@@ -1,0 +1,306 @@
+// Replica: retention — merging old history into the base, thinning markers, compaction.
+#include <algorithm>
+#include <set>
+
+#include "journal/replica.h"
+#include "journal/segment.h"
+
+namespace ferry::journal {
+
+Result<RetentionReport> Replica::ApplyRetention(const RetentionPolicy& policy) {
+  if (policy.window_ns <= 0 || policy.any_point_ns < 0 || policy.any_point_ns > policy.window_ns) {
+    return InvalidArgument("retention needs window > 0 and 0 <= any-point window <= window");
+  }
+  std::lock_guard mt(maintenance_mu_);
+  RetentionReport report;
+  const int64_t now = options_.clock->NowNanos();
+  uint64_t target = 0;
+  {
+    std::lock_guard ml(meta_mu_);
+    if (manifest_.state == "committed") {
+      return FailedPrecondition("replica was committed; it has no history to retain");
+    }
+    std::shared_lock il(index_mu_);
+    const uint64_t oldest = OldestPointLocked();
+    uint64_t s = index_.SeqAtTime(now - policy.window_ns - 1);
+    if (s > oldest) {
+      uint64_t protect = MinProtectedSeqLocked();
+      if (s > protect) {
+        s = protect;
+        report.held_by_pins = protect;
+      }
+      if (s < manifest_.any_point_from && !markers_.count(s)) {
+        auto it = markers_.upper_bound(s);
+        s = it == markers_.begin() ? oldest : std::prev(it)->first;
+      }
+      if (s > oldest) target = s;
+    }
+  }
+  if (target != 0) {
+    uint64_t before = Stats().records;
+    RETURN_IF_ERROR(MergeTo(target));
+    report.merged_to_seq = target;
+    report.records_merged = before - Stats().records;
+  }
+  RETURN_IF_ERROR(ThinAndCompact(policy, now, &report));
+  return report;
+}
+
+Status Replica::MergeTo(uint64_t target) {
+  {
+    std::lock_guard ml(meta_mu_);
+    if (manifest_.merge_target != target) {
+      Manifest next = manifest_;
+      next.merge_target = target;
+      RETURN_IF_ERROR(next.Store(env_, dir_));
+      manifest_ = std::move(next);
+    }
+  }
+  const uint64_t bs = manifest_.block_size;
+  std::vector<uint64_t> chunks;
+  size_t limit;
+  {
+    std::shared_lock il(index_mu_);
+    limit = index_.VisibleLimit(target);
+    chunks = index_.TouchedChunks(limit);
+  }
+  std::string buf;
+  ResolvedChunk rc;
+  for (uint64_t chunk : chunks) {
+    std::shared_lock il(index_mu_);
+    index_.ResolveChunk(chunk, limit, &rc);
+    const uint64_t first = chunk * kChunkBlocks;
+    for (uint32_t i = 0; i < kChunkBlocks;) {
+      uint32_t slot = rc.slot[i];
+      if (slot == kNoRecord) {
+        ++i;
+        continue;
+      }
+      const IndexEntry& e = index_.at(slot - 1);
+      uint32_t j = i + 1;
+      while (j < kChunkBlocks && rc.slot[j] == slot) ++j;
+      const uint64_t block = first + i;
+      const uint64_t len = uint64_t{j - i} * bs;
+      if (e.type() == RecordType::kWrite) {
+        ASSIGN_OR_RETURN(std::shared_ptr<File> f, SegmentFile(e.segment));
+        buf.resize(len);
+        uint64_t file_off = e.payload_offset + (block - e.block()) * bs;
+        ASSIGN_OR_RETURN(size_t got, f->ReadAt(file_off, len, buf.data()));
+        if (got < len) {
+          return DataLoss("segment " + std::to_string(e.segment) + " offset " +
+                          std::to_string(file_off) + ": record seq " + std::to_string(e.seq) +
+                          " is cut short");
+        }
+        RETURN_IF_ERROR(base_->WriteAt(block * bs, buf));
+      } else {
+        RETURN_IF_ERROR(base_->PunchHole(block * bs, len));
+      }
+      i = j;
+    }
+  }
+  RETURN_IF_ERROR(base_->Sync());
+  {
+    std::lock_guard ml(meta_mu_);
+    Manifest next = manifest_;
+    next.base_seq = target;
+    next.merge_target = 0;
+    next.any_point_from = std::max(next.any_point_from, target);
+    RETURN_IF_ERROR(next.Store(env_, dir_));
+    manifest_ = std::move(next);
+  }
+  std::vector<uint32_t> dead;
+  {
+    std::lock_guard wl(write_mu_);
+    std::unique_lock il(index_mu_);
+    index_.RemovePrefix(index_.VisibleLimit(target));
+    markers_.erase(markers_.begin(), markers_.upper_bound(target));
+    std::set<uint32_t> live;
+    for (size_t i = 0; i < index_.size(); ++i) live.insert(index_.at(i).segment);
+    for (const auto& [n, f] : segments_) {
+      if (!live.count(n) && (!active_ || n != active_->segment_number())) dead.push_back(n);
+    }
+    for (uint32_t n : dead) {
+      segments_.erase(n);
+      segment_bytes_.erase(n);
+    }
+  }
+  for (uint32_t n : dead) RETURN_IF_ERROR(env_->RemoveFile(JoinPath(journal_dir_, SegmentFileName(n))));
+  if (!dead.empty()) RETURN_IF_ERROR(env_->SyncDir(journal_dir_));
+  return Status::Ok();
+}
+
+Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
+                               RetentionReport* report) {
+  // 1. Raise any_point_from: older history keeps only its markers.
+  std::set<uint64_t> protected_points;
+  uint64_t from;
+  {
+    std::lock_guard ml(meta_mu_);
+    for (const journal::Pin& p : manifest_.pins) protected_points.insert(p.seq);
+    protected_points.insert(view_points_.begin(), view_points_.end());
+    std::shared_lock il(index_mu_);
+    from = manifest_.any_point_from;
+    uint64_t s = index_.SeqAtTime(now - policy.any_point_ns - 1);
+    uint64_t want = s == 0 ? 0 : s + 1;
+    for (uint64_t p : protected_points) {
+      if (p < want && !markers_.count(p) && p > OldestPointLocked()) want = std::min(want, p);
+    }
+    if (want > from) {
+      Manifest next = manifest_;
+      next.any_point_from = want;
+      il.unlock();
+      RETURN_IF_ERROR(next.Store(env_, dir_));
+      manifest_ = std::move(next);
+      from = want;
+    }
+  }
+  report->any_point_from = from;
+  if (from == 0) return Status::Ok();
+
+  // 2. Decide what the thinned history no longer needs.
+  std::vector<bool> drop;
+  std::set<uint32_t> rewrite;
+  uint32_t active_segment;
+  {
+    std::lock_guard wl(write_mu_);
+    active_segment = active_ ? static_cast<uint32_t>(active_->segment_number()) : 0;
+  }
+  {
+    std::shared_lock il(index_mu_);
+    std::vector<MarkerRef> refs;
+    for (const auto& [seq, m] : markers_) {
+      if (seq >= from) break;
+      int64_t pos = index_.FindSeq(seq);
+      if (pos >= 0) refs.push_back({seq, index_.at(static_cast<size_t>(pos)).timestamp_ns, m.kind});
+    }
+    std::set<uint64_t> keep = MarkersToKeep(refs, policy, now, protected_points);
+    std::vector<uint64_t> kept(keep.begin(), keep.end());
+    for (uint64_t p : protected_points) kept.push_back(p);
+    kept.push_back(from);
+    std::sort(kept.begin(), kept.end());
+    drop = index_.FindSuperseded(kept, from);
+    for (const MarkerRef& r : refs) {
+      if (!keep.count(r.seq)) {
+        drop[static_cast<size_t>(index_.FindSeq(r.seq))] = true;
+      }
+    }
+    // Only sealed segments whose records all lie below `from` are rewritten.
+    std::map<uint32_t, uint64_t> max_seq;
+    for (size_t i = 0; i < index_.size(); ++i) {
+      uint32_t seg = index_.at(i).segment;
+      max_seq[seg] = std::max(max_seq[seg], index_.at(i).seq);
+    }
+    for (size_t i = 0; i < index_.size(); ++i) {
+      uint32_t seg = index_.at(i).segment;
+      if (!drop[i]) continue;
+      if (seg == active_segment || max_seq[seg] >= from) {
+        drop[i] = false;
+        continue;
+      }
+      rewrite.insert(seg);
+    }
+  }
+
+  // 3. Rewrite each affected segment without its dropped records.
+  for (uint32_t seg : rewrite) {
+    std::vector<size_t> positions;
+    std::shared_ptr<File> old;
+    {
+      std::shared_lock il(index_mu_);
+      for (size_t i = 0; i < index_.size(); ++i) {
+        if (index_.at(i).segment == seg) positions.push_back(i);
+      }
+      ASSIGN_OR_RETURN(old, SegmentFile(seg));
+    }
+    uint8_t hbuf[kSegmentHeaderSize];
+    ASSIGN_OR_RETURN(size_t got, old->ReadAt(0, kSegmentHeaderSize, hbuf));
+    if (got < kSegmentHeaderSize) return DataLoss("segment " + std::to_string(seg) + ": short header");
+    ASSIGN_OR_RETURN(SegmentHeader header, DecodeSegmentHeader(hbuf));
+    header.flags |= kSegmentCompacted;
+    const std::string path = JoinPath(journal_dir_, SegmentFileName(seg));
+    const std::string tmp = path + ".compact";
+    ASSIGN_OR_RETURN(auto out, env_->OpenFile(tmp, OpenMode::kCreate));
+    RETURN_IF_ERROR(out->Truncate(0));
+    uint64_t out_off = 0;
+    std::string data = EncodeSegmentHeader(header);
+    std::string rec;
+    uint64_t removed = 0;
+    for (size_t pos : positions) {
+      IndexEntry e;
+      {
+        std::shared_lock il(index_mu_);
+        e = index_.at(pos);
+      }
+      if (drop[pos]) {
+        ++removed;
+        continue;
+      }
+      uint64_t hoff = e.payload_offset - kRecordHeaderSize;
+      rec.resize(kRecordHeaderSize);
+      ASSIGN_OR_RETURN(size_t n, old->ReadAt(hoff, kRecordHeaderSize, rec.data()));
+      if (n < kRecordHeaderSize) return DataLoss("segment " + std::to_string(seg) + ": short record");
+      ASSIGN_OR_RETURN(RecordHeader h, DecodeRecordHeader(reinterpret_cast<const uint8_t*>(rec.data())));
+      rec.resize(kRecordHeaderSize + h.payload_length);
+      ASSIGN_OR_RETURN(n, old->ReadAt(e.payload_offset, h.payload_length, rec.data() + kRecordHeaderSize));
+      if (n < h.payload_length) return DataLoss("segment " + std::to_string(seg) + ": short record");
+      data += rec;
+      if (data.size() >= (8u << 20)) {  // write in pieces to bound memory
+        RETURN_IF_ERROR(out->WriteAt(out_off, data));
+        out_off += data.size();
+        data.clear();
+      }
+    }
+    RETURN_IF_ERROR(out->WriteAt(out_off, data));
+    RETURN_IF_ERROR(out->Sync());
+    ASSIGN_OR_RETURN(uint64_t new_size, out->Size());
+    out.reset();
+    RETURN_IF_ERROR(env_->Rename(tmp, path));
+    RETURN_IF_ERROR(env_->SyncDir(journal_dir_));
+    ASSIGN_OR_RETURN(auto reopened, env_->OpenFile(path, OpenMode::kRead));
+    // Find every kept record's new place by scanning the new file.
+    std::map<uint64_t, uint32_t> new_offsets;
+    ScanOptions so;
+    ASSIGN_OR_RETURN(ScanResult sr, ScanSegment(reopened.get(), seg, so,
+                                                [&](const RecordHeader& h, uint64_t off, std::string_view) {
+                                                  new_offsets[h.seq] = static_cast<uint32_t>(off + kRecordHeaderSize);
+                                                  return Status::Ok();
+                                                }));
+    (void)sr;
+    {
+      std::unique_lock il(index_mu_);
+      uint64_t old_bytes = segment_bytes_[seg];
+      std::vector<bool> keep(index_.size(), true);
+      for (size_t pos : positions) {
+        const IndexEntry& e = index_.at(pos);
+        if (drop[pos]) {
+          keep[pos] = false;
+        } else {
+          index_.Relocate(pos, new_offsets.at(e.seq));
+        }
+      }
+      for (size_t pos : positions) {
+        if (drop[pos] && index_.at(pos).type() == RecordType::kMarker) {
+          markers_.erase(index_.at(pos).seq);
+          ++report->markers_thinned;
+        } else if (drop[pos]) {
+          ++report->records_compacted;
+        }
+      }
+      // Positions shift after Retain; drop entries for later segments consistently.
+      index_.Retain(keep);
+      std::vector<bool> shifted;
+      shifted.reserve(drop.size());
+      for (size_t i = 0; i < drop.size(); ++i) {
+        if (keep[i]) shifted.push_back(drop[i]);
+      }
+      drop.swap(shifted);
+      segments_[seg] = std::shared_ptr<File>(std::move(reopened));
+      segment_bytes_[seg] = new_size;
+      report->bytes_reclaimed += old_bytes > new_size ? old_bytes - new_size : 0;
+    }
+    (void)removed;
+  }
+  return Status::Ok();
+}
+
+}  // namespace ferry::journal

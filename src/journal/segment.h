@@ -1,0 +1,77 @@
+// Journal segment files: scanning (recovery, verification) and appending.
+//
+// ScanSegment reads a segment front to back and reports each valid record; it tells a torn
+// tail (an interrupted, never-acknowledged write at the end of the last segment) apart from
+// corruption of acknowledged data (kDataLoss naming the segment number and byte offset).
+//
+// SegmentWriter appends encoded record batches to one segment file. Not thread-safe: the
+// Replica's group-commit leader is its only user at any time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "base/status.h"
+#include "env/env.h"
+#include "journal/record.h"
+
+namespace ferry::journal {
+
+std::string SegmentFileName(uint64_t segment_number);
+// Parses "0000000000000001.seg"; false for any other name.
+bool ParseSegmentFileName(const std::string& name, uint64_t* segment_number);
+
+struct ScanOptions {
+  bool verify_payloads = false;  // read every payload and check its checksum
+  bool allow_torn_tail = false;  // this is the last segment
+};
+
+struct ScanResult {
+  SegmentHeader header;
+  uint64_t valid_end = 0;   // file offset just past the last valid record
+  uint64_t file_size = 0;
+  bool torn = false;        // bytes after valid_end are a torn tail
+  std::string torn_reason;  // what was wrong at valid_end
+  uint64_t records = 0;
+  uint64_t last_seq = 0;    // 0 if no records
+};
+
+// Called for every valid record: its header, the file offset of its header, and its payload
+// (filled for markers always, for other records only with verify_payloads).
+using RecordVisitor =
+    std::function<Status(const RecordHeader& h, uint64_t header_offset, std::string_view payload)>;
+
+// segment_number: the number the file name promised (checked against the header).
+Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOptions& options,
+                               const RecordVisitor& visit);
+
+class SegmentWriter {
+ public:
+  // Creates the segment file (must not exist), writes and syncs its header and syncs dir.
+  static Result<std::unique_ptr<SegmentWriter>> Create(Env* env, const std::string& dir,
+                                                       const SegmentHeader& header);
+  // Reopens an existing segment to append after valid_end (truncating a torn tail).
+  static Result<std::unique_ptr<SegmentWriter>> Reopen(Env* env, const std::string& dir,
+                                                       uint64_t segment_number,
+                                                       uint64_t valid_end);
+
+  // Writes the pieces at the end of the file and makes them durable.
+  Status AppendDurably(std::span<const std::string_view> pieces);
+
+  uint64_t segment_number() const { return segment_number_; }
+  uint64_t size() const { return end_; }
+  File* file() { return file_.get(); }
+  std::shared_ptr<File> shared_file() { return file_; }
+
+ private:
+  SegmentWriter(uint64_t number, std::shared_ptr<File> file, uint64_t end)
+      : segment_number_(number), file_(std::move(file)), end_(end) {}
+  uint64_t segment_number_;
+  std::shared_ptr<File> file_;
+  uint64_t end_;
+};
+
+}  // namespace ferry::journal
