@@ -244,9 +244,7 @@ Status Overlay::Read(uint64_t offset, size_t n, void* dst) {
 
 Status Overlay::WriteBlocks(uint64_t first_block, std::string_view data, bool filled) {
   uint64_t count = data.size() / block_size_;
-  if (!filled && AllZero(data.data(), data.size())) {
-    RETURN_IF_ERROR(data_->PunchHole(first_block * block_size_, data.size()));
-  } else if (filled && AllZero(data.data(), data.size())) {
+  if (AllZero(data.data(), data.size())) {
     RETURN_IF_ERROR(data_->PunchHole(first_block * block_size_, data.size()));
   } else {
     RETURN_IF_ERROR(data_->WriteAt(first_block * block_size_, data));
@@ -412,10 +410,21 @@ Status Overlay::Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop)
         view = view_;
       }
       if (!view) return Internal("overlay " + name_ + " lost its point during commit");
-      size_t len = (e - b) * block_size_;
-      RETURN_IF_ERROR(view->Read(b * block_size_, len, buf.data()));
-      RETURN_IF_ERROR(WriteBlocks(b, std::string_view(buf.data(), len), true));
-      since_flush += len;
+      // Zero runs of the point become holes without being read.
+      ASSIGN_OR_RETURN(auto extents, view->Extents(b * block_size_, (e - b) * block_size_));
+      uint64_t at = b;
+      for (const ViewExtent& x : extents) {
+        uint64_t count = x.length / block_size_;
+        if (x.zero) {
+          RETURN_IF_ERROR(data_->PunchHole(at * block_size_, x.length));
+          Mark(at, count, true);
+        } else {
+          RETURN_IF_ERROR(view->Read(at * block_size_, x.length, buf.data()));
+          RETURN_IF_ERROR(WriteBlocks(at, std::string_view(buf.data(), x.length), true));
+          since_flush += x.length;
+        }
+        at += count;
+      }
       b = e;
     }
     done->fetch_add(last - first);

@@ -46,6 +46,7 @@
 namespace ferry::journal {
 
 class View;
+struct ViewExtent;
 class Overlay;
 class ResolvedCache;
 class SegmentWriter;
@@ -179,6 +180,12 @@ class Replica : public std::enable_shared_from_this<Replica> {
 
   // Reads [offset, offset+n) as of point into dst; used by View (cache is the view's).
   Status ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, size_t n, void* dst);
+  Status ExtentsAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, uint64_t n,
+                     std::vector<ViewExtent>* out);
+  // Copies chunk's resolution as of the visible limit into *out, through the view's cache.
+  // Caller holds index_mu_ (shared).
+  void ResolveCached(uint64_t chunk, size_t limit, uint64_t generation, ResolvedCache* cache,
+                     ResolvedChunk* out) const;
   void ReleaseViewPoint(uint64_t seq);
 
   Result<std::shared_ptr<File>> SegmentFile(uint32_t segment) const;

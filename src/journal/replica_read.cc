@@ -4,6 +4,8 @@
 #include "journal/replica.h"
 #include "journal/view.h"
 
+#include <algorithm>
+
 namespace ferry::journal {
 
 Result<std::shared_ptr<View>> Replica::OpenView(uint64_t seq) { return OpenViewImpl(seq, true); }
@@ -23,6 +25,81 @@ void Replica::ReleaseViewPoint(uint64_t seq) {
   std::lock_guard ml(meta_mu_);
   auto it = view_points_.find(seq);
   if (it != view_points_.end()) view_points_.erase(it);
+}
+
+void Replica::ResolveCached(uint64_t chunk, size_t limit, uint64_t generation,
+                            ResolvedCache* cache, ResolvedChunk* out) const {
+  std::lock_guard cl(cache->mu());
+  const ResolvedChunk* hit = cache->Find(chunk, generation);
+  if (hit) {
+    *out = *hit;
+    return;
+  }
+  ResolvedChunk* slot = cache->Insert(chunk, generation);
+  index_.ResolveChunk(chunk, limit, slot);
+  *out = *slot;
+}
+
+Status Replica::ExtentsAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, uint64_t n,
+                            std::vector<ViewExtent>* out) {
+  const uint64_t size = manifest_.size;
+  if (offset > size || n > size - offset) {
+    return OutOfRange("block status at " + std::to_string(offset) + "+" + std::to_string(n) +
+                      " past the end of the volume (" + std::to_string(size) + " bytes)");
+  }
+  auto add = [out](uint64_t len, bool zero, bool hole) {
+    if (len == 0) return;
+    if (!out->empty() && out->back().zero == zero && out->back().hole == hole) {
+      out->back().length += len;
+    } else {
+      out->push_back(ViewExtent{len, zero, hole});
+    }
+  };
+  const uint64_t bs = manifest_.block_size;
+  const uint64_t chunk_bytes = bs * kChunkBlocks;
+  std::shared_lock il(index_mu_);
+  if (!base_) return FailedPrecondition("replica was committed; its views are closed");
+  const size_t limit = index_.VisibleLimit(point);
+  const uint64_t generation = index_.generation();
+  ResolvedChunk resolved;
+  uint64_t pos = offset;
+  const uint64_t end = offset + n;
+  while (pos < end) {
+    const uint64_t chunk = pos / chunk_bytes;
+    const uint64_t chunk_first_block = chunk * kChunkBlocks;
+    ResolveCached(chunk, limit, generation, cache, &resolved);
+    const uint64_t chunk_end = std::min(end, (chunk + 1) * chunk_bytes);
+    while (pos < chunk_end) {
+      uint64_t block = pos / bs;
+      uint32_t slot = resolved.slot[block - chunk_first_block];
+      auto kind = [&](uint32_t s) {
+        if (s == kNoRecord) return 0;
+        return index_.at(s - 1).type() == RecordType::kWrite ? 1 : 2;
+      };
+      const int k = kind(slot);
+      uint64_t run_end = std::min(chunk_end, (block + 1) * bs);
+      while (run_end < chunk_end && kind(resolved.slot[run_end / bs - chunk_first_block]) == k) {
+        run_end = std::min(chunk_end, (run_end / bs + 1) * bs);
+      }
+      if (k == 1) {
+        add(run_end - pos, false, false);
+      } else if (k == 2) {
+        add(run_end - pos, true, true);
+      } else {
+        // The base: holes in base.img are zeros.
+        ASSIGN_OR_RETURN(uint64_t data, base_->NextData(pos));
+        data = std::max(data, pos);
+        if (data >= run_end) {
+          add(run_end - pos, true, true);
+        } else {
+          add(data - pos, true, true);
+          add(run_end - data, false, false);
+        }
+      }
+      pos = run_end;
+    }
+  }
+  return Status::Ok();
 }
 
 Status Replica::ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, size_t n,
@@ -45,17 +122,7 @@ Status Replica::ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, 
   while (pos < end) {
     const uint64_t chunk = pos / chunk_bytes;
     const uint64_t chunk_first_block = chunk * kChunkBlocks;
-    {
-      std::lock_guard cl(cache->mu());
-      const ResolvedChunk* hit = cache->Find(chunk, generation);
-      if (hit) {
-        resolved = *hit;
-      } else {
-        ResolvedChunk* slot = cache->Insert(chunk, generation);
-        index_.ResolveChunk(chunk, limit, slot);
-        resolved = *slot;
-      }
-    }
+    ResolveCached(chunk, limit, generation, cache, &resolved);
     const uint64_t chunk_end = std::min(end, (chunk + 1) * chunk_bytes);
     while (pos < chunk_end) {
       uint64_t block = pos / bs;

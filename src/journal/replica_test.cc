@@ -55,6 +55,19 @@ TEST_F(ReplicaTest, ViewsSeeEachPoint) {
   EXPECT_EQ(p->marker.label, "first");
 }
 
+TEST_F(ReplicaTest, ExtentsTellDataFromZeros) {
+  auto r = Make(1 << 20);
+  ASSERT_TRUE(r->Append(Record::Write(2 * kBs, std::string(2 * kBs, 'd'))).ok());
+  ASSERT_TRUE(r->Append(Record::Zero(3 * kBs, kBs)).ok());
+  auto v = r->OpenView(2);
+  ASSERT_TRUE(v.ok());
+  auto ext = (*v)->Extents(0, 8 * kBs);
+  ASSERT_TRUE(ext.ok()) << ext.status().ToString();
+  std::vector<ViewExtent> want = {{2 * kBs, true, true}, {kBs, false, false}, {5 * kBs, true, true}};
+  EXPECT_EQ(*ext, want);
+  EXPECT_EQ((*v)->Extents(1 << 20, 1).status().code(), Code::kOutOfRange);
+}
+
 TEST_F(ReplicaTest, SurvivesReopenAndCrash) {
   {
     auto r = Make();

@@ -54,4 +54,12 @@ Status View::Read(uint64_t offset, size_t n, void* dst) {
   return r->ReadAsOf(point_, &cache_, offset, n, dst);
 }
 
+Result<std::vector<ViewExtent>> View::Extents(uint64_t offset, uint64_t n) {
+  auto r = weak_.lock();
+  if (!r) return FailedPrecondition("the replica of this view was closed");
+  std::vector<ViewExtent> out;
+  RETURN_IF_ERROR(r->ExtentsAsOf(point_, &cache_, offset, n, &out));
+  return out;
+}
+
 }  // namespace ferry::journal

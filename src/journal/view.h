@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "base/status.h"
 #include "journal/index.h"
@@ -22,6 +23,15 @@
 namespace ferry::journal {
 
 class Replica;
+
+// A run of a view's bytes and whether it is known to read as zeros. `hole` means nothing is
+// stored for it (it reads as zeros and takes no space); a zero run may also be a hole.
+struct ViewExtent {
+  uint64_t length = 0;
+  bool zero = false;
+  bool hole = false;
+  bool operator==(const ViewExtent&) const = default;
+};
 
 // Per-view cache of resolved chunks, invalidated when the index's positions change.
 class ResolvedCache {
@@ -55,6 +65,9 @@ class View {
   uint32_t block_size() const;
   // Reads n bytes at offset (any alignment) into dst.
   Status Read(uint64_t offset, size_t n, void* dst);
+  // Describes [offset, offset+n) as consecutive extents (for NBD block status and for
+  // copies that skip zeros). Conservative: a run may be reported as data yet read as zeros.
+  Result<std::vector<ViewExtent>> Extents(uint64_t offset, uint64_t n);
 
  private:
   friend class Replica;
