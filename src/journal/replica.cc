@@ -96,6 +96,13 @@ Result<std::shared_ptr<Replica>> Replica::Open(const std::string& dir,
   std::shared_ptr<Replica> r(new Replica(dir, options));
   RETURN_IF_ERROR(r->Load());
   RETURN_IF_ERROR(r->Recover());
+  // A commit interrupted by a crash resumes where its block log says it stopped.
+  for (const std::string& name : r->ListOverlays()) {
+    auto o = r->GetOverlay(name);
+    if (o.ok() && (*o)->state() == OverlayState::kCommitting && !r->committed()) {
+      RETURN_IF_ERROR(r->StartCommit(name));
+    }
+  }
   return r;
 }
 

@@ -106,7 +106,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
  public:
   static Result<std::shared_ptr<Replica>> Create(const std::string& dir, const CreateParams& p,
                                                  const ReplicaOptions& options = {});
-  // Opens an existing replica: recovers a torn tail, finishes an interrupted merge or commit.
+  // Opens an existing replica: recovers a torn tail, finishes an interrupted merge, and
+  // resumes an interrupted commit in the background (see GetCommitProgress).
   static Result<std::shared_ptr<Replica>> Open(const std::string& dir,
                                                const ReplicaOptions& options = {});
   ~Replica();

@@ -105,6 +105,40 @@ TEST_F(ReplicaTest, OverlayAndCommit) {
   EXPECT_EQ(r->OpenView(1).status().code(), Code::kFailedPrecondition);
 }
 
+TEST_F(ReplicaTest, CommitInterruptedByCrashResumesOnOpen) {
+  auto r = Make(4 << 20);
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_TRUE(r->Append(Record::Write(uint64_t(i) * 16 * kBs, std::string(kBs, char('a' + i % 26)))).ok());
+  }
+  auto o = r->CreateOverlay("fo", 64);
+  ASSERT_TRUE(o.ok());
+  ASSERT_TRUE((*o)->Write(5, "user").ok());
+  ASSERT_TRUE((*o)->Flush().ok());
+  // Let the commit start, then crash at an arbitrary moment of it.
+  env_.FailAfter(40);
+  ASSERT_TRUE(r->StartCommit("fo").ok());
+  Status s = r->WaitForCommit();
+  EXPECT_EQ(s.code(), Code::kIoError) << s.ToString();
+  o->reset();
+  r.reset();
+  env_.FailAfter(-1);
+  env_.Crash(11);
+  auto r2 = Replica::Open("/r", Opts());
+  ASSERT_TRUE(r2.ok()) << r2.status().ToString();
+  ASSERT_TRUE((*r2)->WaitForCommit().ok());
+  EXPECT_TRUE((*r2)->committed());
+  auto o2 = (*r2)->GetOverlay("fo");
+  ASSERT_TRUE(o2.ok());
+  std::string got(kBs, '?');
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_TRUE((*o2)->Read(uint64_t(i) * 16 * kBs, kBs, got.data()).ok());
+    std::string want(kBs, char('a' + i % 26));
+    if (i == 0) want.replace(5, 4, "user");
+    ASSERT_EQ(got, want) << "block " << i * 16;
+  }
+  EXPECT_EQ((*o2)->ChangedExtents().size(), 1u);
+}
+
 TEST_F(ReplicaTest, RetentionMergesAndThins) {
   auto r = Make();
   for (int i = 0; i < 100; ++i) {
