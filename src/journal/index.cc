@@ -17,22 +17,22 @@ void Index::Add(const IndexEntry& e) {
 
 size_t Index::VisibleLimit(uint64_t point) const {
   auto it = std::upper_bound(entries_.begin(), entries_.end(), point,
-                             [](uint64_t p, const IndexEntry& e) { return p < e.seq; });
+                             [](uint64_t p, const IndexEntry& e) { return p < e.seq(); });
   return static_cast<size_t>(it - entries_.begin());
 }
 
 int64_t Index::FindSeq(uint64_t seq) const {
   auto it = std::lower_bound(entries_.begin(), entries_.end(), seq,
-                             [](const IndexEntry& e, uint64_t s) { return e.seq < s; });
-  if (it == entries_.end() || it->seq != seq) return -1;
+                             [](const IndexEntry& e, uint64_t s) { return e.seq() < s; });
+  if (it == entries_.end() || it->seq() != seq) return -1;
   return it - entries_.begin();
 }
 
 uint64_t Index::SeqAtTime(int64_t t) const {
   auto it = std::upper_bound(entries_.begin(), entries_.end(), t,
-                             [](int64_t v, const IndexEntry& e) { return v < e.timestamp_ns; });
+                             [](int64_t v, const IndexEntry& e) { return v < e.timestamp_ns(); });
   if (it == entries_.begin()) return 0;
-  return std::prev(it)->seq;
+  return std::prev(it)->seq();
 }
 
 void Index::ResolveChunk(uint64_t chunk, size_t limit, ResolvedChunk* out) const {
@@ -72,7 +72,7 @@ std::vector<bool> Index::FindSuperseded(const std::vector<uint64_t>& kept,
   std::vector<bool> needed(entries_.size(), false);
   std::vector<bool> candidate(entries_.size(), false);
   for (size_t i = 0; i < entries_.size(); ++i) {
-    candidate[i] = entries_[i].seq < below && entries_[i].nblocks > 0;
+    candidate[i] = entries_[i].seq() < below && entries_[i].nblocks > 0;
   }
   uint64_t next_version[kChunkBlocks];
   for (const auto& [chunk, list] : chunks_) {
@@ -83,7 +83,7 @@ std::vector<bool> Index::FindSuperseded(const std::vector<uint64_t>& kept,
       uint64_t lo = std::max(e.block(), chunk_first);
       uint64_t hi = std::min(e.block() + e.nblocks, chunk_first + kChunkBlocks);
       if (candidate[*it] && !needed[*it]) {
-        auto k = std::lower_bound(kept.begin(), kept.end(), e.seq);
+        auto k = std::lower_bound(kept.begin(), kept.end(), e.seq());
         uint64_t next_kept = k == kept.end() ? UINT64_MAX : *k;
         for (uint64_t b = lo; b < hi; ++b) {
           if (next_version[b - chunk_first] > next_kept) {
@@ -92,7 +92,7 @@ std::vector<bool> Index::FindSuperseded(const std::vector<uint64_t>& kept,
           }
         }
       }
-      for (uint64_t b = lo; b < hi; ++b) next_version[b - chunk_first] = e.seq;
+      for (uint64_t b = lo; b < hi; ++b) next_version[b - chunk_first] = e.seq();
     }
   }
   std::vector<bool> superseded(entries_.size(), false);

@@ -26,17 +26,26 @@ namespace ferry::journal {
 inline constexpr uint32_t kChunkBlocks = 256;
 inline constexpr uint32_t kNoRecord = 0;  // in a resolved chunk: read the base
 
+// Packed to 36 bytes, so the 64-bit fields may be misaligned: they are reached only through
+// accessors that return copies (never bind a reference or pointer to them).
 #pragma pack(push, 4)
 struct IndexEntry {
-  uint64_t seq;
-  int64_t timestamp_ns;
-  uint64_t block_type;  // first block << 8 | RecordType
-  uint32_t nblocks;     // 0 for markers
-  uint32_t segment;     // segment number
+  uint64_t seq_;
+  int64_t timestamp_;
+  uint64_t block_type_;  // first block << 8 | RecordType
+  uint32_t nblocks;      // 0 for markers
+  uint32_t segment;      // segment number
   uint32_t payload_offset;
 
-  uint64_t block() const { return block_type >> 8; }
-  RecordType type() const { return static_cast<RecordType>(block_type & 0xff); }
+  static IndexEntry Make(uint64_t seq, int64_t timestamp_ns, RecordType type, uint64_t block,
+                         uint32_t nblocks, uint32_t segment, uint32_t payload_offset) {
+    return IndexEntry{seq, timestamp_ns, block << 8 | static_cast<uint64_t>(type), nblocks,
+                      segment, payload_offset};
+  }
+  uint64_t seq() const { return seq_; }
+  int64_t timestamp_ns() const { return timestamp_; }
+  uint64_t block() const { return block_type_ >> 8; }
+  RecordType type() const { return static_cast<RecordType>(block_type_ & 0xff); }
 };
 #pragma pack(pop)
 static_assert(sizeof(IndexEntry) == 36);
@@ -53,8 +62,8 @@ class Index {
 
   size_t size() const { return entries_.size(); }
   const IndexEntry& at(size_t pos) const { return entries_[pos]; }
-  uint64_t first_seq() const { return entries_.empty() ? 0 : entries_.front().seq; }
-  uint64_t last_seq() const { return entries_.empty() ? 0 : entries_.back().seq; }
+  uint64_t first_seq() const { return entries_.empty() ? 0 : entries_.front().seq(); }
+  uint64_t last_seq() const { return entries_.empty() ? 0 : entries_.back().seq(); }
 
   // Number of entries with seq <= point: positions below it are visible at the point.
   size_t VisibleLimit(uint64_t point) const;

@@ -149,27 +149,24 @@ Status Replica::Load() {
         file.get(), number, so,
         [&](const RecordHeader& h, uint64_t off, std::string_view payload) -> Status {
           if (h.seq <= base_seq) return Status::Ok();  // already in the base
-          IndexEntry e{};
-          e.seq = h.seq;
-          e.timestamp_ns = std::max(h.timestamp_ns, last_ts_);
-          last_ts_ = e.timestamp_ns;
-          e.segment = static_cast<uint32_t>(number);
-          e.payload_offset = static_cast<uint32_t>(off + kRecordHeaderSize);
+          const int64_t ts = std::max(h.timestamp_ns, last_ts_);
+          last_ts_ = ts;
+          uint64_t first_block = 0;
+          uint32_t nblocks = 0;
           if (h.type == RecordType::kMarker) {
-            e.block_type = static_cast<uint64_t>(h.type);
-            e.nblocks = 0;
             ASSIGN_OR_RETURN(markers_[h.seq], DecodeMarkerBody(payload));
           } else {
-            uint64_t first_block = h.offset / manifest_.block_size;
             if (h.offset % manifest_.block_size || h.length % manifest_.block_size ||
-                h.offset + h.length > manifest_.size) {
+                h.offset > manifest_.size || h.length > manifest_.size - h.offset) {
               return DataLoss("segment " + std::to_string(number) + " offset " +
                               std::to_string(off) + ": record outside the volume");
             }
-            e.block_type = first_block << 8 | static_cast<uint64_t>(h.type);
-            e.nblocks = static_cast<uint32_t>(h.length / manifest_.block_size);
+            first_block = h.offset / manifest_.block_size;
+            nblocks = static_cast<uint32_t>(h.length / manifest_.block_size);
           }
-          index_.Add(e);
+          index_.Add(IndexEntry::Make(h.seq, ts, h.type, first_block, nblocks,
+                                      static_cast<uint32_t>(number),
+                                      static_cast<uint32_t>(off + kRecordHeaderSize)));
           return Status::Ok();
         });
     if (!scanned.ok()) return scanned.status();
@@ -296,7 +293,7 @@ Result<PointInfo> Replica::ResolvePoint(const PointSpec& spec) const {
         if (s == 0 || s < OldestPointLocked()) {
           int64_t oldest_ns = 0;
           int64_t p = index_.FindSeq(OldestPointLocked() + 1);
-          if (p >= 0) oldest_ns = index_.at(static_cast<size_t>(p)).timestamp_ns;
+          if (p >= 0) oldest_ns = index_.at(static_cast<size_t>(p)).timestamp_ns();
           return OutOfRange("no point at or before " + FormatTime(spec.time_ns) +
                             " is retained; the oldest is after " + FormatTime(oldest_ns));
         }
@@ -339,7 +336,7 @@ Result<PointInfo> Replica::ResolvePoint(const PointSpec& spec) const {
   info.seq = seq;
   std::shared_lock il(index_mu_);
   int64_t pos = index_.FindSeq(seq);
-  if (pos >= 0) info.timestamp_ns = index_.at(static_cast<size_t>(pos)).timestamp_ns;
+  if (pos >= 0) info.timestamp_ns = index_.at(static_cast<size_t>(pos)).timestamp_ns();
   auto m = markers_.find(seq);
   if (m != markers_.end()) {
     info.is_marker = true;
@@ -361,7 +358,7 @@ Result<PointPage> Replica::ListPoints(const PointFilter& filter) const {
     if (filter.kind && it->second.kind != *filter.kind) continue;
     int64_t pos = index_.FindSeq(it->first);
     if (pos < 0) continue;
-    int64_t ts = index_.at(static_cast<size_t>(pos)).timestamp_ns;
+    int64_t ts = index_.at(static_cast<size_t>(pos)).timestamp_ns();
     if (ts > filter.to_ns) continue;
     if (ts < filter.from_ns) break;  // timestamps ascend with seq
     if (page.points.size() == filter.limit) {
@@ -380,8 +377,8 @@ ReplicaStats Replica::Stats() const {
   s.oldest_point = OldestPointLocked();
   s.any_point_from = manifest_.any_point_from;
   if (index_.size()) {
-    s.oldest_point_ns = index_.at(0).timestamp_ns;
-    s.last_ns = index_.at(index_.size() - 1).timestamp_ns;
+    s.oldest_point_ns = index_.at(0).timestamp_ns();
+    s.last_ns = index_.at(index_.size() - 1).timestamp_ns();
   }
   s.last_seq = std::max(index_.last_seq(), manifest_.base_seq);
   s.records = index_.size();
@@ -588,16 +585,11 @@ Status Replica::WriteBatch(std::vector<Writer*>& batch) {
                                : r.type == RecordType::kWrite ? std::string_view(r.data)
                                                               : std::string_view();
     if (!payload.empty()) pieces.push_back(payload);
-    IndexEntry e{};
-    e.seq = r.seq;
-    e.timestamp_ns = r.timestamp_ns;
-    uint64_t first_block = r.offset / manifest_.block_size;
-    e.block_type = (r.type == RecordType::kMarker ? 0 : first_block) << 8 |
-                   static_cast<uint64_t>(r.type);
-    e.nblocks = r.type == RecordType::kMarker ? 0 : static_cast<uint32_t>(r.length / manifest_.block_size);
-    e.segment = segment;
-    e.payload_offset = static_cast<uint32_t>(off + kRecordHeaderSize);
-    entries.push_back(e);
+    const bool marker = r.type == RecordType::kMarker;
+    entries.push_back(IndexEntry::Make(
+        r.seq, r.timestamp_ns, r.type, marker ? 0 : r.offset / manifest_.block_size,
+        marker ? 0 : static_cast<uint32_t>(r.length / manifest_.block_size), segment,
+        static_cast<uint32_t>(off + kRecordHeaderSize)));
     off += kRecordHeaderSize + payload.size();
   }
 

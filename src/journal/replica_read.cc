@@ -156,7 +156,7 @@ Status Replica::ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, 
           ASSIGN_OR_RETURN(size_t got, f->ReadAt(file_off, len, to));
           if (got < len) {
             return DataLoss("segment " + std::to_string(e.segment) + " offset " +
-                            std::to_string(file_off) + ": record seq " + std::to_string(e.seq) +
+                            std::to_string(file_off) + ": record seq " + std::to_string(e.seq()) +
                             " is cut short");
           }
         }

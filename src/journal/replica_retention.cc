@@ -88,7 +88,7 @@ Status Replica::MergeTo(uint64_t target) {
         ASSIGN_OR_RETURN(size_t got, f->ReadAt(file_off, len, buf.data()));
         if (got < len) {
           return DataLoss("segment " + std::to_string(e.segment) + " offset " +
-                          std::to_string(file_off) + ": record seq " + std::to_string(e.seq) +
+                          std::to_string(file_off) + ": record seq " + std::to_string(e.seq()) +
                           " is cut short");
         }
         RETURN_IF_ERROR(base_->WriteAt(block * bs, buf));
@@ -171,7 +171,7 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
     for (const auto& [seq, m] : markers_) {
       if (seq >= from) break;
       int64_t pos = index_.FindSeq(seq);
-      if (pos >= 0) refs.push_back({seq, index_.at(static_cast<size_t>(pos)).timestamp_ns, m.kind});
+      if (pos >= 0) refs.push_back({seq, index_.at(static_cast<size_t>(pos)).timestamp_ns(), m.kind});
     }
     std::set<uint64_t> keep = MarkersToKeep(refs, policy, now, protected_points);
     std::vector<uint64_t> kept(keep.begin(), keep.end());
@@ -188,7 +188,7 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
     std::map<uint32_t, uint64_t> max_seq;
     for (size_t i = 0; i < index_.size(); ++i) {
       uint32_t seg = index_.at(i).segment;
-      max_seq[seg] = std::max(max_seq[seg], index_.at(i).seq);
+      max_seq[seg] = std::max(max_seq[seg], index_.at(i).seq());
     }
     for (size_t i = 0; i < index_.size(); ++i) {
       uint32_t seg = index_.at(i).segment;
@@ -275,12 +275,12 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
         if (drop[pos]) {
           keep[pos] = false;
         } else {
-          index_.Relocate(pos, new_offsets.at(e.seq));
+          index_.Relocate(pos, new_offsets.at(e.seq()));
         }
       }
       for (size_t pos : positions) {
         if (drop[pos] && index_.at(pos).type() == RecordType::kMarker) {
-          markers_.erase(index_.at(pos).seq);
+          markers_.erase(index_.at(pos).seq());
           ++report->markers_thinned;
         } else if (drop[pos]) {
           ++report->records_compacted;
