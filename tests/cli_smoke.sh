@@ -57,6 +57,8 @@ expect_error "not aligned to the block size" "$ferry" replica write "$work/r" --
 expect_error "past the volume size\|ends past" "$ferry" replica write "$work/r" --offset 4194304 --file "$work/b"
 expect_error "already holds a replica" "$ferry" replica create "$work/r" --size 4M
 expect_error "is not a size" "$ferry" replica create "$work/r2" --size lots
+# A replica held by another process is refused, not shared.
+expect_error "in use by another process" flock "$work/r/LOCK" "$ferry" replica inspect "$work/r"
 # Corrupt a record payload in place: verify reports the segment and offset.
 seg=$(ls "$work/r/journal" | head -1)
 printf 'X' | dd of="$work/r/journal/$seg" bs=1 seek=200 conv=notrunc status=none

@@ -54,6 +54,12 @@ class File {
   virtual Result<uint64_t> NextData(uint64_t offset) = 0;
 };
 
+// An exclusive lock on a path, held until destroyed (or the process dies).
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+};
+
 enum class OpenMode {
   kRead,       // existing file, read-only
   kReadWrite,  // existing file
@@ -82,6 +88,9 @@ class Env {
   virtual Status SyncDir(const std::string& path) = 0;
   virtual bool Exists(const std::string& path) = 0;
   virtual Result<SpaceInfo> GetSpace(const std::string& path) = 0;
+  // Takes an exclusive, non-blocking lock on path (created if missing). kFailedPrecondition
+  // if another holder has it.
+  virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
 
   // The process-wide POSIX environment.
   static Env* Posix();

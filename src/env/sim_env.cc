@@ -462,13 +462,39 @@ Result<SpaceInfo> SimEnv::GetSpace(const std::string& path) {
   return info;
 }
 
+class SimFileLock final : public FileLock {
+ public:
+  SimFileLock(std::mutex* mu, std::shared_ptr<std::set<std::string>> locks, std::string path)
+      : mu_(mu), locks_(std::move(locks)), path_(std::move(path)) {}
+  ~SimFileLock() override {
+    std::lock_guard l(*mu_);
+    locks_->erase(path_);
+  }
+
+ private:
+  std::mutex* mu_;
+  std::shared_ptr<std::set<std::string>> locks_;
+  std::string path_;
+};
+
+Result<std::unique_ptr<FileLock>> SimEnv::LockFile(const std::string& path) {
+  std::lock_guard lock(mu_);
+  if (!locks_->insert(path).second) {
+    return FailedPrecondition(path + " is locked: another process is using it");
+  }
+  return std::unique_ptr<FileLock>(new SimFileLock(&mu_, locks_, path));
+}
+
 void SimEnv::Crash(uint64_t seed) {
   std::lock_guard lock(mu_);
+  // The crashed process's locks die with it; its lock objects release into a dead set.
+  locks_ = std::make_shared<std::set<std::string>>();
   ApplyCrash(seed, /*keep_nothing=*/false);
 }
 
 void SimEnv::CrashDropAll() {
   std::lock_guard lock(mu_);
+  locks_ = std::make_shared<std::set<std::string>>();
   ApplyCrash(0, /*keep_nothing=*/true);
 }
 

@@ -72,6 +72,8 @@ class SimEnv final : public Env {
   Status SyncDir(const std::string& path) override;
   bool Exists(const std::string& path) override;
   Result<SpaceInfo> GetSpace(const std::string& path) override;
+  // Locks live in memory; a crash releases them all (the process that held them died).
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
 
   // Power loss keeping a seeded random part of what was not durable (see above).
   void Crash(uint64_t seed);
@@ -98,6 +100,8 @@ class SimEnv final : public Env {
   void ApplyCrash(uint64_t seed, bool keep_nothing);
 
   std::mutex mu_;
+  std::shared_ptr<std::set<std::string>> locks_ = std::make_shared<std::set<std::string>>();
+  friend class SimFileLock;
   std::map<std::string, std::shared_ptr<Inode>> files_;          // current namespace
   // The durable namespace is durable_files_ with the synced ops of ns_log_ applied; ns_log_
   // holds the changes since the oldest unsynced one, in order.

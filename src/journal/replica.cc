@@ -108,6 +108,16 @@ Result<std::shared_ptr<Replica>> Replica::Open(const std::string& dir,
 
 Status Replica::Load() {
   ASSIGN_OR_RETURN(manifest_, Manifest::Load(env_, dir_));
+  auto lock = env_->LockFile(JoinPath(dir_, "LOCK"));
+  if (!lock.ok()) {
+    if (lock.status().code() == Code::kFailedPrecondition) {
+      return FailedPrecondition("replica " + dir_ +
+                                " is in use by another process (a ferry node or another ferry "
+                                "command); stop that process or wait for it");
+    }
+    return lock.status();
+  }
+  lock_ = std::move(*lock);
   if (manifest_.state == "committed") return Status::Ok();
 
   std::string base_path = JoinPath(dir_, "base.img");

@@ -193,6 +193,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
 
   const std::string dir_;
   const std::string journal_dir_;
+  std::unique_ptr<FileLock> lock_;  // one process at a time
   const ReplicaOptions options_;
   Env* const env_;
 

@@ -68,6 +68,15 @@ TEST_F(ReplicaTest, ExtentsTellDataFromZeros) {
   EXPECT_EQ((*v)->Extents(1 << 20, 1).status().code(), Code::kOutOfRange);
 }
 
+TEST_F(ReplicaTest, OneProcessAtATime) {
+  auto r = Make();
+  auto second = Replica::Open("/r", Opts());
+  EXPECT_EQ(second.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("in use by another process"), std::string_view::npos);
+  r.reset();
+  EXPECT_TRUE(Replica::Open("/r", Opts()).ok());
+}
+
 TEST_F(ReplicaTest, SurvivesReopenAndCrash) {
   {
     auto r = Make();
