@@ -6,7 +6,7 @@
 namespace ferry::journal {
 
 void Index::Add(const IndexEntry& e) {
-  assert(entries_.empty() || e.seq > entries_.back().seq);
+  assert(entries_.empty() || e.seq() > entries_.back().seq());
   uint32_t pos = static_cast<uint32_t>(entries_.size());
   entries_.push_back(e);
   if (e.nblocks == 0) return;

@@ -429,7 +429,7 @@ Health Replica::GetHealth() const {
                            "shorten the retention window before writes are refused");
     }
   }
-  std::lock_guard wl(const_cast<std::mutex&>(write_mu_));
+  std::lock_guard wl(write_mu_);
   if (!write_error_.ok()) {
     h.level = Health::Level::kCritical;
     h.problems.push_back("journal writes stopped after an I/O error (" +
@@ -477,8 +477,8 @@ Result<uint64_t> Replica::Append(std::span<Record> records) {
     batch.push_back(q);
     bytes += b;
   }
-  Status s = WriteBatch(batch);  // releases and retakes write_mu_ around the I/O
-  (void)s;
+  // Sets every batched writer's status; releases and retakes write_mu_ around the I/O.
+  (void)WriteBatch(batch);
   for (Writer* q : batch) {
     writers_.pop_front();
     if (q != &w) {

@@ -218,7 +218,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   int64_t last_ts_ = 0;
 
   // Group commit: writers queue here; the front one writes the whole queue.
-  std::mutex write_mu_;
+  mutable std::mutex write_mu_;
   std::deque<Writer*> writers_;
   std::unique_ptr<SegmentWriter> active_;
   uint64_t next_seq_ = 1;
