@@ -18,6 +18,8 @@ struct Exit {
 void Check(const Status& s, const std::string& what = {});
 
 void AddReplicaCommands(CLI::App& app);
+// Adds `serve` under the `replica` subcommand.
+void AddServeCommand(CLI::App& replica);
 void AddDemoCommand(CLI::App& app);
 
 }  // namespace ferry::cli

@@ -71,6 +71,7 @@ void AddOutputOption(CLI::App* cmd, Common* c) {
 void AddReplicaCommands(CLI::App& app) {
   auto* replica = app.add_subcommand("replica", "Offline tools for a replica directory");
   replica->require_subcommand(1);
+  AddServeCommand(*replica);
 
   // create
   {

@@ -1,0 +1,58 @@
+// Export: what an NBD server serves — a byte-addressed disk with optional write, zero, trim,
+// flush and block-status support. Implementations adapt the engine's views and overlays (and,
+// at the source, the write splitter) to the protocol.
+//
+// Thread-safety: every method may be called from several connections' workers at once.
+// Errors map to NBD errors: kInvalidArgument/kOutOfRange -> EINVAL (ENOSPC for writes past the
+// end), kFailedPrecondition on a read-only export -> EPERM, kResourceExhausted -> ENOSPC,
+// anything else -> EIO.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace ferry::nbd {
+
+struct Extent {
+  uint64_t length = 0;
+  bool hole = false;  // nothing stored
+  bool zero = false;  // reads as zeros
+};
+
+class Export {
+ public:
+  virtual ~Export() = default;
+  virtual uint64_t size() const = 0;
+  virtual bool read_only() const = 0;
+  // The block size the export prefers (for NBD_INFO_BLOCK_SIZE); any alignment is accepted.
+  virtual uint32_t preferred_block_size() const { return 4096; }
+  // Whether several connections may be used at once with consistent results (every write is
+  // visible to every connection once replied, and a flush on one covers all).
+  virtual bool multi_conn() const { return true; }
+  virtual std::string description() const { return {}; }
+
+  virtual Status Read(uint64_t offset, size_t n, void* dst) = 0;
+  virtual Status Write(uint64_t offset, std::string_view data, bool fua) = 0;
+  virtual Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) = 0;
+  virtual Status Trim(uint64_t offset, uint64_t n, bool fua) = 0;
+  virtual Status Flush() = 0;
+  // Extents covering [offset, offset+n) from offset on (may stop early but covers >= 1 byte).
+  virtual Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t n) = 0;
+};
+
+// Finds exports by name for a server. The server calls it for every NBD_OPT_GO/INFO/EXPORT_NAME.
+class ExportCatalog {
+ public:
+  virtual ~ExportCatalog() = default;
+  // kNotFound (-> NBD_REP_ERR_UNKNOWN) with a message saying what names exist.
+  virtual Result<std::shared_ptr<Export>> Find(const std::string& name) = 0;
+  // Names listed by NBD_OPT_LIST (with descriptions).
+  virtual std::vector<std::pair<std::string, std::string>> List() = 0;
+};
+
+}  // namespace ferry::nbd

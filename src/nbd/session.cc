@@ -1,0 +1,500 @@
+#include "nbd/session.h"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace ferry::nbd {
+
+constexpr uint32_t kMetaContextId = 1;
+
+Session::Session(Server* server, ExportCatalog* catalog, std::unique_ptr<Socket> socket,
+                 const ServerOptions& options)
+    : server_(server), catalog_(catalog), socket_(std::move(socket)), options_(options) {}
+
+Status Session::Run() {
+  Status s = Handshake();
+  if (s.ok() && export_) s = Transmission();
+  // Hang up: the client waits for the server to close after NBD_CMD_DISC or NBD_OPT_ABORT.
+  socket_->Shutdown();
+  return s;
+}
+
+// ---------------------------------------------------------------- handshake
+
+Status Session::OptionReply(uint32_t option, uint32_t type, std::string_view data) {
+  uint8_t h[20];
+  PutBe<uint64_t>(h, kMagicOptionReply);
+  PutBe<uint32_t>(h + 8, option);
+  PutBe<uint32_t>(h + 12, type);
+  PutBe<uint32_t>(h + 16, static_cast<uint32_t>(data.size()));
+  std::string_view pieces[2] = {std::string_view(reinterpret_cast<char*>(h), 20), data};
+  return socket_->WriteAllV(pieces);
+}
+
+Status Session::OptionError(uint32_t option, uint32_t type, const std::string& message) {
+  return OptionReply(option, type, message.substr(0, kMaxNameBytes));
+}
+
+Status Session::Handshake() {
+  uint8_t hello[18];
+  PutBe<uint64_t>(hello, kMagicNbd);
+  PutBe<uint64_t>(hello + 8, kMagicOption);
+  PutBe<uint16_t>(hello + 16, kFlagFixedNewstyle | kFlagNoZeroes);
+  RETURN_IF_ERROR(socket_->WriteAll(std::string_view(reinterpret_cast<char*>(hello), 18)));
+  uint8_t cf[4];
+  RETURN_IF_ERROR(socket_->ReadFull(cf, 4));
+  uint32_t client_flags = GetBe<uint32_t>(cf);
+  if (client_flags & ~(kClientFlagFixedNewstyle | kClientFlagNoZeroes)) {
+    return InvalidArgument("client sent unknown handshake flags");
+  }
+  no_zeroes_ = client_flags & kClientFlagNoZeroes;
+
+  for (;;) {
+    uint8_t oh[16];
+    RETURN_IF_ERROR(socket_->ReadFull(oh, 16));
+    if (GetBe<uint64_t>(oh) != kMagicOption) return InvalidArgument("bad option magic");
+    uint32_t option = GetBe<uint32_t>(oh + 8);
+    uint32_t length = GetBe<uint32_t>(oh + 12);
+    if (length > kMaxOptionBytes) {
+      return InvalidArgument("option of " + std::to_string(length) + " bytes is too large");
+    }
+    std::string data(length, '\0');
+    if (length) RETURN_IF_ERROR(socket_->ReadFull(data.data(), length));
+
+    switch (option) {
+      case kOptExportName: {
+        auto e = catalog_->Find(data);
+        if (!e.ok()) return NotFound("client asked for an unknown export (NBD_OPT_EXPORT_NAME)");
+        export_ = *e;
+        trans_flags_ = kTransHasFlags | kTransSendFlush | kTransSendDf;
+        if (export_->read_only()) {
+          trans_flags_ |= kTransReadOnly;
+        } else {
+          trans_flags_ |= kTransSendFua | kTransSendTrim | kTransSendWriteZeroes;
+        }
+        if (export_->multi_conn()) trans_flags_ |= kTransCanMultiConn;
+        std::string reply;
+        AppendBe<uint64_t>(&reply, export_->size());
+        AppendBe<uint16_t>(&reply, trans_flags_);
+        if (!no_zeroes_) reply.append(124, '\0');
+        return socket_->WriteAll(reply);
+      }
+      case kOptAbort:
+        (void)OptionReply(option, kRepAck);
+        return Status::Ok();
+      case kOptList: {
+        if (length != 0) {
+          RETURN_IF_ERROR(OptionError(option, kRepErrInvalid, "NBD_OPT_LIST takes no data"));
+          break;
+        }
+        for (const auto& [name, description] : catalog_->List()) {
+          std::string d;
+          AppendBe<uint32_t>(&d, static_cast<uint32_t>(name.size()));
+          d += name;
+          d += description;
+          RETURN_IF_ERROR(OptionReply(option, kRepServer, d));
+        }
+        RETURN_IF_ERROR(OptionReply(option, kRepAck));
+        break;
+      }
+      case kOptStructuredReply:
+        if (length != 0) {
+          RETURN_IF_ERROR(OptionError(option, kRepErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data"));
+        } else if (structured_) {
+          RETURN_IF_ERROR(OptionError(option, kRepErrInvalid, "structured replies already negotiated"));
+        } else {
+          structured_ = true;
+          RETURN_IF_ERROR(OptionReply(option, kRepAck));
+        }
+        break;
+      case kOptInfo:
+      case kOptGo: {
+        bool done = false;
+        RETURN_IF_ERROR(HandleInfoOrGo(option, data, &done));
+        if (done) return Status::Ok();
+        break;
+      }
+      case kOptListMetaContext:
+      case kOptSetMetaContext:
+        RETURN_IF_ERROR(HandleMetaContext(option, data));
+        break;
+      case kOptStartTls:
+        RETURN_IF_ERROR(OptionError(option, kRepErrPolicy, "TLS is not offered on this server"));
+        break;
+      default:
+        RETURN_IF_ERROR(OptionError(option, kRepErrUnsup, "option " + std::to_string(option) + " is not supported"));
+        break;
+    }
+  }
+}
+
+Status Session::HandleInfoOrGo(uint32_t option, const std::string& data, bool* done) {
+  auto p = reinterpret_cast<const uint8_t*>(data.data());
+  if (data.size() < 6) return OptionError(option, kRepErrInvalid, "option data too short");
+  uint32_t name_len = GetBe<uint32_t>(p);
+  if (name_len > kMaxNameBytes || 4ull + name_len + 2 > data.size()) {
+    return OptionError(option, kRepErrInvalid, "export name length does not fit the option");
+  }
+  std::string name = data.substr(4, name_len);
+  uint16_t n = GetBe<uint16_t>(p + 4 + name_len);
+  if (4ull + name_len + 2 + 2ull * n != data.size()) {
+    return OptionError(option, kRepErrInvalid, "information request count does not fit the option");
+  }
+  bool want_name = false, want_description = false;
+  for (uint16_t i = 0; i < n; ++i) {
+    uint16_t info = GetBe<uint16_t>(p + 4 + name_len + 2 + 2 * i);
+    want_name |= info == kInfoName;
+    want_description |= info == kInfoDescription;
+  }
+  auto found = catalog_->Find(name);
+  if (!found.ok()) {
+    return OptionError(option, found.status().code() == Code::kNotFound ? kRepErrUnknown : kRepErrPlatform,
+                       std::string(found.status().message()));
+  }
+  std::shared_ptr<Export> e = *found;
+  uint16_t flags = kTransHasFlags | kTransSendFlush;
+  if (structured_) flags |= kTransSendDf;
+  if (e->read_only()) {
+    flags |= kTransReadOnly;
+  } else {
+    flags |= kTransSendFua | kTransSendTrim | kTransSendWriteZeroes;
+  }
+  if (e->multi_conn()) flags |= kTransCanMultiConn;
+
+  std::string info;
+  AppendBe<uint16_t>(&info, kInfoExport);
+  AppendBe<uint64_t>(&info, e->size());
+  AppendBe<uint16_t>(&info, flags);
+  RETURN_IF_ERROR(OptionReply(option, kRepInfo, info));
+  info.clear();
+  AppendBe<uint16_t>(&info, kInfoBlockSize);
+  AppendBe<uint32_t>(&info, 1);
+  AppendBe<uint32_t>(&info, e->preferred_block_size());
+  AppendBe<uint32_t>(&info, kMaxRequestBytes);
+  RETURN_IF_ERROR(OptionReply(option, kRepInfo, info));
+  if (want_name) {
+    info.clear();
+    AppendBe<uint16_t>(&info, kInfoName);
+    info += name;
+    RETURN_IF_ERROR(OptionReply(option, kRepInfo, info));
+  }
+  if (want_description && !e->description().empty()) {
+    info.clear();
+    AppendBe<uint16_t>(&info, kInfoDescription);
+    info += e->description().substr(0, kMaxNameBytes);
+    RETURN_IF_ERROR(OptionReply(option, kRepInfo, info));
+  }
+  RETURN_IF_ERROR(OptionReply(option, kRepAck));
+  if (option == kOptGo) {
+    export_ = std::move(e);
+    trans_flags_ = flags;
+    *done = true;
+  }
+  return Status::Ok();
+}
+
+Status Session::HandleMetaContext(uint32_t option, const std::string& data) {
+  if (!structured_) {
+    return OptionError(option, kRepErrInvalid, "negotiate NBD_OPT_STRUCTURED_REPLY before meta contexts");
+  }
+  auto p = reinterpret_cast<const uint8_t*>(data.data());
+  if (data.size() < 8) return OptionError(option, kRepErrInvalid, "option data too short");
+  uint32_t name_len = GetBe<uint32_t>(p);
+  if (name_len > kMaxNameBytes || 4ull + name_len + 4 > data.size()) {
+    return OptionError(option, kRepErrInvalid, "export name length does not fit the option");
+  }
+  std::string name = data.substr(4, name_len);
+  uint32_t queries = GetBe<uint32_t>(p + 4 + name_len);
+  size_t off = 8 + name_len;
+  std::vector<std::string> asked;
+  for (uint32_t i = 0; i < queries; ++i) {
+    if (off + 4 > data.size()) return OptionError(option, kRepErrInvalid, "query list does not fit the option");
+    uint32_t qlen = GetBe<uint32_t>(p + off);
+    off += 4;
+    if (qlen > data.size() - off) return OptionError(option, kRepErrInvalid, "query does not fit the option");
+    asked.push_back(data.substr(off, qlen));
+    off += qlen;
+  }
+  if (off != data.size()) return OptionError(option, kRepErrInvalid, "trailing bytes after the queries");
+  auto found = catalog_->Find(name);
+  if (!found.ok()) return OptionError(option, kRepErrUnknown, std::string(found.status().message()));
+  bool match = false;
+  if (option == kOptListMetaContext && asked.empty()) match = true;
+  for (const std::string& q : asked) {
+    if (q == kMetaBaseAllocation || (option == kOptListMetaContext && q == "base:")) match = true;
+  }
+  if (option == kOptSetMetaContext) base_allocation_ = match;
+  if (match) {
+    std::string d;
+    AppendBe<uint32_t>(&d, kMetaContextId);
+    d += kMetaBaseAllocation;
+    RETURN_IF_ERROR(OptionReply(option, kRepMetaContext, d));
+  }
+  return OptionReply(option, kRepAck);
+}
+
+// ---------------------------------------------------------------- transmission
+
+Status Session::Transmission() {
+  std::vector<std::thread> workers;
+  for (size_t i = 0; i < std::max<size_t>(1, options_.workers_per_connection); ++i) {
+    workers.emplace_back([this] { Worker(); });
+  }
+  Status result;
+  for (;;) {
+    uint8_t rb[kRequestSize];
+    Status s = socket_->ReadFull(rb, kRequestSize);
+    if (!s.ok()) {
+      result = s.code() == Code::kAborted ? Status::Ok() : s;  // client went away
+      break;
+    }
+    Job job;
+    if (!DecodeRequest(rb, &job.req)) {
+      result = InvalidArgument("bad request magic");
+      break;
+    }
+    server_->requests_.fetch_add(1);
+    if (job.req.type == kCmdDisc) break;
+    if (job.req.type == kCmdWrite) {
+      if (job.req.length > kMaxRequestBytes) {
+        // The payload cannot be skipped safely: say why, then hang up.
+        (void)ReplyError(job.req, kEoverflow, "write larger than the advertised maximum");
+        result = InvalidArgument("write payload too large");
+        break;
+      }
+      job.payload.resize(job.req.length);
+      s = socket_->ReadFull(job.payload.data(), job.req.length);
+      if (!s.ok()) {
+        result = s.code() == Code::kAborted ? Status::Ok() : s;
+        break;
+      }
+    }
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return inflight_ < options_.max_inflight_per_connection || write_failed_; });
+    if (write_failed_) break;
+    ++inflight_;
+    queue_.push_back(std::move(job));
+    cv_.notify_all();
+  }
+  {
+    std::unique_lock l(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  for (auto& t : workers) t.join();
+  // A clean disconnect: everything acknowledged must be durable where the export promises it.
+  if (export_) (void)export_->Flush();
+  return result;
+}
+
+void Session::Worker() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock l(mu_);
+      cv_.wait(l, [&] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) return;  // stopping and drained
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    Handle(job);
+    std::lock_guard l(mu_);
+    --inflight_;
+    cv_.notify_all();
+  }
+}
+
+uint32_t Session::ErrorFor(const Status& s, bool write) {
+  switch (s.code()) {
+    case Code::kInvalidArgument: return kEinval;
+    case Code::kOutOfRange: return write ? kEnospc : kEinval;
+    case Code::kFailedPrecondition: return kEperm;
+    case Code::kResourceExhausted: return kEnospc;
+    default: return kEio;
+  }
+}
+
+void Session::Handle(Job& job) {
+  const Request& r = job.req;
+  const uint64_t size = export_->size();
+  const bool in_range = r.offset <= size && r.length <= size - r.offset;
+  const uint16_t known = kCmdFlagFua | kCmdFlagNoHole | kCmdFlagDf | kCmdFlagReqOne;
+  Status sent;
+  auto fail = [&](uint32_t err, const std::string& msg) {
+    server_->errors_.fetch_add(1);
+    sent = ReplyError(r, err, msg);
+  };
+  if (r.flags & ~known) {
+    fail(kEinval, "unknown or unsupported command flags");
+  } else if ((r.flags & kCmdFlagDf) && !structured_) {
+    fail(kEinval, "NBD_CMD_FLAG_DF needs structured replies");
+  } else {
+    switch (r.type) {
+      case kCmdRead: {
+        if (r.length > kMaxRequestBytes) {
+          fail(kEoverflow, "read larger than the advertised maximum");
+        } else if (!in_range) {
+          fail(kEinval, "read past the end of the export");
+        } else {
+          std::string data(r.length, '\0');
+          Status s = export_->Read(r.offset, r.length, data.data());
+          if (!s.ok()) {
+            fail(ErrorFor(s, false), s.ToString());
+          } else {
+            server_->bytes_read_.fetch_add(r.length);
+            sent = ReplyRead(r, data);
+          }
+        }
+        break;
+      }
+      case kCmdWrite:
+      case kCmdTrim:
+      case kCmdWriteZeroes: {
+        bool fua = r.flags & kCmdFlagFua;
+        if (export_->read_only()) {
+          fail(kEperm, "this export is read-only");
+        } else if (!in_range) {
+          fail(kEnospc, "request past the end of the export");
+        } else {
+          Status s = r.type == kCmdWrite   ? export_->Write(r.offset, job.payload, fua)
+                     : r.type == kCmdTrim ? export_->Trim(r.offset, r.length, fua)
+                                          : export_->WriteZeroes(r.offset, r.length, fua);
+          if (!s.ok()) {
+            fail(ErrorFor(s, true), s.ToString());
+          } else {
+            if (r.type == kCmdWrite) server_->bytes_written_.fetch_add(r.length);
+            sent = ReplyOk(r);
+          }
+        }
+        break;
+      }
+      case kCmdFlush: {
+        Status s = export_->Flush();
+        if (!s.ok()) {
+          fail(ErrorFor(s, true), s.ToString());
+        } else {
+          sent = ReplyOk(r);
+        }
+        break;
+      }
+      case kCmdCache:
+        if (!in_range) {
+          fail(kEinval, "cache request past the end of the export");
+        } else {
+          sent = ReplyOk(r);
+        }
+        break;
+      case kCmdBlockStatus: {
+        if (!base_allocation_) {
+          fail(kEinval, "block status needs the base:allocation meta context");
+        } else if (r.length == 0 || !in_range) {
+          fail(kEinval, "block status range is empty or past the end");
+        } else {
+          auto extents = export_->BlockStatus(r.offset, r.length);
+          if (!extents.ok()) {
+            fail(ErrorFor(extents.status(), false), extents.status().ToString());
+          } else {
+            if ((r.flags & kCmdFlagReqOne) && extents->size() > 1) extents->resize(1);
+            sent = ReplyBlockStatus(r, *extents);
+          }
+        }
+        break;
+      }
+      default:
+        fail(kEinval, "unknown command " + std::to_string(r.type));
+        break;
+    }
+  }
+  if (!sent.ok()) {
+    std::lock_guard l(mu_);
+    write_failed_ = true;
+    socket_->Shutdown();
+    cv_.notify_all();
+  }
+}
+
+Status Session::ReplyOk(const Request& req) {
+  std::string h;
+  if (structured_) {
+    AppendBe<uint32_t>(&h, kMagicStructuredReply);
+    AppendBe<uint16_t>(&h, kReplyFlagDone);
+    AppendBe<uint16_t>(&h, kReplyTypeNone);
+    AppendBe<uint64_t>(&h, req.cookie);
+    AppendBe<uint32_t>(&h, 0);
+  } else {
+    AppendBe<uint32_t>(&h, kMagicSimpleReply);
+    AppendBe<uint32_t>(&h, 0);
+    AppendBe<uint64_t>(&h, req.cookie);
+  }
+  std::lock_guard l(write_mu_);
+  return socket_->WriteAll(h);
+}
+
+Status Session::ReplyError(const Request& req, uint32_t error, const std::string& message) {
+  std::string h;
+  if (structured_) {
+    std::string msg = message.substr(0, 4096);
+    AppendBe<uint32_t>(&h, kMagicStructuredReply);
+    AppendBe<uint16_t>(&h, kReplyFlagDone);
+    AppendBe<uint16_t>(&h, kReplyTypeError);
+    AppendBe<uint64_t>(&h, req.cookie);
+    AppendBe<uint32_t>(&h, static_cast<uint32_t>(6 + msg.size()));
+    AppendBe<uint32_t>(&h, error);
+    AppendBe<uint16_t>(&h, static_cast<uint16_t>(msg.size()));
+    h += msg;
+  } else {
+    AppendBe<uint32_t>(&h, kMagicSimpleReply);
+    AppendBe<uint32_t>(&h, error);
+    AppendBe<uint64_t>(&h, req.cookie);
+  }
+  std::lock_guard l(write_mu_);
+  return socket_->WriteAll(h);
+}
+
+Status Session::ReplyRead(const Request& req, const std::string& data) {
+  std::string h;
+  if (structured_ && !data.empty()) {
+    AppendBe<uint32_t>(&h, kMagicStructuredReply);
+    AppendBe<uint16_t>(&h, kReplyFlagDone);
+    AppendBe<uint16_t>(&h, kReplyTypeOffsetData);
+    AppendBe<uint64_t>(&h, req.cookie);
+    AppendBe<uint32_t>(&h, static_cast<uint32_t>(8 + data.size()));
+    AppendBe<uint64_t>(&h, req.offset);
+  } else if (structured_) {
+    return ReplyOk(req);
+  } else {
+    AppendBe<uint32_t>(&h, kMagicSimpleReply);
+    AppendBe<uint32_t>(&h, 0);
+    AppendBe<uint64_t>(&h, req.cookie);
+  }
+  std::string_view pieces[2] = {h, data};
+  std::lock_guard l(write_mu_);
+  return socket_->WriteAllV(pieces);
+}
+
+Status Session::ReplyBlockStatus(const Request& req, const std::vector<Extent>& extents) {
+  std::string body;
+  AppendBe<uint32_t>(&body, kMetaContextId);
+  uint64_t covered = 0;
+  for (const Extent& e : extents) {
+    if (covered >= req.length) break;
+    uint64_t len = std::min<uint64_t>(e.length, req.length - covered);
+    if (len == 0) continue;
+    AppendBe<uint32_t>(&body, static_cast<uint32_t>(len));
+    AppendBe<uint32_t>(&body, (e.hole ? kStateHole : 0) | (e.zero ? kStateZero : 0));
+    covered += len;
+  }
+  std::string h;
+  AppendBe<uint32_t>(&h, kMagicStructuredReply);
+  AppendBe<uint16_t>(&h, kReplyFlagDone);
+  AppendBe<uint16_t>(&h, kReplyTypeBlockStatus);
+  AppendBe<uint64_t>(&h, req.cookie);
+  AppendBe<uint32_t>(&h, static_cast<uint32_t>(body.size()));
+  std::string_view pieces[2] = {h, body};
+  std::lock_guard l(write_mu_);
+  return socket_->WriteAllV(pieces);
+}
+
+}  // namespace ferry::nbd

@@ -1,0 +1,70 @@
+// One NBD connection: the handshake, then the transmission phase until the client
+// disconnects or the server stops. Internal to the server (and its fuzzer).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "env/socket.h"
+#include "nbd/export.h"
+#include "nbd/protocol.h"
+#include "nbd/server.h"
+
+namespace ferry::nbd {
+
+class Session {
+ public:
+  Session(Server* server, ExportCatalog* catalog, std::unique_ptr<Socket> socket,
+          const ServerOptions& options);
+  // Runs the connection to its end. Returns why it ended (ok for a clean NBD_CMD_DISC/ABORT).
+  Status Run();
+  // Wakes a blocked Run so it ends soon.
+  void Shutdown() { socket_->Shutdown(); }
+
+ private:
+  struct Job {
+    Request req;
+    std::string payload;  // write data
+  };
+
+  // Handshake; sets export_ when the client moved to transmission. Returns Aborted/ok when
+  // the client went away or aborted (export_ stays null).
+  Status Handshake();
+  Status HandleInfoOrGo(uint32_t option, const std::string& data, bool* done);
+  Status HandleMetaContext(uint32_t option, const std::string& data);
+  Status OptionReply(uint32_t option, uint32_t type, std::string_view data = {});
+  Status OptionError(uint32_t option, uint32_t type, const std::string& message);
+
+  Status Transmission();
+  void Worker();
+  void Handle(Job& job);
+  Status ReplyOk(const Request& req);
+  Status ReplyError(const Request& req, uint32_t error, const std::string& message);
+  Status ReplyRead(const Request& req, const std::string& data);
+  Status ReplyBlockStatus(const Request& req, const std::vector<Extent>& extents);
+  static uint32_t ErrorFor(const Status& s, bool write);
+
+  Server* server_;
+  ExportCatalog* catalog_;
+  std::unique_ptr<Socket> socket_;
+  const ServerOptions options_;
+
+  bool no_zeroes_ = false;
+  bool structured_ = false;
+  bool base_allocation_ = false;
+  std::shared_ptr<Export> export_;
+  uint16_t trans_flags_ = 0;
+
+  std::mutex write_mu_;  // one reply on the wire at a time
+  std::mutex mu_;        // guards queue_, inflight_, stopping_
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  size_t inflight_ = 0;
+  bool stopping_ = false;
+  bool write_failed_ = false;
+};
+
+}  // namespace ferry::nbd
