@@ -2,48 +2,143 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdlib>
 
 namespace ferry::journal {
 
+void EntryPages::push_back(const IndexEntry& e) {
+  if (size_ % kPageEntries == 0) {
+    pages_.push_back(std::unique_ptr<IndexEntry[]>(new IndexEntry[kPageEntries]));
+  }
+  (*this)[size_++] = e;
+}
+
+ChunkLists::~ChunkLists() {
+  for (List& l : slots_) std::free(l.data);
+}
+
+static uint64_t HashChunk(uint64_t c) {
+  c ^= c >> 33;
+  c *= 0xff51afd7ed558ccdull;
+  c ^= c >> 33;
+  return c;
+}
+
+ChunkLists::List* ChunkLists::Slot(uint64_t chunk) {
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = HashChunk(chunk) & mask;; i = (i + 1) & mask) {
+    List& l = slots_[i];
+    if (!l.data || l.chunk == chunk) return &l;
+  }
+}
+
+const ChunkLists::List* ChunkLists::Find(uint64_t chunk) const {
+  if (slots_.empty()) return nullptr;
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = HashChunk(chunk) & mask;; i = (i + 1) & mask) {
+    const List& l = slots_[i];
+    if (!l.data) return nullptr;
+    if (l.chunk == chunk) return &l;
+  }
+}
+
+void ChunkLists::Grow() {
+  std::vector<List> old;
+  old.swap(slots_);
+  slots_.assign(old.empty() ? 64 : old.size() * 2, List{0, nullptr, 0, 0});
+  for (const List& l : old) {
+    if (l.data) *Slot(l.chunk) = l;
+  }
+}
+
+void ChunkLists::Append(uint64_t chunk, uint32_t pos) {
+  if ((count_ + 1) * 4 > slots_.size() * 3) Grow();  // load factor <= 0.75
+  List* l = Slot(chunk);
+  if (!l->data) {
+    l->chunk = chunk;
+    l->cap = 4;
+    l->size = 0;
+    l->data = static_cast<uint32_t*>(std::malloc(l->cap * sizeof(uint32_t)));
+    if (!l->data) std::abort();
+    ++count_;
+  } else if (l->size == l->cap) {
+    l->cap += std::max<uint32_t>(l->cap / 2, 2);  // ~1.5x: less slack than doubling
+    l->data = static_cast<uint32_t*>(std::realloc(l->data, l->cap * sizeof(uint32_t)));
+    if (!l->data) std::abort();
+  }
+  l->data[l->size++] = pos;
+}
+
+void ChunkLists::Compact() {
+  std::vector<List> old;
+  old.swap(slots_);
+  count_ = 0;
+  for (List& l : old) {
+    if (l.data && l.size > 0) ++count_;
+  }
+  size_t cap = 64;
+  while (count_ * 4 > cap * 3) cap *= 2;
+  slots_.assign(cap, List{0, nullptr, 0, 0});
+  for (List& l : old) {
+    if (!l.data) continue;
+    if (l.size == 0) {
+      std::free(l.data);
+      continue;
+    }
+    if (l.cap > l.size + l.size / 4 + 4) {
+      l.cap = l.size;
+      l.data = static_cast<uint32_t*>(std::realloc(l.data, l.cap * sizeof(uint32_t)));
+      if (!l.data) std::abort();
+    }
+    *Slot(l.chunk) = l;
+  }
+}
+
+size_t ChunkLists::MemoryBytes() const {
+  // Table slots, list storage, and malloc's per-allocation header (16 bytes with glibc).
+  size_t bytes = slots_.size() * sizeof(List);
+  for (const List& l : slots_) {
+    if (l.data) bytes += l.cap * sizeof(uint32_t) + 16;
+  }
+  return bytes;
+}
+
 void Index::Add(const IndexEntry& e) {
-  assert(entries_.empty() || e.seq() > entries_.back().seq());
+  assert(entries_.empty() || e.seq() > entries_[entries_.size() - 1].seq());
   uint32_t pos = static_cast<uint32_t>(entries_.size());
   entries_.push_back(e);
   if (e.nblocks == 0) return;
   uint64_t first = e.block() / kChunkBlocks;
   uint64_t last = (e.block() + e.nblocks - 1) / kChunkBlocks;
-  for (uint64_t c = first; c <= last; ++c) chunks_[c].push_back(pos);
+  for (uint64_t c = first; c <= last; ++c) chunks_.Append(c, pos);
 }
 
 size_t Index::VisibleLimit(uint64_t point) const {
-  auto it = std::upper_bound(entries_.begin(), entries_.end(), point,
-                             [](uint64_t p, const IndexEntry& e) { return p < e.seq(); });
-  return static_cast<size_t>(it - entries_.begin());
+  return PartitionPoint([point](const IndexEntry& e) { return e.seq() <= point; });
 }
 
 int64_t Index::FindSeq(uint64_t seq) const {
-  auto it = std::lower_bound(entries_.begin(), entries_.end(), seq,
-                             [](const IndexEntry& e, uint64_t s) { return e.seq() < s; });
-  if (it == entries_.end() || it->seq() != seq) return -1;
-  return it - entries_.begin();
+  size_t pos = PartitionPoint([seq](const IndexEntry& e) { return e.seq() < seq; });
+  if (pos == entries_.size() || entries_[pos].seq() != seq) return -1;
+  return static_cast<int64_t>(pos);
 }
 
 uint64_t Index::SeqAtTime(int64_t t) const {
-  auto it = std::upper_bound(entries_.begin(), entries_.end(), t,
-                             [](int64_t v, const IndexEntry& e) { return v < e.timestamp_ns(); });
-  if (it == entries_.begin()) return 0;
-  return std::prev(it)->seq();
+  size_t pos = PartitionPoint([t](const IndexEntry& e) { return e.timestamp_ns() <= t; });
+  if (pos == 0) return 0;
+  return entries_[pos - 1].seq();
 }
 
 void Index::ResolveChunk(uint64_t chunk, size_t limit, ResolvedChunk* out) const {
   std::fill(std::begin(out->slot), std::end(out->slot), kNoRecord);
-  auto found = chunks_.find(chunk);
-  if (found == chunks_.end()) return;
-  const std::vector<uint32_t>& list = found->second;
-  auto end = std::lower_bound(list.begin(), list.end(), static_cast<uint32_t>(std::min<size_t>(limit, UINT32_MAX)));
+  const ChunkLists::List* list = chunks_.Find(chunk);
+  if (list == nullptr) return;
+  const uint32_t* begin = list->data;
+  const uint32_t* end = std::lower_bound(begin, begin + list->size,
+                                         static_cast<uint32_t>(std::min<size_t>(limit, UINT32_MAX)));
   const uint64_t chunk_first = chunk * kChunkBlocks;
   uint32_t unresolved = kChunkBlocks;
-  for (auto it = end; it != list.begin() && unresolved > 0;) {
+  for (const uint32_t* it = end; it != begin && unresolved > 0;) {
     --it;
     const IndexEntry& e = entries_[*it];
     uint64_t lo = std::max(e.block(), chunk_first);
@@ -60,9 +155,9 @@ void Index::ResolveChunk(uint64_t chunk, size_t limit, ResolvedChunk* out) const
 
 std::vector<uint64_t> Index::TouchedChunks(size_t limit) const {
   std::vector<uint64_t> out;
-  for (const auto& [chunk, list] : chunks_) {
-    if (!list.empty() && list.front() < limit) out.push_back(chunk);
-  }
+  chunks_.ForEach([&](const ChunkLists::List& l) {
+    if (l.size > 0 && l.data[0] < limit) out.push_back(l.chunk);
+  });
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -75,10 +170,11 @@ std::vector<bool> Index::FindSuperseded(const std::vector<uint64_t>& kept,
     candidate[i] = entries_[i].seq() < below && entries_[i].nblocks > 0;
   }
   uint64_t next_version[kChunkBlocks];
-  for (const auto& [chunk, list] : chunks_) {
+  chunks_.ForEach([&](const ChunkLists::List& list) {
     std::fill(std::begin(next_version), std::end(next_version), UINT64_MAX);
-    const uint64_t chunk_first = chunk * kChunkBlocks;
-    for (auto it = list.rbegin(); it != list.rend(); ++it) {
+    const uint64_t chunk_first = list.chunk * kChunkBlocks;
+    for (const uint32_t* it = list.data + list.size; it != list.data;) {
+      --it;
       const IndexEntry& e = entries_[*it];
       uint64_t lo = std::max(e.block(), chunk_first);
       uint64_t hi = std::min(e.block() + e.nblocks, chunk_first + kChunkBlocks);
@@ -94,7 +190,7 @@ std::vector<bool> Index::FindSuperseded(const std::vector<uint64_t>& kept,
       }
       for (uint64_t b = lo; b < hi; ++b) next_version[b - chunk_first] = e.seq();
     }
-  }
+  });
   std::vector<bool> superseded(entries_.size(), false);
   for (size_t i = 0; i < entries_.size(); ++i) superseded[i] = candidate[i] && !needed[i];
   return superseded;
@@ -103,8 +199,7 @@ std::vector<bool> Index::FindSuperseded(const std::vector<uint64_t>& kept,
 void Index::Retain(const std::vector<bool>& keep) {
   assert(keep.size() == entries_.size());
   std::vector<uint32_t> remap(entries_.size(), UINT32_MAX);
-  std::vector<IndexEntry> kept;
-  kept.reserve(entries_.size());
+  EntryPages kept;
   for (size_t i = 0; i < entries_.size(); ++i) {
     if (keep[i]) {
       remap[i] = static_cast<uint32_t>(kept.size());
@@ -112,20 +207,15 @@ void Index::Retain(const std::vector<bool>& keep) {
     }
   }
   entries_ = std::move(kept);
-  for (auto it = chunks_.begin(); it != chunks_.end();) {
-    std::vector<uint32_t>& list = it->second;
-    size_t w = 0;
-    for (uint32_t p : list) {
-      if (remap[p] != UINT32_MAX) list[w++] = remap[p];
+  chunks_.ForEach([&](ChunkLists::List& list) {
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < list.size; ++i) {
+      uint32_t p = remap[list.data[i]];
+      if (p != UINT32_MAX) list.data[w++] = p;
     }
-    list.resize(w);
-    if (list.empty()) {
-      it = chunks_.erase(it);
-    } else {
-      list.shrink_to_fit();
-      ++it;
-    }
-  }
+    list.size = w;
+  });
+  chunks_.Compact();
   ++generation_;
 }
 
@@ -135,13 +225,6 @@ void Index::RemovePrefix(size_t n) {
   Retain(keep);
 }
 
-size_t Index::MemoryBytes() const {
-  size_t bytes = entries_.capacity() * sizeof(IndexEntry);
-  // unordered_map node: key + vector + next pointer + cached hash, plus a bucket pointer.
-  bytes += chunks_.size() * (sizeof(uint64_t) + sizeof(std::vector<uint32_t>) + 2 * sizeof(void*));
-  bytes += chunks_.bucket_count() * sizeof(void*);
-  for (const auto& [chunk, list] : chunks_) bytes += list.capacity() * sizeof(uint32_t);
-  return bytes;
-}
+size_t Index::MemoryBytes() const { return entries_.MemoryBytes() + chunks_.MemoryBytes(); }
 
 }  // namespace ferry::journal

@@ -2,10 +2,11 @@
 // content as of that point. Rebuilt from the segments when a replica opens.
 //
 // Layout, chosen for memory (a goal of <= 48 bytes per retained record):
-//   - entries_: one packed 36-byte Entry per retained record, in seq order. A record's
-//     "position" is its index in this vector.
+//   - entries_: one packed 36-byte Entry per retained record, in seq order, in fixed pages
+//     (no reallocation, no doubling slack). A record's "position" is its index.
 //   - chunks_: for each chunk of kChunkBlocks blocks that any record touched, the positions
-//     (ascending) of the records touching it: 4 bytes per (record, chunk) pair.
+//     (ascending) of the records touching it: 4 bytes per (record, chunk) pair, in an
+//     open-addressing table (about 40 bytes per touched chunk).
 // Resolving a chunk as of a point scans that chunk's list backwards from the point until every
 // block is found; views cache resolved chunks, so the cost is paid once per chunk per view.
 // Opening a view therefore costs nothing, whatever the volume's size or the journal's length.
@@ -16,7 +17,7 @@
 #pragma once
 
 #include <cstdint>
-#include <unordered_map>
+#include <memory>
 #include <vector>
 
 #include "journal/record.h"
@@ -55,6 +56,69 @@ struct ResolvedChunk {
   uint32_t slot[kChunkBlocks];
 };
 
+// Append-only paged array of IndexEntry: stable cost per entry, O(1) access.
+class EntryPages {
+ public:
+  static constexpr size_t kPageEntries = 4096;
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  IndexEntry& operator[](size_t i) { return pages_[i / kPageEntries][i % kPageEntries]; }
+  const IndexEntry& operator[](size_t i) const { return pages_[i / kPageEntries][i % kPageEntries]; }
+  void push_back(const IndexEntry& e);
+  void clear() {
+    pages_.clear();
+    size_ = 0;
+  }
+  size_t MemoryBytes() const {
+    return pages_.size() * (kPageEntries * sizeof(IndexEntry) + sizeof(void*));
+  }
+
+ private:
+  std::vector<std::unique_ptr<IndexEntry[]>> pages_;
+  size_t size_ = 0;
+};
+
+// Map from chunk number to its ascending list of positions. Open addressing, linear probing.
+class ChunkLists {
+ public:
+  ChunkLists() = default;
+  ~ChunkLists();
+  ChunkLists(const ChunkLists&) = delete;
+  ChunkLists& operator=(const ChunkLists&) = delete;
+
+  struct List {
+    uint64_t chunk;
+    uint32_t* data;
+    uint32_t size;
+    uint32_t cap;
+  };
+  void Append(uint64_t chunk, uint32_t pos);
+  const List* Find(uint64_t chunk) const;
+  // Calls fn(List&) for every list; lists left empty are removed afterwards.
+  template <typename Fn>
+  void ForEach(Fn fn) {
+    for (List& l : slots_) {
+      if (l.data) fn(l);
+    }
+  }
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    for (const List& l : slots_) {
+      if (l.data) fn(l);
+    }
+  }
+  // Drops empty lists and shrinks the rest to fit (after Retain).
+  void Compact();
+  size_t count() const { return count_; }
+  size_t MemoryBytes() const;
+
+ private:
+  List* Slot(uint64_t chunk);
+  void Grow();
+  std::vector<List> slots_;  // data == nullptr: free
+  size_t count_ = 0;
+};
+
 class Index {
  public:
   // Appends an entry; seq must be larger than the last one.
@@ -62,8 +126,8 @@ class Index {
 
   size_t size() const { return entries_.size(); }
   const IndexEntry& at(size_t pos) const { return entries_[pos]; }
-  uint64_t first_seq() const { return entries_.empty() ? 0 : entries_.front().seq(); }
-  uint64_t last_seq() const { return entries_.empty() ? 0 : entries_.back().seq(); }
+  uint64_t first_seq() const { return entries_.empty() ? 0 : entries_[0].seq(); }
+  uint64_t last_seq() const { return entries_.empty() ? 0 : entries_[entries_.size() - 1].seq(); }
 
   // Number of entries with seq <= point: positions below it are visible at the point.
   size_t VisibleLimit(uint64_t point) const;
@@ -95,8 +159,24 @@ class Index {
   size_t MemoryBytes() const;
 
  private:
-  std::vector<IndexEntry> entries_;
-  std::unordered_map<uint64_t, std::vector<uint32_t>> chunks_;
+  // First position whose entry fails pred (entries are partitioned by pred), like
+  // std::partition_point over positions.
+  template <typename Pred>
+  size_t PartitionPoint(Pred pred) const {
+    size_t lo = 0, hi = entries_.size();
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (pred(entries_[mid])) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    return lo;
+  }
+
+  EntryPages entries_;
+  ChunkLists chunks_;
   uint64_t generation_ = 0;
 };
 
