@@ -1,0 +1,125 @@
+// Durable append throughput of a replica (Replica::Append returns after fdatasync) with many
+// concurrent appenders, so group commit batches them. bench/run-journal-bench compares the
+// figures with fio's sequential write bandwidth on the same filesystem, in rounds that
+// alternate with fio's.
+//
+// Workloads (each on a fresh replica, removed afterwards; FERRY_BENCH_APPEND_ONLY=a,b runs a
+// subset):
+//   append64k         16 appenders (FERRY_BENCH_APPEND64_THREADS), 64 KiB writes,
+//                     FERRY_BENCH_APPEND64_BYTES in all (1 GiB; quick 64 MiB)
+//   append4k          32 appenders (FERRY_BENCH_APPEND4_THREADS), 4 KiB writes,
+//                     FERRY_BENCH_APPEND4_BYTES in all (256 MiB; quick 8 MiB)
+//   append64k_single  one appender, 64 KiB writes: the same work as fio --fdatasync=1
+//                     (128 MiB; quick 8 MiB)
+//   append64k_wide    as append64k with 4x the appenders: how throughput follows the data in
+//                     flight (information)
+//   append4k_wide     as append4k with 8x the appenders (information)
+// Each record is one Append call, at a random block-aligned offset of a 16 GiB volume; each
+// workload stops early after FERRY_BENCH_APPEND_SECONDS (6; quick 2) seconds. Throughput
+// counts payload bytes only (as fio does); the 64-byte record headers are extra.
+//
+// Usage: journal_append_bench --dir SCRATCH_DIR
+#include <atomic>
+#include <thread>
+
+#include "bench_util.h"
+
+namespace ferry::bench {
+namespace {
+
+constexpr uint64_t kVolumeSize = 16ull << 30;
+
+void RunAppends(const std::string& scratch, const std::string& name, int threads,
+                uint64_t record_bytes, uint64_t total_bytes, double max_seconds) {
+  ScratchDir dir(scratch, name);
+  journal::CreateParams p;
+  p.size = kVolumeSize;
+  p.block_size = 4096;
+  auto replica = Must(journal::Replica::Create(dir.Sub("replica"), p), "create replica");
+
+  const uint64_t per_thread = std::max<uint64_t>(1, total_bytes / record_bytes / threads);
+  const uint64_t slots = kVolumeSize / record_bytes;
+  std::atomic<bool> go{false};
+  std::atomic<double> start{0};
+  std::atomic<int> ready{0};
+  std::vector<std::vector<double>> latencies(threads);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937_64 rng(100 + t);
+      journal::Record rec = journal::Record::Write(0, RandomBytes(record_bytes, 1000 + t));
+      std::vector<double>& lat = latencies[t];
+      lat.reserve(per_thread);
+      ready.fetch_add(1);
+      while (!go.load()) std::this_thread::yield();
+      const double deadline = start.load() + max_seconds;
+      for (uint64_t i = 0; i < per_thread && Seconds() < deadline; ++i) {
+        // The caller's buffer is reused, as a network receiver's would be.
+        rec.seq = 0;
+        rec.timestamp_ns = 0;
+        rec.offset = (rng() % slots) * record_bytes;
+        double t0 = Seconds();
+        Must(replica->Append(std::span<journal::Record>(&rec, 1)), "append");
+        lat.push_back(Seconds() - t0);
+      }
+    });
+  }
+  while (ready.load() < threads) std::this_thread::yield();
+  const journal::ReplicaStats before = replica->Stats();
+  start.store(Seconds());
+  go.store(true);
+  for (auto& w : workers) w.join();
+  const double elapsed = Seconds() - start.load();
+  const journal::ReplicaStats after = replica->Stats();
+
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  const double bytes = static_cast<double>(all.size() * record_bytes);
+  const double syncs = static_cast<double>(after.syncs - before.syncs);
+  Log("%s: %d threads, %zu appends of %" PRIu64 " KiB: %.1f MiB in %.2f s = %.1f MiB/s; "
+      "%.0f group commits (avg %.0f KiB, %.1f records each); latency p50 %.2f ms p99 %.2f ms",
+      name.c_str(), threads, all.size(), record_bytes >> 10, MiB(bytes), elapsed,
+      MiB(bytes) / elapsed, syncs, MiB(bytes) * 1024 / syncs, all.size() / syncs,
+      Percentile(all, 0.5) * 1e3, Percentile(all, 0.99) * 1e3);
+  Emit(name + "_mibps", MiB(bytes) / elapsed);
+  Emit(name + "_threads", threads);
+  Emit(name + "_batch_kib", MiB(bytes) * 1024 / syncs);
+  Emit(name + "_commits_per_s", syncs / elapsed);
+  Emit(name + "_p50_ms", Percentile(all, 0.5) * 1e3);
+  Emit(name + "_p99_ms", Percentile(all, 0.99) * 1e3);
+}
+
+}  // namespace
+}  // namespace ferry::bench
+
+int main(int argc, char** argv) {
+  using namespace ferry::bench;
+  const std::string scratch = ScratchDirArg(argc, argv);
+  const double secs = EnvDouble("FERRY_BENCH_APPEND_SECONDS", 6, 2);
+  const int t64 = static_cast<int>(EnvU64("FERRY_BENCH_APPEND64_THREADS", 16, 16));
+  const int t4 = static_cast<int>(EnvU64("FERRY_BENCH_APPEND4_THREADS", 32, 32));
+  const uint64_t b64 = EnvU64("FERRY_BENCH_APPEND64_BYTES", 1ull << 30, 64ull << 20);
+  const uint64_t b4 = EnvU64("FERRY_BENCH_APPEND4_BYTES", 256ull << 20, 8ull << 20);
+  const std::vector<std::string> only = [] {
+    std::vector<std::string> names;
+    const char* v = std::getenv("FERRY_BENCH_APPEND_ONLY");
+    std::string text = v ? v : "";
+    for (size_t pos = 0; pos < text.size();) {
+      size_t comma = std::min(text.find(',', pos), text.size());
+      names.push_back(text.substr(pos, comma - pos));
+      pos = comma + 1;
+    }
+    return names;
+  }();
+  auto run = [&](const std::string& name, int threads, uint64_t record, uint64_t bytes) {
+    if (only.empty() || std::find(only.begin(), only.end(), name) != only.end()) {
+      RunAppends(scratch, name, threads, record, bytes, secs);
+    }
+  };
+  run("append64k", t64, 64 << 10, b64);
+  run("append4k", t4, 4 << 10, b4);
+  run("append64k_single", 1, 64 << 10, b64 / 8);
+  run("append64k_wide", 4 * t64, 64 << 10, b64);
+  run("append4k_wide", 8 * t4, 4 << 10, b4);
+  return 0;
+}
