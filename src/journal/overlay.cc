@@ -64,7 +64,11 @@ Overlay::Overlay(Env* env, std::string dir, std::string name, uint64_t point, ui
       written_((blocks_ + 63) / 64, 0),
       present_((blocks_ + 63) / 64, 0) {}
 
-Overlay::~Overlay() = default;
+// A clean close keeps every acknowledged write, as a disk's would: record what is pending.
+// (Best effort: a destructor cannot report; after a crash the files are dead anyway.)
+Overlay::~Overlay() {
+  if (data_ && log_) (void)Flush();
+}
 
 std::string Overlay::data_path() const { return JoinPath(dir_, "data.img"); }
 
@@ -153,8 +157,11 @@ Result<std::shared_ptr<Overlay>> Overlay::Load(Env* env, const std::string& dir,
   if (off != log.size()) {
     // An unflushed tail: those writes were never acknowledged as durable.
     RETURN_IF_ERROR(o->log_->Truncate(off));
-    RETURN_IF_ERROR(o->log_->Sync());
   }
+  // The entries replayed may come from a flush whose sync failed; the blocks are present
+  // from now on, and a later flush will not log them again, so they must be durable.
+  RETURN_IF_ERROR(o->log_->Sync());
+  RETURN_IF_ERROR(env->SyncDir(dir));
   o->log_end_ = off;
   return o;
 }
@@ -325,7 +332,13 @@ Status Overlay::Flush() {
     if (discarded_) return FailedPrecondition("overlay " + name_ + " was discarded");
     pending.swap(pending_);
   }
-  RETURN_IF_ERROR(data_->Sync());
+  // On a failure the extents go back, so that a later flush records them.
+  auto put_back = [&](const Status& s) {
+    std::lock_guard l(mu_);
+    pending_.insert(pending_.begin(), pending.begin(), pending.end());
+    return s;
+  };
+  if (Status s = data_->Sync(); !s.ok()) return put_back(s);
   if (pending.empty()) return Status::Ok();
   std::string buf;
   buf.reserve(pending.size() * kLogEntrySize);
@@ -340,12 +353,7 @@ Status Overlay::Flush() {
   }
   Status s = log_->WriteAt(log_end_, buf);
   if (s.ok()) s = log_->Sync();
-  if (!s.ok()) {
-    // Put the extents back so a later flush records them.
-    std::lock_guard l(mu_);
-    pending_.insert(pending_.begin(), pending.begin(), pending.end());
-    return s;
-  }
+  if (!s.ok()) return put_back(s);
   log_end_ += buf.size();
   return Status::Ok();
 }

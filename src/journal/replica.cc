@@ -15,6 +15,7 @@ namespace ferry::journal {
 
 struct Replica::Writer {
   std::span<Record> records;
+  Durability durability = Durability::kSynced;
   Status status;
   uint64_t last_seq = 0;
   bool done = false;
@@ -118,6 +119,9 @@ Status Replica::Load() {
     return lock.status();
   }
   lock_ = std::move(*lock);
+  // What we act on must be durable: a MANIFEST renamed into place by a store that then
+  // failed, or segment files whose creation was not yet synced.
+  RETURN_IF_ERROR(env_->SyncDir(dir_));
   if (manifest_.state == "committed") return Status::Ok();
 
   std::string base_path = JoinPath(dir_, "base.img");
@@ -128,6 +132,7 @@ Status Replica::Load() {
   base_ = std::shared_ptr<File>(std::move(base));
 
   RETURN_IF_ERROR(env_->CreateDir(journal_dir_));
+  RETURN_IF_ERROR(env_->SyncDir(journal_dir_));
   ASSIGN_OR_RETURN(auto names, env_->ListDir(journal_dir_));
   std::vector<uint64_t> numbers;
   for (const std::string& name : names) {
@@ -158,9 +163,10 @@ Status Replica::Load() {
     auto scanned = ScanSegment(
         file.get(), number, so,
         [&](const RecordHeader& h, uint64_t off, std::string_view payload) -> Status {
-          if (h.seq <= base_seq) return Status::Ok();  // already in the base
+          // Merged records still count for the timestamp floor: timestamps never go back.
           const int64_t ts = std::max(h.timestamp_ns, last_ts_);
           last_ts_ = ts;
+          if (h.seq <= base_seq) return Status::Ok();  // already in the base
           uint64_t first_block = 0;
           uint32_t nblocks = 0;
           if (h.type == RecordType::kMarker) {
@@ -414,7 +420,9 @@ Health Replica::GetHealth() const {
   } else {
     h.free_bytes = space->free_bytes;
     h.total_bytes = space->total_bytes;
-    if (space->free_bytes < options_.min_free_bytes) {
+    // Critical while writes are refused: below the reserve, or too little above it for the
+    // batch that was last refused (CheckSpace).
+    if (space->free_bytes < options_.min_free_bytes + refused_bytes_.load()) {
       h.level = Health::Level::kCritical;
       h.problems.push_back("journal space exhausted: " + std::to_string(space->free_bytes) +
                            " bytes free, " + std::to_string(options_.min_free_bytes) +
@@ -450,16 +458,34 @@ Status Replica::CheckSpace(uint64_t incoming) const {
   return Status::Ok();
 }
 
-Result<uint64_t> Replica::Append(Record record) {
-  return Append(std::span<Record>(&record, 1));
+Result<uint64_t> Replica::Append(Record record, Durability durability) {
+  return Append(std::span<Record>(&record, 1), durability);
 }
 
-Result<uint64_t> Replica::Append(std::span<Record> records) {
+Status Replica::Sync() {
+  std::shared_ptr<File> file;
+  {
+    std::lock_guard l(write_mu_);
+    if (!write_error_.ok()) return write_error_;
+    if (!active_) return Status::Ok();
+    file = active_->shared_file();
+    unsynced_ = false;
+  }
+  Status s = file->Sync();
+  if (!s.ok()) {
+    std::lock_guard l(write_mu_);
+    write_error_ = s.WithContext("journal sync failed; reopen the replica to recover");
+  }
+  return s;
+}
+
+Result<uint64_t> Replica::Append(std::span<Record> records, Durability durability) {
   if (records.empty()) return InvalidArgument("nothing to append");
   for (const Record& r : records) RETURN_IF_ERROR(ValidateRecord(r, manifest_.size, manifest_.block_size));
   appends_.fetch_add(1);
   Writer w;
   w.records = records;
+  w.durability = durability;
   std::unique_lock l(write_mu_);
   writers_.push_back(&w);
   while (!w.done && &w != writers_.front()) w.cv.wait(l);
@@ -539,6 +565,7 @@ Status Replica::WriteBatch(std::vector<Writer*>& batch) {
 
   Status space = CheckSpace(bytes);
   if (!space.ok()) {
+    refused_bytes_.store(bytes);
     for (Writer* q : good) {
       q->status = space;
       for (Record& r : q->records) r.seq = 0;
@@ -603,11 +630,18 @@ Status Replica::WriteBatch(std::vector<Writer*>& batch) {
     off += kRecordHeaderSize + payload.size();
   }
 
+  bool sync = false;
+  for (Writer* q : good) sync |= q->durability == Durability::kSynced;
   // The I/O runs without write_mu_ so that new writers can queue for the next batch.
   write_mu_.unlock();
-  s = active_->AppendDurably(pieces);
+  s = active_->Append(pieces, sync);
   write_mu_.lock();
-  syncs_.fetch_add(1);
+  if (sync) {
+    syncs_.fetch_add(1);
+    unsynced_ = false;
+  } else if (s.ok()) {
+    unsynced_ = true;
+  }
   if (!s.ok()) {
     // The tail of the segment is uncertain now (a failed sync may have dropped pages).
     write_error_ = s.WithContext("journal append failed; reopen the replica to recover");
@@ -619,6 +653,7 @@ Status Replica::WriteBatch(std::vector<Writer*>& batch) {
   }
   next_seq_ = seq;
   next_ts_floor_ = ts_floor;
+  refused_bytes_.store(0);
   {
     std::unique_lock il(index_mu_);
     for (const IndexEntry& e : entries) index_.Add(e);
@@ -633,6 +668,11 @@ Status Replica::WriteBatch(std::vector<Writer*>& batch) {
 
 Status Replica::RollSegmentIfNeeded() {
   if (active_->size() < options_.segment_target_bytes) return Status::Ok();
+  // A sealed segment is complete and durable before records follow it in the next one.
+  if (unsynced_) {
+    RETURN_IF_ERROR(active_->file()->Sync());
+    unsynced_ = false;
+  }
   SegmentHeader h;
   h.segment_number = active_->segment_number() + 1;
   h.first_seq = next_seq_;
@@ -712,6 +752,7 @@ Result<std::vector<std::string>> Replica::Verify() const {
     }
     ScanOptions so;
     so.verify_payloads = true;
+    so.payload_problems = &problems;
     auto r = ScanSegment(file->get(), n, so,
                          [](const RecordHeader&, uint64_t, std::string_view) { return Status::Ok(); });
     if (!r.ok()) problems.push_back(r.status().ToString());

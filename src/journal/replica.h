@@ -51,6 +51,13 @@ class Overlay;
 class ResolvedCache;
 class SegmentWriter;
 
+// How durable an append is when it returns.
+enum class Durability {
+  kSynced,   // on stable storage (fdatasync): survives power loss. The replica's default.
+  kWritten,  // written to the file: survives a crash of the process, not of the machine,
+             // until Sync(). For the source's pending log, where a flush decides.
+};
+
 struct ReplicaOptions {
   Env* env = Env::Posix();
   Clock* clock = SystemClock::Default();
@@ -124,14 +131,20 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // Appends records durably; returns the seq of the last one. Records with seq 0 get the next
   // seq; a nonzero seq must be exactly the next. Timestamps 0 get the clock's time; a
   // timestamp older than the previous record's is raised to it. All or nothing.
-  Result<uint64_t> Append(std::span<Record> records);
-  Result<uint64_t> Append(Record record);
+  Result<uint64_t> Append(std::span<Record> records, Durability durability = Durability::kSynced);
+  Result<uint64_t> Append(Record record, Durability durability = Durability::kSynced);
+  // Makes every record appended so far durable (after kWritten appends).
+  Status Sync();
 
   // Points.
   Result<PointInfo> ResolvePoint(const PointSpec& spec) const;
   Result<PointPage> ListPoints(const PointFilter& filter) const;
   ReplicaStats Stats() const;
   Health GetHealth() const;
+
+  // The block runs that records still in the journal wrote (zeroed or trimmed), ascending:
+  // what redoing the journal onto a disk must copy. (first block, count) pairs.
+  std::vector<std::pair<uint64_t, uint64_t>> JournaledBlockRuns() const;
 
   // A read-only view of the volume as of seq (use ResolvePoint first for other specs).
   Result<std::shared_ptr<View>> OpenView(uint64_t seq);
@@ -177,6 +190,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Status MergeTo(uint64_t target);
   Status ThinAndCompact(const RetentionPolicy& policy, int64_t now, RetentionReport* report);
   Status FinishCommitLocked(const std::string& name);
+  Status DropJournalAndBase();
   void RunCommit(std::shared_ptr<Overlay> overlay);
 
   // Reads [offset, offset+n) as of point into dst; used by View (cache is the view's).
@@ -223,9 +237,11 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::unique_ptr<SegmentWriter> active_;
   uint64_t next_seq_ = 1;
   int64_t next_ts_floor_ = 0;
+  bool unsynced_ = false;  // the active segment holds kWritten records not yet synced
   Status write_error_;  // sticky: the journal's tail is uncertain; reopen the replica
   std::atomic<uint64_t> syncs_{0};
   std::atomic<uint64_t> appends_{0};
+  std::atomic<uint64_t> refused_bytes_{0};  // the last batch refused for space; 0 once one fits
 
   // Serialises retention and commit with each other.
   std::mutex maintenance_mu_;

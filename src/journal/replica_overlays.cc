@@ -28,6 +28,9 @@ Status RemoveOverlayFiles(Env* env, const std::string& dir) {
   auto names = env->ListDir(dir);
   if (!names.ok()) return names.status().code() == Code::kNotFound ? Status::Ok() : names.status();
   for (const std::string& n : *names) RETURN_IF_ERROR(env->RemoveFile(JoinPath(dir, n)));
+  // The removals must be durable before the directory goes: otherwise a crash brings back an
+  // overlay whose pin is already gone.
+  RETURN_IF_ERROR(env->SyncDir(dir));
   RETURN_IF_ERROR(env->RemoveDir(dir));
   return env->SyncDir(DirName(dir));
 }
@@ -40,7 +43,7 @@ Status Replica::Recover() {
     ASSIGN_OR_RETURN(auto o, Overlay::Load(env_, JoinPath(overlays_dir, manifest_.committed_overlay),
                                            manifest_.size, manifest_.block_size));
     overlays_[o->name()] = o;
-    return Status::Ok();
+    return DropJournalAndBase();  // if the commit stopped before it had
   }
   if (manifest_.merge_target != 0) RETURN_IF_ERROR(MergeTo(manifest_.merge_target));
 
@@ -195,7 +198,7 @@ void Replica::RunCommit(std::shared_ptr<Overlay> o) {
   }
   std::lock_guard ml(meta_mu_);
   commit_.running = false;
-  commit_.done = s.ok();
+  commit_.done = manifest_.state == "committed";  // even if dropping the journal then failed
   commit_.status = s;
 }
 
@@ -221,9 +224,25 @@ Status Replica::FinishCommitLocked(const std::string& name) {
   }
   o->DetachView();
   // The other recovery points are dropped: journal and base go.
-  ASSIGN_OR_RETURN(auto names, env_->ListDir(journal_dir_));
-  for (const std::string& n : names) RETURN_IF_ERROR(env_->RemoveFile(JoinPath(journal_dir_, n)));
-  RETURN_IF_ERROR(env_->SyncDir(journal_dir_));
+  Status s = DropJournalAndBase();
+  if (!s.ok()) {
+    return s.WithContext("overlay " + name + " is committed, but dropping the journal and base " +
+                         "failed; opening the replica drops them");
+  }
+  return Status::Ok();
+}
+
+// Idempotent: Open repeats it for a committed replica, so an error or a crash part way leaves
+// nothing behind for good.
+Status Replica::DropJournalAndBase() {
+  auto names = env_->ListDir(journal_dir_);
+  if (!names.ok() && names.status().code() != Code::kNotFound) return names.status();
+  if (names.ok()) {
+    for (const std::string& n : *names) {
+      RETURN_IF_ERROR(env_->RemoveFile(JoinPath(journal_dir_, n)));
+    }
+    RETURN_IF_ERROR(env_->SyncDir(journal_dir_));
+  }
   if (env_->Exists(JoinPath(dir_, "base.img"))) {
     RETURN_IF_ERROR(env_->RemoveFile(JoinPath(dir_, "base.img")));
   }

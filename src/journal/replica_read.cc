@@ -40,6 +40,25 @@ void Replica::ResolveCached(uint64_t chunk, size_t limit, uint64_t generation,
   *out = *slot;
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> Replica::JournaledBlockRuns() const {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  std::shared_lock il(index_mu_);
+  ResolvedChunk rc;
+  for (uint64_t chunk : index_.TouchedChunks(index_.size())) {
+    index_.ResolveChunk(chunk, index_.size(), &rc);
+    for (uint32_t i = 0; i < kChunkBlocks; ++i) {
+      if (rc.slot[i] == kNoRecord) continue;
+      uint64_t block = chunk * kChunkBlocks + i;
+      if (!runs.empty() && runs.back().first + runs.back().second == block) {
+        ++runs.back().second;
+      } else {
+        runs.push_back({block, 1});
+      }
+    }
+  }
+  return runs;
+}
+
 Status Replica::ExtentsAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, uint64_t n,
                             std::vector<ViewExtent>* out) {
   const uint64_t size = manifest_.size;

@@ -108,17 +108,33 @@ Status Replica::MergeTo(uint64_t target) {
     RETURN_IF_ERROR(next.Store(env_, dir_));
     manifest_ = std::move(next);
   }
+  // A segment holds only merged records when the next one starts at or below target + 1. Its
+  // seq range counts, not what compaction left in it: deleting an emptied segment whose range
+  // reaches past the target would look, to the next Open, like lost records. The segment of
+  // the newest record stays even if merged: the next Open takes the timestamp floor from it.
+  std::vector<std::pair<uint32_t, std::shared_ptr<File>>> files;
+  uint32_t active;
+  bool active_empty;
+  {
+    std::lock_guard wl(write_mu_);
+    std::shared_lock il(index_mu_);
+    files.assign(segments_.begin(), segments_.end());
+    active = static_cast<uint32_t>(active_->segment_number());
+    active_empty = active_->size() == kSegmentHeaderSize;
+  }
   std::vector<uint32_t> dead;
+  for (size_t i = 0; i + 1 < files.size() && files[i].first != active; ++i) {
+    if (files[i + 1].first == active && active_empty) break;
+    ASSIGN_OR_RETURN(SegmentHeader next, ReadSegmentHeader(files[i + 1].second.get(),
+                                                           files[i + 1].first));
+    if (next.first_seq > target + 1) break;
+    dead.push_back(files[i].first);
+  }
   {
     std::lock_guard wl(write_mu_);
     std::unique_lock il(index_mu_);
     index_.RemovePrefix(index_.VisibleLimit(target));
     markers_.erase(markers_.begin(), markers_.upper_bound(target));
-    std::set<uint32_t> live;
-    for (size_t i = 0; i < index_.size(); ++i) live.insert(index_.at(i).segment);
-    for (const auto& [n, f] : segments_) {
-      if (!live.count(n) && (!active_ || n != active_->segment_number())) dead.push_back(n);
-    }
     for (uint32_t n : dead) {
       segments_.erase(n);
       segment_bytes_.erase(n);
@@ -141,7 +157,8 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
     std::shared_lock il(index_mu_);
     from = manifest_.any_point_from;
     uint64_t s = index_.SeqAtTime(now - policy.any_point_ns - 1);
-    uint64_t want = s == 0 ? 0 : s + 1;
+    // However old, the newest record stays a point: it is the volume as it is now.
+    uint64_t want = s == 0 ? 0 : std::min(s + 1, index_.last_seq());
     for (uint64_t p : protected_points) {
       if (p < want && !markers_.count(p) && p > OldestPointLocked()) want = std::min(want, p);
     }
@@ -167,6 +184,17 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
   }
   {
     std::shared_lock il(index_mu_);
+    // Only sealed segments whose records all lie below `from` are rewritten; a record in any
+    // other segment stays, so a marker there stays a point and its data must stay too.
+    std::map<uint32_t, uint64_t> max_seq;
+    for (size_t i = 0; i < index_.size(); ++i) {
+      uint32_t seg = index_.at(i).segment;
+      max_seq[seg] = std::max(max_seq[seg], index_.at(i).seq());
+    }
+    auto rewritable = [&](size_t pos) {
+      uint32_t seg = index_.at(pos).segment;
+      return seg != active_segment && max_seq[seg] < from;
+    };
     std::vector<MarkerRef> refs;
     for (const auto& [seq, m] : markers_) {
       if (seq >= from) break;
@@ -174,6 +202,9 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
       if (pos >= 0) refs.push_back({seq, index_.at(static_cast<size_t>(pos)).timestamp_ns(), m.kind});
     }
     std::set<uint64_t> keep = MarkersToKeep(refs, policy, now, protected_points);
+    for (const MarkerRef& r : refs) {
+      if (!rewritable(static_cast<size_t>(index_.FindSeq(r.seq)))) keep.insert(r.seq);
+    }
     std::vector<uint64_t> kept(keep.begin(), keep.end());
     for (uint64_t p : protected_points) kept.push_back(p);
     kept.push_back(from);
@@ -184,25 +215,21 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
         drop[static_cast<size_t>(index_.FindSeq(r.seq))] = true;
       }
     }
-    // Only sealed segments whose records all lie below `from` are rewritten.
-    std::map<uint32_t, uint64_t> max_seq;
     for (size_t i = 0; i < index_.size(); ++i) {
-      uint32_t seg = index_.at(i).segment;
-      max_seq[seg] = std::max(max_seq[seg], index_.at(i).seq());
-    }
-    for (size_t i = 0; i < index_.size(); ++i) {
-      uint32_t seg = index_.at(i).segment;
       if (!drop[i]) continue;
-      if (seg == active_segment || max_seq[seg] >= from) {
+      if (!rewritable(i)) {
         drop[i] = false;
         continue;
       }
-      rewrite.insert(seg);
+      rewrite.insert(index_.at(i).segment);
     }
   }
 
-  // 3. Rewrite each affected segment without its dropped records.
-  for (uint32_t seg : rewrite) {
+  // 3. Rewrite each affected segment without its dropped records, newest first: a thinned
+  // marker may need records of older segments, so they go only after it has gone, and a
+  // crash between two rewrites leaves every point that still exists intact.
+  for (auto it = rewrite.rbegin(); it != rewrite.rend(); ++it) {
+    const uint32_t seg = *it;
     std::vector<size_t> positions;
     std::shared_ptr<File> old;
     {
@@ -212,10 +239,7 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
       }
       ASSIGN_OR_RETURN(old, SegmentFile(seg));
     }
-    uint8_t hbuf[kSegmentHeaderSize];
-    ASSIGN_OR_RETURN(size_t got, old->ReadAt(0, kSegmentHeaderSize, hbuf));
-    if (got < kSegmentHeaderSize) return DataLoss("segment " + std::to_string(seg) + ": short header");
-    ASSIGN_OR_RETURN(SegmentHeader header, DecodeSegmentHeader(hbuf));
+    ASSIGN_OR_RETURN(SegmentHeader header, ReadSegmentHeader(old.get(), seg));
     header.flags |= kSegmentCompacted;
     const std::string path = JoinPath(journal_dir_, SegmentFileName(seg));
     const std::string tmp = path + ".compact";

@@ -62,6 +62,19 @@ bool ParseSegmentFileName(const std::string& name, uint64_t* n) {
   return true;
 }
 
+Result<SegmentHeader> ReadSegmentHeader(File* file, uint64_t segment_number) {
+  uint8_t buf[kSegmentHeaderSize];
+  ASSIGN_OR_RETURN(size_t got, file->ReadAt(0, kSegmentHeaderSize, buf));
+  if (got < kSegmentHeaderSize) {
+    return DataLoss(Where(segment_number, 0) + ": segment shorter than its header");
+  }
+  auto header = DecodeSegmentHeader(buf);
+  if (!header.ok()) {
+    return DataLoss(Where(segment_number, 0) + ": " + std::string(header.status().message()));
+  }
+  return header;
+}
+
 Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOptions& options,
                                const RecordVisitor& visit) {
   ScanResult r;
@@ -129,14 +142,18 @@ Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOp
       payload_view = std::string_view(reinterpret_cast<const char*>(pp), h->payload_length);
       if (Checksum64(payload_view) != h->payload_checksum) {
         problem = "record payload checksum mismatch (seq " + std::to_string(h->seq) + ")";
-        break;
-      }
-      if (h->type == RecordType::kMarker) {
+      } else if (h->type == RecordType::kMarker) {
         auto m = DecodeMarkerBody(payload_view);
-        if (!m.ok()) {
-          problem = std::string(m.status().message());
-          break;
-        }
+        if (!m.ok()) problem = std::string(m.status().message());
+      }
+      if (!problem.empty()) {
+        if (options.payload_problems == nullptr) break;
+        const Status damaged = DataLoss(Where(segment_number, off) + ": " + problem);
+        options.payload_problems->push_back(damaged.ToString());
+        problem.clear();
+        expect_seq = h->seq + 1;
+        off += kRecordHeaderSize + h->payload_length;
+        continue;
       }
     }
     RETURN_IF_ERROR(visit(*h, off, payload_view));
@@ -190,19 +207,19 @@ Result<std::unique_ptr<SegmentWriter>> SegmentWriter::Reopen(Env* env, const std
   std::string path = JoinPath(dir, SegmentFileName(segment_number));
   ASSIGN_OR_RETURN(std::unique_ptr<File> f, env->OpenFile(path, OpenMode::kReadWrite));
   ASSIGN_OR_RETURN(uint64_t size, f->Size());
-  if (size != valid_end) {
-    RETURN_IF_ERROR(f->Truncate(valid_end));
-    RETURN_IF_ERROR(f->Sync());
-  }
+  if (size != valid_end) RETURN_IF_ERROR(f->Truncate(valid_end));
+  // The records kept may never have been synced (an append whose sync failed); they are
+  // points from now on, and later segments will follow them, so they must be durable.
+  RETURN_IF_ERROR(f->Sync());
   return std::unique_ptr<SegmentWriter>(
       new SegmentWriter(segment_number, std::shared_ptr<File>(std::move(f)), valid_end));
 }
 
-Status SegmentWriter::AppendDurably(std::span<const std::string_view> pieces) {
+Status SegmentWriter::Append(std::span<const std::string_view> pieces, bool sync) {
   uint64_t n = 0;
   for (auto p : pieces) n += p.size();
   RETURN_IF_ERROR(file_->WriteAtV(end_, pieces));
-  RETURN_IF_ERROR(file_->Sync());
+  if (sync) RETURN_IF_ERROR(file_->Sync());
   end_ += n;
   return Status::Ok();
 }

@@ -13,6 +13,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "env/env.h"
@@ -27,6 +28,10 @@ bool ParseSegmentFileName(const std::string& name, uint64_t* segment_number);
 struct ScanOptions {
   bool verify_payloads = false;  // read every payload and check its checksum
   bool allow_torn_tail = false;  // this is the last segment
+  // When set, a damaged payload under a sound header is listed here ("DataLoss: segment N
+  // offset O: ...") and the scan goes on with the next record, which the header locates; the
+  // damaged record is not visited. Otherwise the scan stops there as at any other problem.
+  std::vector<std::string>* payload_problems = nullptr;
 };
 
 struct ScanResult {
@@ -44,6 +49,9 @@ struct ScanResult {
 using RecordVisitor =
     std::function<Status(const RecordHeader& h, uint64_t header_offset, std::string_view payload)>;
 
+// Reads and checks a segment's header (kDataLoss naming the segment if it is bad).
+Result<SegmentHeader> ReadSegmentHeader(File* file, uint64_t segment_number);
+
 // segment_number: the number the file name promised (checked against the header).
 Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOptions& options,
                                const RecordVisitor& visit);
@@ -53,13 +61,14 @@ class SegmentWriter {
   // Creates the segment file (must not exist), writes and syncs its header and syncs dir.
   static Result<std::unique_ptr<SegmentWriter>> Create(Env* env, const std::string& dir,
                                                        const SegmentHeader& header);
-  // Reopens an existing segment to append after valid_end (truncating a torn tail).
+  // Reopens an existing segment to append after valid_end (truncating a torn tail) and
+  // makes what it keeps durable.
   static Result<std::unique_ptr<SegmentWriter>> Reopen(Env* env, const std::string& dir,
                                                        uint64_t segment_number,
                                                        uint64_t valid_end);
 
-  // Writes the pieces at the end of the file and makes them durable.
-  Status AppendDurably(std::span<const std::string_view> pieces);
+  // Writes the pieces at the end of the file and, with sync, makes them durable.
+  Status Append(std::span<const std::string_view> pieces, bool sync);
 
   uint64_t segment_number() const { return segment_number_; }
   uint64_t size() const { return end_; }

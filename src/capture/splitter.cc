@@ -1,0 +1,134 @@
+#include "capture/splitter.h"
+
+#include <cstring>
+
+#include "journal/index.h"
+#include "journal/points.h"
+#include "journal/view.h"
+
+namespace ferry::capture {
+
+using journal::Record;
+using journal::RecordType;
+
+Result<std::unique_ptr<Splitter>> Splitter::Open(Env* env, const std::string& disk_path,
+                                                 std::shared_ptr<journal::Replica> log) {
+  ASSIGN_OR_RETURN(auto disk, env->OpenFile(disk_path, OpenMode::kReadWrite));
+  ASSIGN_OR_RETURN(uint64_t size, disk->Size());
+  if (size != log->size()) {
+    return InvalidArgument("disk " + disk_path + " is " + std::to_string(size) +
+                           " bytes but its pending log is for a volume of " +
+                           std::to_string(log->size()) + " bytes");
+  }
+  std::unique_ptr<Splitter> s(new Splitter(std::move(disk), std::move(log), size));
+  RETURN_IF_ERROR(s->Redo());
+  return s;
+}
+
+Status Splitter::Redo() {
+  auto latest = log_->ResolvePoint(journal::PointSpec{});
+  if (!latest.ok()) return latest.status();
+  ASSIGN_OR_RETURN(auto view, log_->OpenView(latest->seq));
+  const uint64_t bs = block_size_;
+  std::string buf;
+  for (auto [first, count] : log_->JournaledBlockRuns()) {
+    for (uint64_t b = first; b < first + count;) {
+      uint64_t n = std::min<uint64_t>(first + count - b, journal::kChunkBlocks);
+      buf.resize(n * bs);
+      RETURN_IF_ERROR(view->Read(b * bs, buf.size(), buf.data()));
+      RETURN_IF_ERROR(disk_->WriteAt(b * bs, buf));
+      b += n;
+    }
+  }
+  return disk_->Sync();
+}
+
+Splitter::Splitter(std::unique_ptr<File> disk, std::shared_ptr<journal::Replica> log, uint64_t size)
+    : disk_(std::move(disk)), log_(std::move(log)), size_(size), block_size_(log_->block_size()) {}
+
+std::mutex& Splitter::Stripe(uint64_t block) {
+  return stripes_[(block / journal::kChunkBlocks) % stripes_.size()];
+}
+
+Status Splitter::Read(uint64_t offset, size_t n, void* dst) {
+  if (offset > size_ || n > size_ - offset) return OutOfRange("read past the end of the disk");
+  ASSIGN_OR_RETURN(size_t got, disk_->ReadAt(offset, n, dst));
+  if (got < n) std::memset(static_cast<char*>(dst) + got, 0, n - got);
+  return Status::Ok();
+}
+
+Status Splitter::Apply(RecordType type, uint64_t first_block, uint64_t count, std::string_view data) {
+  const uint64_t off = first_block * block_size_;
+  const uint64_t len = count * block_size_;
+  Record r = type == RecordType::kWrite  ? Record::Write(off, std::string(data))
+             : type == RecordType::kZero ? Record::Zero(off, len)
+                                         : Record::Trim(off, len);
+  // The log first: if it refuses (full), the disk stays as it was.
+  RETURN_IF_ERROR(log_->Append(std::move(r), journal::Durability::kWritten).status());
+  if (type == RecordType::kWrite) return disk_->WriteAt(off, data);
+  return disk_->PunchHole(off, len);
+}
+
+Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, RecordType type, bool fua) {
+  if (offset > size_ || n > size_ - offset) {
+    return OutOfRange("request at " + std::to_string(offset) + "+" + std::to_string(n) +
+                      " ends past the disk (" + std::to_string(size_) + " bytes)");
+  }
+  const uint64_t bs = block_size_;
+  const uint64_t chunk_bytes = bs * journal::kChunkBlocks;
+  uint64_t pos = offset;
+  const uint64_t end = offset + n;
+  std::string block(bs, '\0');
+  while (pos < end) {
+    const uint64_t b = pos / bs;
+    std::lock_guard stripe(Stripe(b));
+    if (pos % bs != 0 || end - pos < bs) {
+      // Partial block: complete it from the disk, then log and write the whole block.
+      RETURN_IF_ERROR(Read(b * bs, bs, block.data()));
+      uint64_t in_block = pos % bs;
+      size_t len = std::min<uint64_t>(bs - in_block, end - pos);
+      if (type == RecordType::kWrite) {
+        std::memcpy(block.data() + in_block, data.data() + (pos - offset), len);
+      } else {
+        std::memset(block.data() + in_block, 0, len);
+      }
+      RETURN_IF_ERROR(Apply(RecordType::kWrite, b, 1, block));
+      pos += len;
+      continue;
+    }
+    // Whole blocks up to the end of this chunk (one stripe lock covers them).
+    uint64_t run_end = std::min((pos / chunk_bytes + 1) * chunk_bytes, end - (end % bs));
+    uint64_t count = (run_end - pos) / bs;
+    if (type == RecordType::kWrite) {
+      RETURN_IF_ERROR(Apply(type, b, count, data.substr(pos - offset, run_end - pos)));
+    } else {
+      RETURN_IF_ERROR(Apply(type, b, count, {}));
+    }
+    pos = run_end;
+  }
+  return fua ? Flush() : Status::Ok();
+}
+
+Status Splitter::Write(uint64_t offset, std::string_view data, bool fua) {
+  return Modify(offset, data.size(), data, RecordType::kWrite, fua);
+}
+
+Status Splitter::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
+  return Modify(offset, n, {}, RecordType::kZero, fua);
+}
+
+Status Splitter::Trim(uint64_t offset, uint64_t n, bool fua) {
+  return Modify(offset, n, {}, RecordType::kTrim, fua);
+}
+
+Status Splitter::Flush() {
+  // The log first: a record durable in the log but not on disk is redone; never the reverse.
+  RETURN_IF_ERROR(log_->Sync());
+  return disk_->Sync();
+}
+
+Result<uint64_t> Splitter::Mark(journal::MarkerKind kind, const std::string& label) {
+  return log_->Append(Record::Marker(kind, label));
+}
+
+}  // namespace ferry::capture

@@ -1,0 +1,64 @@
+// Splitter: the source side of continuous data protection. It stands between a machine and
+// its real disk (an image file or block device): every write, zero and trim is appended to the
+// volume's pending log (a journal in the replica format) and then applied to the disk, before
+// the caller is answered. Links ship the pending log to the target.
+//
+// Ordering: a record is appended to the log before the disk is changed, and writes that
+// overlap are serialised (per chunk of the volume), so the disk and the log always agree on
+// the order of overlapping writes — the replica can never diverge from the disk.
+// Durability: an answered write is in the log (written to the file, in the page cache): a
+// crash of the process loses nothing answered. Flush (and FUA) make log and disk durable
+// against power loss.
+//
+// Sub-block writes are completed from the disk (read-modify-write) so the log holds whole
+// blocks. Thread-safe: all methods may be called concurrently.
+// Errors: kOutOfRange past the end; the log's errors (kResourceExhausted when it is full —
+// the disk is then left unchanged) and the disk's I/O errors.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "env/env.h"
+#include "journal/replica.h"
+
+namespace ferry::capture {
+
+class Splitter {
+ public:
+  // disk: opened read-write; its size must equal the log's volume size. Redoes the log onto
+  // the disk first: after a crash between a record's append and its disk write, the disk
+  // catches up with the log (never the reverse).
+  static Result<std::unique_ptr<Splitter>> Open(Env* env, const std::string& disk_path,
+                                                std::shared_ptr<journal::Replica> log);
+
+  uint64_t size() const { return size_; }
+  uint32_t block_size() const { return block_size_; }
+  journal::Replica& log() { return *log_; }
+
+  Status Read(uint64_t offset, size_t n, void* dst);
+  Status Write(uint64_t offset, std::string_view data, bool fua);
+  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua);
+  Status Trim(uint64_t offset, uint64_t n, bool fua);
+  Status Flush();
+  // Appends a marker (a recovery point) ordered after every write answered so far.
+  Result<uint64_t> Mark(journal::MarkerKind kind, const std::string& label);
+
+ private:
+  Splitter(std::unique_ptr<File> disk, std::shared_ptr<journal::Replica> log, uint64_t size);
+  // Logs then applies whole blocks [first_block, +data.size()/bs) (data empty: zero/trim).
+  Status Apply(journal::RecordType type, uint64_t first_block, uint64_t count, std::string_view data);
+  Status Modify(uint64_t offset, uint64_t n, std::string_view data, journal::RecordType type, bool fua);
+  std::mutex& Stripe(uint64_t block);
+  Status Redo();
+
+  std::unique_ptr<File> disk_;
+  std::shared_ptr<journal::Replica> log_;
+  const uint64_t size_;
+  const uint32_t block_size_;
+  std::array<std::mutex, 64> stripes_;
+};
+
+}  // namespace ferry::capture
