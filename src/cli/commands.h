@@ -21,5 +21,7 @@ void AddReplicaCommands(CLI::App& app);
 // Adds `serve` under the `replica` subcommand.
 void AddServeCommand(CLI::App& replica);
 void AddDemoCommand(CLI::App& app);
+// `ferry capture serve`: the write splitter over NBD.
+void AddCaptureCommands(CLI::App& app);
 
 }  // namespace ferry::cli

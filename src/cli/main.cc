@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   ferry::cli::AddReplicaCommands(app);
   ferry::cli::AddDemoCommand(app);
+  ferry::cli::AddCaptureCommands(app);
   auto* version = app.add_subcommand("version", "Print the version");
   version->callback([] { std::printf("ferry 0.1.0\n"); });
   try {

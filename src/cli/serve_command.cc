@@ -5,14 +5,13 @@
 
 #include "base/clock.h"
 #include "cli/commands.h"
+#include "cli/serve.h"
 #include "journal/replica.h"
 #include "nbd/replica_exports.h"
 #include "nbd/server.h"
 
 namespace ferry::cli {
-namespace {
 
-// "tcp://HOST:PORT", "HOST:PORT", "unix:///PATH" or "unix:PATH".
 Result<std::unique_ptr<Listener>> ListenOn(const std::string& address) {
   if (address.rfind("unix://", 0) == 0) return Listener::Unix(address.substr(7));
   if (address.rfind("unix:", 0) == 0) return Listener::Unix(address.substr(5));
@@ -33,7 +32,31 @@ Result<std::unique_ptr<Listener>> ListenOn(const std::string& address) {
   return Listener::Tcp(host.empty() ? "127.0.0.1" : host, static_cast<uint16_t>(port));
 }
 
-}  // namespace
+void ServeUntilSignalled(nbd::Server& server, const std::vector<std::string>& addresses,
+                         const std::string& what, const sigset_t& stop) {
+  for (const auto& a : addresses) {
+    auto l = ListenOn(a);
+    Check(l.status(), "cannot listen on " + a);
+    std::string shown = (*l)->address();
+    server.Listen(std::move(*l));
+    std::string uri = shown.rfind("unix://", 0) == 0 ? "nbd+unix:///?socket=" + shown.substr(7)
+                                                    : "nbd://" + shown.substr(6) + "/";
+    std::printf("serving %s at %s\n", what.c_str(), uri.c_str());
+  }
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&stop, &sig);
+  server.Stop();
+}
+
+sigset_t BlockStopSignals() {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  return stop;
+}
 
 void AddServeCommand(CLI::App& replica) {
   auto* cmd = replica.add_subcommand("serve", "Serve a recovery point over NBD (read-only), or an overlay over it");
@@ -47,11 +70,7 @@ void AddServeCommand(CLI::App& replica) {
   cmd->add_option("--overlay", *overlay, "Serve this overlay read-write (created over --point if missing)");
   cmd->callback([=] {
     // Block the stop signals before any thread starts; this thread waits for them.
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    sigset_t stop = BlockStopSignals();
 
     auto spec = journal::PointSpec::Parse(*point);
     Check(spec.status(), "--point");
@@ -84,20 +103,8 @@ void AddServeCommand(CLI::App& replica) {
     auto catalog = std::make_shared<nbd::ReplicaCatalog>(r, main_export);
     nbd::Server server(catalog);
     std::vector<std::string> addresses = listen->empty() ? std::vector<std::string>{"tcp://127.0.0.1:10809"} : *listen;
-    for (const auto& a : addresses) {
-      auto l = ListenOn(a);
-      Check(l.status(), "cannot listen on " + a);
-      std::string shown = (*l)->address();
-      server.Listen(std::move(*l));
-      std::string uri = shown.rfind("unix://", 0) == 0 ? "nbd+unix:///?socket=" + shown.substr(7)
-                                                      : "nbd://" + shown.substr(6) + "/";
-      std::printf("serving %s at %s\n", what.c_str(), uri.c_str());
-    }
     std::printf("other points: export name @POINT (e.g. @latest-app-consistent, @1234); stop with Ctrl-C\n");
-    std::fflush(stdout);
-    int sig = 0;
-    sigwait(&stop, &sig);
-    server.Stop();
+    ServeUntilSignalled(server, addresses, what, stop);
     if (!overlay->empty()) {
       if (auto o = r->GetOverlay(*overlay); o.ok()) Check((*o)->Flush(), "flush overlay");
     }
