@@ -19,13 +19,13 @@ SystemClock* SystemClock::Default() {
 
 std::string FormatTime(int64_t unix_nanos) {
   time_t secs = static_cast<time_t>(unix_nanos / kNanosPerSecond);
-  int64_t millis = (unix_nanos % kNanosPerSecond) / 1'000'000;
+  int64_t nanos = unix_nanos % kNanosPerSecond;
   struct tm tm {};
   gmtime_r(&secs, &tm);
   char buf[96];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900,
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900,
            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           static_cast<long long>(millis));
+           static_cast<long long>(nanos));
   return buf;
 }
 

@@ -34,7 +34,7 @@ class ManualClock final : public Clock {
 
 inline constexpr int64_t kNanosPerSecond = 1'000'000'000;
 
-// "2026-11-26T05:06:18.123Z"
+// "2026-11-26T05:06:18.123456789Z": full precision, so a printed time names its record exactly.
 std::string FormatTime(int64_t unix_nanos);
 // Accepts "2026-11-26T05:06:18Z", with optional fractional seconds; returns false if malformed.
 bool ParseTime(const std::string& text, int64_t* unix_nanos);

@@ -33,6 +33,19 @@ Status Session::OptionReply(uint32_t option, uint32_t type, std::string_view dat
   return socket_->WriteAllV(pieces);
 }
 
+uint16_t Session::TransmissionFlags(const Export& e) const {
+  uint16_t flags = kTransHasFlags | kTransSendFlush;
+  // DF is about structured read replies: the protocol forbids advertising it without them.
+  if (structured_) flags |= kTransSendDf;
+  if (e.read_only()) {
+    flags |= kTransReadOnly;
+  } else {
+    flags |= kTransSendFua | kTransSendTrim | kTransSendWriteZeroes;
+  }
+  if (e.multi_conn()) flags |= kTransCanMultiConn;
+  return flags;
+}
+
 Status Session::OptionError(uint32_t option, uint32_t type, const std::string& message) {
   return OptionReply(option, type, message.substr(0, kMaxNameBytes));
 }
@@ -68,13 +81,7 @@ Status Session::Handshake() {
         auto e = catalog_->Find(data);
         if (!e.ok()) return NotFound("client asked for an unknown export (NBD_OPT_EXPORT_NAME)");
         export_ = *e;
-        trans_flags_ = kTransHasFlags | kTransSendFlush | kTransSendDf;
-        if (export_->read_only()) {
-          trans_flags_ |= kTransReadOnly;
-        } else {
-          trans_flags_ |= kTransSendFua | kTransSendTrim | kTransSendWriteZeroes;
-        }
-        if (export_->multi_conn()) trans_flags_ |= kTransCanMultiConn;
+        trans_flags_ = TransmissionFlags(*export_);
         std::string reply;
         AppendBe<uint64_t>(&reply, export_->size());
         AppendBe<uint16_t>(&reply, trans_flags_);
@@ -149,19 +156,12 @@ Status Session::HandleInfoOrGo(uint32_t option, const std::string& data, bool* d
     want_description |= info == kInfoDescription;
   }
   auto found = catalog_->Find(name);
-  if (!found.ok()) {
-    return OptionError(option, found.status().code() == Code::kNotFound ? kRepErrUnknown : kRepErrPlatform,
-                       std::string(found.status().message()));
-  }
+  // Whatever the reason (no such name, not a point, a point that does not exist), the export
+  // is not available: NBD_REP_ERR_UNKNOWN, with the catalog's message saying why. (Other
+  // error replies make clients report the option itself as unsupported.)
+  if (!found.ok()) return OptionError(option, kRepErrUnknown, std::string(found.status().message()));
   std::shared_ptr<Export> e = *found;
-  uint16_t flags = kTransHasFlags | kTransSendFlush;
-  if (structured_) flags |= kTransSendDf;
-  if (e->read_only()) {
-    flags |= kTransReadOnly;
-  } else {
-    flags |= kTransSendFua | kTransSendTrim | kTransSendWriteZeroes;
-  }
-  if (e->multi_conn()) flags |= kTransCanMultiConn;
+  const uint16_t flags = TransmissionFlags(*e);
 
   std::string info;
   AppendBe<uint16_t>(&info, kInfoExport);
@@ -257,24 +257,35 @@ Status Session::Transmission() {
     }
     server_->requests_.fetch_add(1);
     if (job.req.type == kCmdDisc) break;
-    if (job.req.type == kCmdWrite) {
-      if (job.req.length > kMaxRequestBytes) {
-        // The payload cannot be skipped safely: say why, then hang up.
-        (void)ReplyError(job.req, kEoverflow, "write larger than the advertised maximum");
-        result = InvalidArgument("write payload too large");
-        break;
-      }
-      job.payload.resize(job.req.length);
-      s = socket_->ReadFull(job.payload.data(), job.req.length);
+    const size_t payload = job.req.type == kCmdWrite ? job.req.length : 0;
+    if (payload > kMaxRequestBytes) {
+      // The payload cannot be skipped safely: say why, then hang up.
+      (void)ReplyError(job.req, kEoverflow, "write larger than the advertised maximum");
+      result = InvalidArgument("write payload too large");
+      break;
+    }
+    // Admit the request before taking its payload: a bounded number of requests and of
+    // payload bytes per connection (a single write of any allowed size always fits).
+    {
+      std::unique_lock l(mu_);
+      cv_.wait(l, [&] {
+        return write_failed_ ||
+               (inflight_ < std::max<size_t>(1, options_.max_inflight_per_connection) &&
+                (inflight_bytes_ == 0 || inflight_bytes_ + payload <= options_.max_inflight_bytes_per_connection));
+      });
+      if (write_failed_) break;
+      ++inflight_;
+      inflight_bytes_ += payload;
+    }
+    if (payload) {
+      s = ReadPayload(payload, &job.payload);
       if (!s.ok()) {
+        Release(payload);
         result = s.code() == Code::kAborted ? Status::Ok() : s;
         break;
       }
     }
-    std::unique_lock l(mu_);
-    cv_.wait(l, [&] { return inflight_ < options_.max_inflight_per_connection || write_failed_; });
-    if (write_failed_) break;
-    ++inflight_;
+    std::lock_guard l(mu_);
     queue_.push_back(std::move(job));
     cv_.notify_all();
   }
@@ -299,11 +310,30 @@ void Session::Worker() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
+    const size_t held = job.payload.size();
     Handle(job);
-    std::lock_guard l(mu_);
-    --inflight_;
-    cv_.notify_all();
+    Release(held);
   }
+}
+
+void Session::Release(size_t payload_bytes) {
+  std::lock_guard l(mu_);
+  --inflight_;
+  inflight_bytes_ -= payload_bytes;
+  cv_.notify_all();
+}
+
+Status Session::ReadPayload(size_t length, std::string* out) {
+  // Grows with the bytes received, so a request that lies about its length costs nothing.
+  constexpr size_t kStep = 64 << 10;
+  out->clear();
+  while (out->size() < length) {
+    const size_t have = out->size();
+    const size_t n = std::min(kStep, length - have);
+    out->resize(have + n);
+    RETURN_IF_ERROR(socket_->ReadFull(out->data() + have, n));
+  }
+  return Status::Ok();
 }
 
 uint32_t Session::ErrorFor(const Status& s, bool write) {
@@ -395,9 +425,11 @@ void Session::Handle(Job& job) {
           auto extents = export_->BlockStatus(r.offset, r.length);
           if (!extents.ok()) {
             fail(ErrorFor(extents.status(), false), extents.status().ToString());
+          } else if (std::string d = ExtentDescriptors(r, *extents); d.empty()) {
+            // The protocol needs at least one extent; an export that gave none is broken.
+            fail(kEio, "the export described no extents");
           } else {
-            if ((r.flags & kCmdFlagReqOne) && extents->size() > 1) extents->resize(1);
-            sent = ReplyBlockStatus(r, *extents);
+            sent = ReplyBlockStatus(r, d);
           }
         }
         break;
@@ -474,25 +506,30 @@ Status Session::ReplyRead(const Request& req, const std::string& data) {
   return socket_->WriteAllV(pieces);
 }
 
-Status Session::ReplyBlockStatus(const Request& req, const std::vector<Extent>& extents) {
-  std::string body;
-  AppendBe<uint32_t>(&body, kMetaContextId);
+std::string Session::ExtentDescriptors(const Request& req, const std::vector<Extent>& extents) {
+  std::string out;
   uint64_t covered = 0;
   for (const Extent& e : extents) {
     if (covered >= req.length) break;
     uint64_t len = std::min<uint64_t>(e.length, req.length - covered);
     if (len == 0) continue;
-    AppendBe<uint32_t>(&body, static_cast<uint32_t>(len));
-    AppendBe<uint32_t>(&body, (e.hole ? kStateHole : 0) | (e.zero ? kStateZero : 0));
+    AppendBe<uint32_t>(&out, static_cast<uint32_t>(len));
+    AppendBe<uint32_t>(&out, (e.hole ? kStateHole : 0) | (e.zero ? kStateZero : 0));
     covered += len;
+    if (req.flags & kCmdFlagReqOne) break;
   }
+  return out;
+}
+
+Status Session::ReplyBlockStatus(const Request& req, const std::string& descriptors) {
   std::string h;
   AppendBe<uint32_t>(&h, kMagicStructuredReply);
   AppendBe<uint16_t>(&h, kReplyFlagDone);
   AppendBe<uint16_t>(&h, kReplyTypeBlockStatus);
   AppendBe<uint64_t>(&h, req.cookie);
-  AppendBe<uint32_t>(&h, static_cast<uint32_t>(body.size()));
-  std::string_view pieces[2] = {h, body};
+  AppendBe<uint32_t>(&h, static_cast<uint32_t>(4 + descriptors.size()));
+  AppendBe<uint32_t>(&h, kMetaContextId);
+  std::string_view pieces[2] = {h, descriptors};
   std::lock_guard l(write_mu_);
   return socket_->WriteAllV(pieces);
 }

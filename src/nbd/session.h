@@ -37,14 +37,22 @@ class Session {
   Status HandleMetaContext(uint32_t option, const std::string& data);
   Status OptionReply(uint32_t option, uint32_t type, std::string_view data = {});
   Status OptionError(uint32_t option, uint32_t type, const std::string& message);
+  // The NBD_FLAG_* an export is offered with, given what was negotiated so far.
+  uint16_t TransmissionFlags(const Export& e) const;
 
   Status Transmission();
+  Status ReadPayload(size_t length, std::string* out);
   void Worker();
   void Handle(Job& job);
+  // Ends an admitted request: frees its slot and its payload bytes.
+  void Release(size_t payload_bytes);
   Status ReplyOk(const Request& req);
   Status ReplyError(const Request& req, uint32_t error, const std::string& message);
   Status ReplyRead(const Request& req, const std::string& data);
-  Status ReplyBlockStatus(const Request& req, const std::vector<Extent>& extents);
+  // base:allocation descriptors for the requested range (one only with REQ_ONE); empty when
+  // the extents describe nothing.
+  static std::string ExtentDescriptors(const Request& req, const std::vector<Extent>& extents);
+  Status ReplyBlockStatus(const Request& req, const std::string& descriptors);
   static uint32_t ErrorFor(const Status& s, bool write);
 
   Server* server_;
@@ -59,10 +67,11 @@ class Session {
   uint16_t trans_flags_ = 0;
 
   std::mutex write_mu_;  // one reply on the wire at a time
-  std::mutex mu_;        // guards queue_, inflight_, stopping_
+  std::mutex mu_;        // guards queue_, inflight_, inflight_bytes_, stopping_, write_failed_
   std::condition_variable cv_;
   std::deque<Job> queue_;
-  size_t inflight_ = 0;
+  size_t inflight_ = 0;        // admitted and not yet replied
+  size_t inflight_bytes_ = 0;  // their write payloads
   bool stopping_ = false;
   bool write_failed_ = false;
 };

@@ -1,0 +1,503 @@
+// The NBD transmission phase, byte for byte: errors with their exact errno, payload handling,
+// pipelining and disconnects, flow control, and views over a replica.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/clock.h"
+#include "env/sim_env.h"
+#include "journal/replica.h"
+#include "nbd/replica_exports.h"
+#include "nbd/session_test_util.h"
+
+namespace ferry::nbd::test {
+namespace {
+
+TEST_F(SessionTest, ReadPastTheEndIsEinval) {
+  auto c = Connect();
+  c->Go("", /*structured=*/false);
+  c->SendRequest(kCmdRead, 1, kDiskSize - 4, 8);
+  ReplyMsg r = c->ReadSimpleReply();
+  EXPECT_EQ(r.cookie, 1u);
+  EXPECT_EQ(r.error, kEinval);
+  c->SendRequest(kCmdRead, 2, UINT64_MAX - 2, 8);  // offset + length overflows
+  EXPECT_EQ(c->ReadSimpleReply().error, kEinval);
+  c->SendRequest(kCmdRead, 3, kDiskSize - 4, 4);  // the last bytes are fine
+  ReplyMsg ok = c->ReadSimpleReply(4);
+  EXPECT_EQ(ok.error, 0u);
+  EXPECT_EQ(ok.data, Pattern(kDiskSize, 1).substr(kDiskSize - 4));
+}
+
+TEST_F(SessionTest, StructuredReadErrorIsAnErrorChunkWithAMessage) {
+  auto c = Connect();
+  c->Go();
+  c->SendRequest(kCmdRead, 9, kDiskSize, 1);
+  ReplyMsg r = c->ReadChunk();
+  EXPECT_EQ(r.cookie, 9u);
+  EXPECT_EQ(r.type, kReplyTypeError);
+  EXPECT_EQ(r.flags, kReplyFlagDone);
+  EXPECT_EQ(r.error, kEinval);
+  EXPECT_NE(r.data.find("past the end"), std::string::npos) << r.data;
+  c->SendRequest(kCmdRead, 10, 100, 50, kCmdFlagDf);
+  ReplyMsg d = c->ReadChunk();
+  EXPECT_EQ(d.type, kReplyTypeOffsetData);
+  EXPECT_EQ(d.flags, kReplyFlagDone);
+  EXPECT_EQ(c->last_offset(), 100u);
+  EXPECT_EQ(d.data, Pattern(kDiskSize, 1).substr(100, 50));
+}
+
+TEST_F(SessionTest, WriteToReadOnlyIsEpermAndItsPayloadIsConsumed) {
+  auto c = Connect();
+  c->Go("ro", /*structured=*/false);
+  // The payload looks like a request: if the server did not skip it, the next reply would
+  // answer cookie 66 instead of 2.
+  std::string payload = RawClient::Request(kCmdRead, 66, 0, 4);
+  c->SendRequest(kCmdWrite, 1, 0, static_cast<uint32_t>(payload.size()), 0, payload);
+  c->SendRequest(kCmdWriteZeroes, 3, 0, 4096);
+  c->SendRequest(kCmdTrim, 4, 0, 4096);
+  c->SendRequest(kCmdRead, 2, 0, 4);
+  std::map<uint64_t, ReplyMsg> replies;
+  for (int i = 0; i < 4; ++i) {
+    // Replies may come in any order; only the read has data, and it is the last one sent,
+    // but pipelined workers may finish it first.
+    uint8_t h[16];
+    ASSERT_TRUE(c->socket().ReadFull(h, 16).ok());
+    ReplyMsg r;
+    r.error = GetBe<uint32_t>(h + 4);
+    r.cookie = GetBe<uint64_t>(h + 8);
+    if (r.cookie == 2) {
+      r.data.resize(4);
+      ASSERT_TRUE(c->socket().ReadFull(r.data.data(), 4).ok());
+    }
+    replies[r.cookie] = r;
+  }
+  ASSERT_EQ(replies.size(), 4u);
+  EXPECT_EQ(replies[1].error, kEperm);
+  EXPECT_EQ(replies[3].error, kEperm);
+  EXPECT_EQ(replies[4].error, kEperm);
+  EXPECT_EQ(replies[2].error, 0u);
+  EXPECT_EQ(replies[2].data, Pattern(4, 1));
+  EXPECT_EQ(FirstDifference(ro_->contents(), rw_->contents()), kNoDifference);  // untouched
+}
+
+TEST_F(SessionTest, UnknownCommandIsEinval) {
+  auto c = Connect();
+  c->Go();
+  c->SendRequest(99, 5, 0, 0);
+  ReplyMsg r = c->ReadChunk();
+  EXPECT_EQ(r.cookie, 5u);
+  EXPECT_EQ(r.error, kEinval);
+  EXPECT_NE(r.data.find("99"), std::string::npos) << r.data;
+  c->SendRequest(kCmdFlush, 6, 0, 0);
+  EXPECT_EQ(c->ReadChunk().type, kReplyTypeNone);
+}
+
+TEST_F(SessionTest, UnknownOrMisplacedFlagsAreEinval) {
+  auto c = Connect();
+  c->Go("", /*structured=*/false);
+  c->SendRequest(kCmdRead, 1, 0, 8, 1 << 9);
+  EXPECT_EQ(c->ReadSimpleReply().error, kEinval);
+  c->SendRequest(kCmdWriteZeroes, 2, 0, 8, kCmdFlagFastZero);  // fast zero not advertised
+  EXPECT_EQ(c->ReadSimpleReply().error, kEinval);
+  c->SendRequest(kCmdRead, 3, 0, 8, kCmdFlagDf);  // DF without structured replies
+  EXPECT_EQ(c->ReadSimpleReply().error, kEinval);
+  c->SendRequest(kCmdWrite, 4, 0, 3, 1 << 12, "abc");  // payload skipped, disk untouched
+  EXPECT_EQ(c->ReadSimpleReply().error, kEinval);
+  c->SendRequest(kCmdRead, 5, 0, 3);
+  EXPECT_EQ(c->ReadSimpleReply(3).data, Pattern(3, 1));
+}
+
+TEST_F(SessionTest, WritePayloadOver32MiBIsEoverflowThenDisconnect) {
+  auto c = Connect();
+  c->Go();
+  c->SendRequest(kCmdWrite, 77, 0, kMaxRequestBytes + 1);
+  ReplyMsg r = c->ReadChunk();
+  EXPECT_EQ(r.cookie, 77u);
+  EXPECT_EQ(r.type, kReplyTypeError);
+  EXPECT_EQ(r.error, kEoverflow);
+  EXPECT_TRUE(c->ServerClosed());
+  EXPECT_EQ(FirstDifference(rw_->contents(), ro_->contents()), kNoDifference);
+}
+
+TEST_F(SessionTest, ReadOver32MiBIsEoverflowAndTheSessionContinues) {
+  auto c = Connect();
+  c->Go("", /*structured=*/false);
+  c->SendRequest(kCmdRead, 1, 0, kMaxRequestBytes + 1);
+  EXPECT_EQ(c->ReadSimpleReply().error, kEoverflow);
+  c->SendRequest(kCmdRead, 2, 0, 1);
+  EXPECT_EQ(c->ReadSimpleReply(1).error, 0u);
+}
+
+TEST_F(SessionTest, BlockStatusWithoutMetaContextIsEinval) {
+  auto c = Connect();
+  c->Go();  // structured, but no meta context selected
+  c->SendRequest(kCmdBlockStatus, 3, 0, 4096);
+  ReplyMsg r = c->ReadChunk();
+  EXPECT_EQ(r.type, kReplyTypeError);
+  EXPECT_EQ(r.error, kEinval);
+}
+
+TEST_F(SessionTest, BlockStatusDescribesDataAndZeros) {
+  auto c = Connect();
+  c->Go("", true, /*base_allocation=*/true);
+  c->SendRequest(kCmdBlockStatus, 4, 0, 256 * 1024);
+  ReplyMsg r = c->ReadChunk();
+  EXPECT_EQ(r.type, kReplyTypeBlockStatus);
+  EXPECT_EQ(r.flags, kReplyFlagDone);
+  auto want = std::vector<std::pair<uint32_t, uint32_t>>{
+      {64 * 1024, 0}, {64 * 1024, kStateHole | kStateZero}, {128 * 1024, 0}};
+  EXPECT_EQ(Descriptors(r.data), want);
+  c->SendRequest(kCmdBlockStatus, 5, kDiskSize, 1);
+  EXPECT_EQ(c->ReadChunk().error, kEinval);
+  c->SendRequest(kCmdBlockStatus, 6, 0, 0);
+  EXPECT_EQ(c->ReadChunk().error, kEinval);
+}
+
+TEST_F(SessionTest, BlockStatusWithReqOneReturnsOneExtent) {
+  auto c = Connect();
+  c->Go("", true, true);
+  c->SendRequest(kCmdBlockStatus, 4, 32 * 1024, 256 * 1024, kCmdFlagReqOne);
+  ReplyMsg r = c->ReadChunk();
+  EXPECT_EQ(r.type, kReplyTypeBlockStatus);
+  auto want = std::vector<std::pair<uint32_t, uint32_t>>{{32 * 1024, 0}};
+  EXPECT_EQ(Descriptors(r.data), want);
+}
+
+TEST_F(SessionTest, WritesZeroesAndTrimsChangeTheDisk) {
+  auto c = Connect();
+  c->Go("", /*structured=*/false);
+  std::string data = Pattern(5000, 9);
+  c->SendRequest(kCmdWrite, 1, 1000, 5000, kCmdFlagFua, data);
+  EXPECT_EQ(c->ReadSimpleReply().error, 0u);
+  c->SendRequest(kCmdWriteZeroes, 2, 2000, 100, kCmdFlagNoHole);
+  EXPECT_EQ(c->ReadSimpleReply().error, 0u);
+  c->SendRequest(kCmdTrim, 3, 8192, 4096);
+  EXPECT_EQ(c->ReadSimpleReply().error, 0u);
+  c->SendRequest(kCmdWrite, 4, kDiskSize - 2, 4, 0, "tool");
+  EXPECT_EQ(c->ReadSimpleReply().error, kEnospc);  // past the end: ENOSPC, payload consumed
+  c->SendRequest(kCmdWriteZeroes, 5, kDiskSize - 2, 4);
+  EXPECT_EQ(c->ReadSimpleReply().error, kEnospc);
+  std::string expect = ro_->contents();  // the disk as it was
+  expect.replace(1000, 5000, data);
+  std::fill_n(expect.begin() + 2000, 100, '\0');
+  std::fill_n(expect.begin() + 8192, 4096, '\0');
+  c->SendRequest(kCmdRead, 6, 0, 16384);
+  EXPECT_EQ(c->ReadSimpleReply(16384).data, expect.substr(0, 16384));
+  EXPECT_EQ(FirstDifference(rw_->contents(), expect), kNoDifference);
+}
+
+TEST_F(SessionTest, FlushReachesTheExport) {
+  auto c = Connect();
+  c->Go();
+  uint64_t before = rw_->flushes();
+  c->SendRequest(kCmdFlush, 1, 0, 0);
+  ReplyMsg r = c->ReadChunk();
+  EXPECT_EQ(r.type, kReplyTypeNone);
+  EXPECT_EQ(r.cookie, 1u);
+  EXPECT_EQ(rw_->flushes(), before + 1);
+}
+
+TEST_F(SessionTest, BadRequestMagicCloses) {
+  auto c = Connect();
+  c->Go();
+  std::string req = RawClient::Request(kCmdRead, 1, 0, 8);
+  req[0] ^= 1;
+  c->Send(req);
+  EXPECT_TRUE(c->ServerClosed());
+}
+
+TEST_F(SessionTest, DiscClosesAfterTheRepliesInFlight) {
+  options_.workers_per_connection = 4;
+  auto c = Connect();
+  c->Go("", /*structured=*/false);
+  std::string batch;
+  constexpr int kWrites = 40;
+  for (int i = 0; i < kWrites; ++i) {
+    batch += RawClient::Request(kCmdWrite, i, i * 4096ull, 4096, 0, Pattern(4096, 100 + i));
+  }
+  batch += RawClient::Request(kCmdDisc, 999, 0, 0);
+  c->Send(batch);
+  std::set<uint64_t> cookies;
+  for (int i = 0; i < kWrites; ++i) {
+    ReplyMsg r = c->ReadSimpleReply();
+    EXPECT_EQ(r.error, 0u);
+    cookies.insert(r.cookie);
+  }
+  EXPECT_EQ(cookies.size(), static_cast<size_t>(kWrites));
+  EXPECT_TRUE(c->ServerClosed());  // and no reply to the DISC itself
+  std::string disk = rw_->contents();
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(disk.substr(i * 4096, 4096), Pattern(4096, 100 + i)) << i;
+  server_->Stop();
+  EXPECT_GE(rw_->flushes(), 1u);  // a clean disconnect flushes
+}
+
+TEST_F(SessionTest, ManyPipelinedRequestsAllGetTheirReply) {
+  options_.max_inflight_per_connection = 8;  // the reader must wait for workers, often
+  auto c = Connect();
+  c->Go();
+  constexpr int kBlocks = 256;
+  // Writes first, each to its own block; then, after their replies, reads of every block.
+  std::thread writer([&] {
+    std::string batch;
+    for (int i = 0; i < kBlocks; ++i) {
+      batch += RawClient::Request(kCmdWrite, 1000 + i, i * 4096ull, 4096, 0, Pattern(4096, i));
+    }
+    c->Send(batch);
+  });
+  std::set<uint64_t> cookies;
+  for (int i = 0; i < kBlocks; ++i) {
+    ReplyMsg r = c->ReadChunk();
+    EXPECT_EQ(r.type, kReplyTypeNone);
+    EXPECT_EQ(r.flags, kReplyFlagDone);
+    EXPECT_TRUE(cookies.insert(r.cookie).second) << "duplicate reply " << r.cookie;
+  }
+  writer.join();
+  EXPECT_EQ(*cookies.begin(), 1000u);
+  EXPECT_EQ(*cookies.rbegin(), 1000u + kBlocks - 1);
+  std::thread reader_requests([&] {
+    std::string batch;
+    for (int i = 0; i < kBlocks; ++i) batch += RawClient::Request(kCmdRead, 5000 + i, i * 4096ull, 4096);
+    c->Send(batch);
+  });
+  std::map<uint64_t, std::string> got;
+  for (int i = 0; i < kBlocks; ++i) {
+    ReplyMsg r = c->ReadChunk();
+    EXPECT_EQ(r.type, kReplyTypeOffsetData);
+    EXPECT_EQ(c->last_offset(), (r.cookie - 5000) * 4096);
+    EXPECT_TRUE(got.emplace(r.cookie, r.data).second) << "duplicate reply " << r.cookie;
+  }
+  reader_requests.join();
+  ASSERT_EQ(got.size(), static_cast<size_t>(kBlocks));
+  for (int i = 0; i < kBlocks; ++i) EXPECT_EQ(got[5000 + i], Pattern(4096, i)) << i;
+}
+
+TEST_F(SessionTest, ClientVanishingMidPayloadEndsTheSession) {
+  auto c = Connect();
+  c->Go();
+  c->SendRequest(kCmdWrite, 1, 0, 4096, 0, "only a part");
+  c->socket().Shutdown();
+  server_->Stop();  // joins the session: it must have ended
+  EXPECT_EQ(FirstDifference(rw_->contents(), ro_->contents()), kNoDifference);
+}
+
+// Writes block in the export until the test opens the gate; counts writes in progress.
+class GatedExport final : public Export {
+ public:
+  explicit GatedExport(std::shared_ptr<Export> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  bool read_only() const override { return false; }
+  Status Read(uint64_t o, size_t n, void* dst) override { return inner_->Read(o, n, dst); }
+  Status Write(uint64_t o, std::string_view d, bool fua) override {
+    std::unique_lock l(mu_);
+    max_inside_ = std::max(max_inside_, ++inside_);
+    cv_.notify_all();
+    cv_.wait(l, [&] { return open_; });
+    --inside_;
+    l.unlock();
+    return inner_->Write(o, d, fua);
+  }
+  Status WriteZeroes(uint64_t o, uint64_t n, bool fua) override { return inner_->WriteZeroes(o, n, fua); }
+  Status Trim(uint64_t o, uint64_t n, bool fua) override { return inner_->Trim(o, n, fua); }
+  Status Flush() override { return inner_->Flush(); }
+  Result<std::vector<Extent>> BlockStatus(uint64_t o, uint64_t n) override { return inner_->BlockStatus(o, n); }
+
+  // Waits (up to 10 s) until n writes are inside; returns how many are.
+  int WaitInside(int n) {
+    std::unique_lock l(mu_);
+    cv_.wait_for(l, std::chrono::seconds(10), [&] { return inside_ >= n; });
+    return inside_;
+  }
+  void Open() {
+    std::lock_guard l(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  int max_inside() {
+    std::lock_guard l(mu_);
+    return max_inside_;
+  }
+
+ private:
+  std::shared_ptr<Export> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+  int inside_ = 0, max_inside_ = 0;
+};
+
+// Regression: a connection could hold max_inflight_per_connection (64) write payloads of up
+// to 32 MiB each — 2 GiB of memory from one client that pipelines large writes. Now the
+// reader stops taking payloads once max_inflight_bytes_per_connection are held.
+TEST_F(SessionTest, WritePayloadsHeldPerConnectionAreBounded) {
+  auto gated = std::make_shared<GatedExport>(rw_);
+  catalog_->Add("gated", gated);
+  options_.workers_per_connection = 4;
+  options_.max_inflight_bytes_per_connection = 64 * 1024;
+  auto c = Connect();
+  c->Go("gated", /*structured=*/false);
+  std::string batch;
+  for (int i = 0; i < 4; ++i) batch += RawClient::Request(kCmdWrite, i, i * 32768ull, 32768, 0, Pattern(32768, i));
+  std::thread sender([&] { c->Send(batch); });
+  EXPECT_EQ(gated->WaitInside(2), 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // room for a third, if let in
+  EXPECT_EQ(gated->max_inside(), 2);
+  gated->Open();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(c->ReadSimpleReply().error, 0u);
+  sender.join();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(rw_->contents().substr(i * 32768, 32768), Pattern(32768, i)) << i;
+}
+
+TEST_F(SessionTest, AWriteLargerThanTheBudgetIsAdmittedAlone) {
+  options_.max_inflight_bytes_per_connection = 1;  // below any payload: each write goes alone
+  auto c = Connect();
+  c->Go();
+  std::string data = Pattern(kDiskSize, 5);
+  std::thread sender([&] {
+    c->SendRequest(kCmdWrite, 1, 0, kDiskSize, 0, data);
+    c->SendRequest(kCmdWrite, 2, 0, 4, 0, "abcd");
+  });
+  ReplyMsg first = c->ReadChunk();
+  ReplyMsg second = c->ReadChunk();
+  sender.join();
+  EXPECT_EQ(first.cookie + second.cookie, 3u);
+  EXPECT_EQ(first.type, kReplyTypeNone);
+  EXPECT_EQ(second.type, kReplyTypeNone);
+  EXPECT_EQ(rw_->contents().substr(0, 8), "abcd" + data.substr(4, 4));
+}
+
+// An export that describes nothing: the server must not send a block status reply without
+// descriptors (a protocol violation clients reject), but an error.
+class NoExtentsExport final : public Export {
+ public:
+  uint64_t size() const override { return 4096; }
+  bool read_only() const override { return true; }
+  Status Read(uint64_t, size_t, void*) override { return Status::Ok(); }
+  Status Write(uint64_t, std::string_view, bool) override { return FailedPrecondition("read-only"); }
+  Status WriteZeroes(uint64_t, uint64_t, bool) override { return FailedPrecondition("read-only"); }
+  Status Trim(uint64_t, uint64_t, bool) override { return FailedPrecondition("read-only"); }
+  Status Flush() override { return Status::Ok(); }
+  Result<std::vector<Extent>> BlockStatus(uint64_t, uint64_t) override { return std::vector<Extent>{{0, false, false}}; }
+};
+
+TEST_F(SessionTest, BlockStatusWithNoExtentsIsEio) {
+  catalog_->Add("none", std::make_shared<NoExtentsExport>());
+  auto c = Connect();
+  c->Go("none", true, true);
+  c->SendRequest(kCmdBlockStatus, 1, 0, 4096);
+  ReplyMsg r = c->ReadChunk();
+  EXPECT_EQ(r.type, kReplyTypeError);
+  EXPECT_EQ(r.error, kEio);
+}
+
+// ---------------------------------------------------------------- views over a replica
+
+class ViewSessionTest : public SessionTest {
+ protected:
+  void SetUp() override {
+    journal::ReplicaOptions o;
+    o.env = &env_;
+    o.clock = &clock_;
+    journal::CreateParams p;
+    p.size = kDiskSize;
+    auto r = journal::Replica::Create("/r", p, o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    replica_ = *r;
+    ASSERT_TRUE(replica_->Append(journal::Record::Write(0, Pattern(16384, 3))).ok());                  // seq 1
+    ASSERT_TRUE(replica_->Append(journal::Record::Marker(journal::MarkerKind::kAppConsistent)).ok());  // 2
+    ASSERT_TRUE(replica_->Append(journal::Record::Zero(4096, 4096)).ok());                             // 3
+    auto info = replica_->ResolvePoint(journal::PointSpec{});
+    ASSERT_TRUE(info.ok());
+    auto view = replica_->OpenView(info->seq);
+    ASSERT_TRUE(view.ok());
+    auto def = std::make_shared<ViewExport>(*view, "latest");
+    replica_catalog_ = std::make_shared<ReplicaCatalog>(replica_, def);
+  }
+  SimEnv env_;
+  ManualClock clock_;
+  std::shared_ptr<journal::Replica> replica_;
+  std::shared_ptr<ReplicaCatalog> replica_catalog_;
+};
+
+TEST_F(ViewSessionTest, ServesEachPointReadOnlyWithItsExtents) {
+  auto c = Connect(replica_catalog_);
+  uint16_t flags = c->Go("@latest", true, true);
+  EXPECT_TRUE(flags & kTransReadOnly);
+  std::string want = Pattern(16384, 3);
+  std::fill_n(want.begin() + 4096, 4096, '\0');
+  c->SendRequest(kCmdRead, 1, 0, 16384);
+  EXPECT_EQ(c->ReadChunk().data, want);
+  c->SendRequest(kCmdBlockStatus, 2, 0, 64 * 1024);
+  auto want_extents = std::vector<std::pair<uint32_t, uint32_t>>{
+      {4096, 0}, {4096, kStateZero}, {8192, 0}, {48 * 1024, kStateHole | kStateZero}};
+  ReplyMsg bs = c->ReadChunk();
+  ASSERT_EQ(bs.type, kReplyTypeBlockStatus) << bs.data;
+  // The view may describe the zeroed block as zero or as data; everything else is exact.
+  auto got = Descriptors(bs.data);
+  if (got.size() == 3) want_extents = {{16384, 0}, {48 * 1024, kStateHole | kStateZero}};
+  if (got.size() == 4 && got[1].second == (kStateHole | kStateZero)) want_extents[1].second = got[1].second;
+  EXPECT_EQ(got, want_extents);
+  c->SendRequest(kCmdWrite, 3, 0, 4, 0, "nope");
+  ReplyMsg w = c->ReadChunk();
+  EXPECT_EQ(w.error, kEperm);
+
+  auto app = Connect(replica_catalog_);
+  app->Go("@latest-app-consistent");
+  app->SendRequest(kCmdRead, 1, 4096, 4096);
+  EXPECT_EQ(app->ReadChunk().data, Pattern(16384, 3).substr(4096, 4096));  // before the zeroing
+}
+
+TEST_F(ViewSessionTest, OverlayTakesWritesOfAnyAlignmentAndLeavesThePointAlone) {
+  ASSERT_TRUE(replica_->CreateOverlay("o", 3).ok());
+  auto c = Connect(replica_catalog_);
+  uint16_t flags = c->Go("overlay/o", /*structured=*/false);
+  EXPECT_EQ(flags & kTransReadOnly, 0);
+  c->SendRequest(kCmdWrite, 1, 4000, 200, kCmdFlagFua, std::string(200, 'w'));  // across a block edge
+  EXPECT_EQ(c->ReadSimpleReply().error, 0u);
+  c->SendRequest(kCmdWriteZeroes, 2, 10, 20);
+  EXPECT_EQ(c->ReadSimpleReply().error, 0u);
+  c->SendRequest(kCmdWrite, 3, 0, 0);  // empty: nothing to do, still answered
+  EXPECT_EQ(c->ReadSimpleReply().error, 0u);
+  c->SendRequest(kCmdWrite, 4, kDiskSize - 3, 4, 0, "past");
+  EXPECT_EQ(c->ReadSimpleReply().error, kEnospc);
+  c->SendRequest(kCmdFlush, 5, 0, 0);
+  EXPECT_EQ(c->ReadSimpleReply().error, 0u);
+  std::string want = Pattern(16384, 3);
+  std::fill_n(want.begin() + 4096, 4096, '\0');  // seq 3 zeroed the second block
+  std::fill_n(want.begin() + 10, 20, '\0');
+  std::fill_n(want.begin() + 4000, 200, 'w');
+  c->SendRequest(kCmdRead, 6, 0, 16384);
+  EXPECT_EQ(FirstDifference(c->ReadSimpleReply(16384).data, want), kNoDifference);
+
+  auto v = Connect(replica_catalog_);
+  v->Go("@3", /*structured=*/false);
+  v->SendRequest(kCmdRead, 1, 0, 8192);
+  std::string point = Pattern(8192, 3);
+  std::fill_n(point.begin() + 4096, 4096, '\0');
+  EXPECT_EQ(FirstDifference(v->ReadSimpleReply(8192).data, point), kNoDifference);
+}
+
+// Regression: a name that is not a point (or a point that does not exist) was answered with
+// NBD_REP_ERR_PLATFORM, which qemu reports as "Server lacks support for option 7 (go)" and
+// libnbd as "Operation not supported". It is an unknown export.
+TEST_F(ViewSessionTest, BadPointNamesAreUnknownExportsNamingTheProblem) {
+  auto c = Connect(replica_catalog_);
+  c->Greet();
+  for (std::string name : {"@yesterday", "@99", "@", "overlay/nosuch", "plain"}) {
+    c->SendOption(kOptGo, RawClient::GoData(name));
+    OptionReplyMsg r = c->ReadOptionReply();
+    EXPECT_EQ(r.type, kRepErrUnknown) << name << ": " << r.data;
+    EXPECT_FALSE(r.data.empty()) << name;
+  }
+  c->SendOption(kOptGo, RawClient::GoData("@2"));
+  EXPECT_EQ(c->ReadUntilFinal().type, kRepAck);
+}
+
+}  // namespace
+}  // namespace ferry::nbd::test
