@@ -277,6 +277,10 @@ Status Replica::ValidatePointLocked(uint64_t seq) const {
                         " is older than the oldest retained point " + std::to_string(oldest) +
                         "; choose a point at or after it");
     }
+    if (thinning_markers_.count(seq)) {
+      return NotFound("point " + std::to_string(seq) +
+                      " is being thinned away by retention; list the points and choose a kept one");
+    }
     if (seq < manifest_.any_point_from && seq != oldest && !markers_.count(seq)) {
       return NotFound("point " + std::to_string(seq) +
                       " was thinned away (history before seq " +

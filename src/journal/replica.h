@@ -217,6 +217,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Manifest manifest_;
   std::map<std::string, std::shared_ptr<Overlay>> overlays_;
   std::multiset<uint64_t> view_points_;
+  std::set<uint64_t> thinning_markers_;  // chosen for thinning, not yet gone: not points
   CommitProgress commit_;
   std::thread commit_thread_;
   std::atomic<bool> commit_stop_{false};

@@ -35,6 +35,15 @@ Result<RetentionReport> Replica::ApplyRetention(const RetentionPolicy& policy) {
       }
       if (s > oldest) target = s;
     }
+    if (target != 0) {
+      // Recorded before meta_mu_ is released, so no view can open on a point the merge will
+      // fold away (OpenView checks points against merge_target).
+      Manifest next = manifest_;
+      next.merge_target = target;
+      il.unlock();
+      RETURN_IF_ERROR(next.Store(env_, dir_));
+      manifest_ = std::move(next);
+    }
   }
   if (target != 0) {
     uint64_t before = Stats().records;
@@ -147,9 +156,27 @@ Status Replica::MergeTo(uint64_t target) {
 
 Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
                                RetentionReport* report) {
-  // 1. Raise any_point_from: older history keeps only its markers.
+  uint32_t active_segment;
+  {
+    std::lock_guard wl(write_mu_);
+    active_segment = active_ ? static_cast<uint32_t>(active_->segment_number()) : 0;
+  }
+  // Markers chosen for thinning are refused as points from the moment they are chosen until
+  // they are gone (ValidatePointLocked), so no view can open on one meanwhile.
+  struct ClearThinning {
+    Replica* r;
+    ~ClearThinning() {
+      std::lock_guard ml(r->meta_mu_);
+      r->thinning_markers_.clear();
+    }
+  } clear_thinning{this};
+
+  // 1. Raise any_point_from: older history keeps only its markers. 2. Decide what the thinned
+  // history no longer needs. Both under meta_mu_: the protected points cannot change between.
   std::set<uint64_t> protected_points;
   uint64_t from;
+  std::vector<bool> drop;
+  std::set<uint32_t> rewrite;
   {
     std::lock_guard ml(meta_mu_);
     for (const journal::Pin& p : manifest_.pins) protected_points.insert(p.seq);
@@ -170,20 +197,11 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
       manifest_ = std::move(next);
       from = want;
     }
-  }
-  report->any_point_from = from;
-  if (from == 0) return Status::Ok();
+    if (il.owns_lock()) il.unlock();
+    report->any_point_from = from;
+    if (from == 0) return Status::Ok();
 
-  // 2. Decide what the thinned history no longer needs.
-  std::vector<bool> drop;
-  std::set<uint32_t> rewrite;
-  uint32_t active_segment;
-  {
-    std::lock_guard wl(write_mu_);
-    active_segment = active_ ? static_cast<uint32_t>(active_->segment_number()) : 0;
-  }
-  {
-    std::shared_lock il(index_mu_);
+    std::shared_lock decide(index_mu_);
     // Only sealed segments whose records all lie below `from` are rewritten; a record in any
     // other segment stays, so a marker there stays a point and its data must stay too.
     std::map<uint32_t, uint64_t> max_seq;
@@ -222,6 +240,7 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
         continue;
       }
       rewrite.insert(index_.at(i).segment);
+      if (index_.at(i).type() == RecordType::kMarker) thinning_markers_.insert(index_.at(i).seq());
     }
   }
 
