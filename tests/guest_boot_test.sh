@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real Linux guest (QEMU; TCG without KVM) on a disk that `ferry replica serve --overlay`
-# serves over NBD. The guest writes numbered records, each durable before the next (see
+# serves over NBD, and then on a source disk served through the write splitter
+# (`ferry capture serve`), whose recovery point taken afterwards must hold its writes. The guest writes numbered records, each durable before the next (see
 # tests/guest/init); the overlay must hold them across server restarts, read back both by
 # the guest and on the host (nbdcopy), and after a power cut in the middle of the writes it
 # must hold an unbroken prefix at least as long as the guest saw acknowledged.
@@ -67,12 +68,16 @@ wrote_lines() {
     awk -v first="$2" '$2 != first + NR - 1 { bad = 1; exit } END { if (bad) exit 1; print NR }' ||
     console_fail "$1" "guest $1 acknowledged records out of order"
 }
-# host_records MIN [MAX]: copies the served disk to the host; the records must be an unbroken
-# prefix 0..N-1 (each block "FERRYREC i\n" and zeros) with MIN <= N <= MAX; prints N.
+# host_records MIN [MAX]: copies the served disk to the host and checks it (check_records).
 host_records() {
   rm -f "$work/disk.img"
   timeout 60 nbdcopy "$disk" "$work/disk.img" || fail "nbdcopy of the served overlay failed"
-  python3 - "$work/disk.img" "$@" <<'PY'
+  check_records "$work/disk.img" "$@"
+}
+# check_records IMAGE MIN [MAX]: the records must be an unbroken prefix 0..N-1 (each block
+# "FERRYREC i\n" and zeros) with MIN <= N <= MAX; prints N.
+check_records() {
+  python3 - "$@" <<'PY'
 import sys
 data = open(sys.argv[1], "rb").read()
 lo = int(sys.argv[2]); hi = int(sys.argv[3]) if len(sys.argv) > 3 else 1 << 62
@@ -121,6 +126,24 @@ server=
 serve
 n=$(host_records $((50 + acked))) || fail "host check after the power cut ($acked acknowledged)"
 stop
+
+# 4. The guest at the source site: its disk served through the write splitter, which captures
+#    every write into the pending log before answering. A marker taken afterwards is a
+#    recovery point that holds every record the guest wrote, and equals the disk.
+truncate -s 64M "$work/src.img"
+rm -f "$work/sock"
+"$ferry" capture serve "$work/src.img" --log "$work/plog" --listen "unix://$work/sock" >"$work/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do grep -q '^serving ' "$work/serve.log" && break; sleep 0.1; done
+grep -q '^serving ' "$work/serve.log" || fail "splitter did not start: $(cat "$work/serve.log")"
+boot source ferry.mode=writer ferry.count=30
+acked=$(wrote_lines source 0)
+((acked == 30)) || console_fail source "guest acknowledged $acked records through the splitter, expected 30"
+stop
+"$ferry" replica marker "$work/plog" --kind app-consistent --label after-guest >/dev/null
+"$ferry" replica export "$work/plog" --point latest-app-consistent --output "$work/point.img" >/dev/null
+check_records "$work/point.img" 30 30 >/dev/null || fail "the recovery point after the guest's writes lacks them"
+cmp "$work/point.img" "$work/src.img" || fail "the recovery point differs from the source disk"
 
 echo "guest boot times (QEMU start to /init): ${boot_times[*]}"
 echo "guest boot: all checks passed ($n records after the power cut; $((EPOCHSECONDS - began)) s)"
