@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# kill -9 of the splitter in the middle of a write run: every write the client saw answered
+# must be in the pending log afterwards. The client is libnbd (Debian's python3-libnbd), with
+# up to 32 writes in flight; it records each write's completion, and kills the server itself
+# once 1500 writes were answered, with more still in flight.
+# Usage: capture_crash.sh FERRY_BINARY
+set -euo pipefail
+ferry=$(realpath "$1")
+py=/usr/bin/python3  # Debian's, which has the nbd module
+"$py" -c 'import nbd' 2>/dev/null || { echo "FAIL: python3-libnbd is missing (run tools/install-deps)" >&2; exit 1; }
+work=$(mktemp -d /tmp/ferry-crash.XXXXXX)
+server=
+cleanup() {
+  if [[ -n $server ]]; then kill -KILL "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+truncate -s 64M "$work/disk.img"
+"$ferry" capture serve "$work/disk.img" --log "$work/plog" --listen "unix://$work/sock" >"$work/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do grep -q '^serving ' "$work/serve.log" && break; sleep 0.1; done
+grep -q '^serving ' "$work/serve.log" || fail "splitter did not start: $(cat "$work/serve.log")"
+
+timeout 120 "$py" - "$work/sock" "$server" "$work/acked" <<'PY'
+import os, signal, sys, nbd
+sock, pid, acked_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+h = nbd.NBD()
+h.connect_unix(sock)
+bs, blocks = 4096, (64 << 20) // 4096
+def block(i):
+    head = b"ACKED %d\n" % i
+    return head + bytes([i % 251]) * (bs - len(head))
+acked, issued, killed = [], 0, False
+def done(i):
+    def cb(err):
+        if err.value == 0:
+            acked.append(i)
+        return 1
+    return cb
+try:
+    while issued < blocks:
+        while h.aio_in_flight() < 32 and issued < blocks:
+            h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(block(issued))), issued * bs,
+                         completion=done(issued))
+            issued += 1
+        h.poll(-1)
+        if not killed and len(acked) >= 1500:
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+except nbd.Error:
+    pass  # the server is gone
+if not killed:
+    sys.exit("the run ended before the kill")
+with open(acked_path, "w") as f:
+    f.write("\n".join(map(str, sorted(acked))))
+print(f"{len(acked)} writes answered, {issued} issued, server killed with {issued - len(acked)} unanswered")
+PY
+{ wait "$server"; } 2>/dev/null || true  # no "Killed" notice
+server=
+
+# The pending log, read as a recovery point, holds every answered write.
+"$ferry" replica export "$work/plog" --point latest --output "$work/point.img" >/dev/null
+"$py" - "$work/point.img" "$work/acked" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+acked = [int(x) for x in open(sys.argv[2]).read().split()]
+bs = 4096
+missing = []
+for i in acked:
+    head = b"ACKED %d\n" % i
+    if data[i * bs:(i + 1) * bs] != head + bytes([i % 251]) * (bs - len(head)):
+        missing.append(i)
+if missing:
+    sys.exit(f"{len(missing)} answered writes are not in the pending log, e.g. {missing[:5]}")
+print(f"all {len(acked)} answered writes are in the pending log")
+PY
+echo "capture crash: all checks passed"
