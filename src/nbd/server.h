@@ -27,7 +27,7 @@
 namespace ferry::nbd {
 
 struct ServerOptions {
-  size_t workers_per_connection = 4;
+  size_t workers_per_connection = 16;
   size_t max_inflight_per_connection = 64;
   // Write payloads one connection may hold at once; beyond it the server stops reading until
   // replies go out (one write of up to kMaxRequestBytes is always admitted).
