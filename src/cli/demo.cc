@@ -190,7 +190,8 @@ void RunDemo(const std::string& dir_arg, bool keep, uint64_t records) {
   Expect(got == expect, "failed-over disk = latest point + the recovered machine's write");
   Expect(r->committed(), "commit finished: other recovery points dropped, journal removed");
   Expect((*fo)->ChangedExtents().size() == 1, "overlay knows exactly which blocks changed since failover (1 extent)");
-  std::printf("   the disk is now a plain image: %s\n", (*fo)->data_path().c_str());
+  std::printf("   the disk is now a plain image: %s%s\n", (*fo)->data_path().c_str(),
+              !keep && dir_arg.empty() ? " (removed with the demo's directory; --keep keeps it)" : "");
 
   std::printf("\nall %d checks passed\n", checks_passed);
   if (!keep && dir_arg.empty()) {
