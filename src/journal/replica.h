@@ -24,6 +24,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -195,6 +196,12 @@ class Replica : public std::enable_shared_from_this<Replica> {
 
   // Reads [offset, offset+n) as of point into dst; used by View (cache is the view's).
   Status ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, size_t n, void* dst);
+  struct ViewRun {
+    uint64_t start, end;  // bytes
+    uint32_t slot;        // record position + 1, or kNoRecord for the base
+  };
+  Status WalkRuns(uint64_t point, ResolvedCache* cache, uint64_t offset, uint64_t n,
+                  const std::function<Status(std::span<const ViewRun>)>& visit);
   Status ExtentsAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, uint64_t n,
                      std::vector<ViewExtent>* out);
   // Copies chunk's resolution as of the visible limit into *out, through the view's cache.

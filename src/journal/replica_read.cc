@@ -1,10 +1,11 @@
 // Replica: point-in-time reads for views.
+#include <algorithm>
 #include <cstring>
+#include <functional>
+#include <span>
 
 #include "journal/replica.h"
 #include "journal/view.h"
-
-#include <algorithm>
 
 namespace ferry::journal {
 
@@ -59,13 +60,56 @@ std::vector<std::pair<uint64_t, uint64_t>> Replica::JournaledBlockRuns() const {
   return runs;
 }
 
-Status Replica::ExtentsAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, uint64_t n,
-                            std::vector<ViewExtent>* out) {
+// Splits [offset, offset+n) as of point into runs with one source each — the base
+// (kNoRecord), one zero/trim run, or one write record (contiguous in its segment) — and calls
+// visit with the runs of each chunk in turn, holding index_mu_ shared. Reads and extents both
+// walk a view this way.
+Status Replica::WalkRuns(uint64_t point, ResolvedCache* cache, uint64_t offset, uint64_t n,
+                         const std::function<Status(std::span<const ViewRun>)>& visit) {
   const uint64_t size = manifest_.size;
   if (offset > size || n > size - offset) {
-    return OutOfRange("block status at " + std::to_string(offset) + "+" + std::to_string(n) +
+    return OutOfRange("request at " + std::to_string(offset) + "+" + std::to_string(n) +
                       " past the end of the volume (" + std::to_string(size) + " bytes)");
   }
+  const uint64_t bs = manifest_.block_size;
+  const uint64_t chunk_bytes = bs * kChunkBlocks;
+  std::shared_lock il(index_mu_);
+  if (!base_) return FailedPrecondition("replica was committed; its views are closed");
+  const size_t limit = index_.VisibleLimit(point);
+  const uint64_t generation = index_.generation();
+  ResolvedChunk resolved;
+  ViewRun runs[kChunkBlocks];
+  uint64_t pos = offset;
+  const uint64_t end = offset + n;
+  while (pos < end) {
+    const uint64_t chunk = pos / chunk_bytes;
+    const uint64_t chunk_first_block = chunk * kChunkBlocks;
+    ResolveCached(chunk, limit, generation, cache, &resolved);
+    const uint64_t chunk_end = std::min(end, (chunk + 1) * chunk_bytes);
+    size_t nruns = 0;
+    while (pos < chunk_end) {
+      uint32_t slot = resolved.slot[pos / bs - chunk_first_block];
+      uint64_t run_end = std::min(chunk_end, (pos / bs + 1) * bs);
+      while (run_end < chunk_end) {
+        uint32_t next = resolved.slot[run_end / bs - chunk_first_block];
+        bool same = next == slot;
+        if (!same && slot != kNoRecord && next != kNoRecord) {
+          same = index_.at(slot - 1).type() != RecordType::kWrite &&
+                 index_.at(next - 1).type() != RecordType::kWrite;
+        }
+        if (!same) break;
+        run_end = std::min(chunk_end, (run_end / bs + 1) * bs);
+      }
+      runs[nruns++] = ViewRun{pos, run_end, slot};
+      pos = run_end;
+    }
+    RETURN_IF_ERROR(visit(std::span<const ViewRun>(runs, nruns)));
+  }
+  return Status::Ok();
+}
+
+Status Replica::ExtentsAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, uint64_t n,
+                            std::vector<ViewExtent>* out) {
   auto add = [out](uint64_t len, bool zero, bool hole) {
     if (len == 0) return;
     if (!out->empty() && out->back().zero == zero && out->back().hole == hole) {
@@ -74,117 +118,45 @@ Status Replica::ExtentsAsOf(uint64_t point, ResolvedCache* cache, uint64_t offse
       out->push_back(ViewExtent{len, zero, hole});
     }
   };
-  const uint64_t bs = manifest_.block_size;
-  const uint64_t chunk_bytes = bs * kChunkBlocks;
-  std::shared_lock il(index_mu_);
-  if (!base_) return FailedPrecondition("replica was committed; its views are closed");
-  const size_t limit = index_.VisibleLimit(point);
-  const uint64_t generation = index_.generation();
-  ResolvedChunk resolved;
-  uint64_t pos = offset;
-  const uint64_t end = offset + n;
-  while (pos < end) {
-    const uint64_t chunk = pos / chunk_bytes;
-    const uint64_t chunk_first_block = chunk * kChunkBlocks;
-    ResolveCached(chunk, limit, generation, cache, &resolved);
-    const uint64_t chunk_end = std::min(end, (chunk + 1) * chunk_bytes);
-    while (pos < chunk_end) {
-      uint64_t block = pos / bs;
-      uint32_t slot = resolved.slot[block - chunk_first_block];
-      auto kind = [&](uint32_t s) {
-        if (s == kNoRecord) return 0;
-        return index_.at(s - 1).type() == RecordType::kWrite ? 1 : 2;
-      };
-      const int k = kind(slot);
-      uint64_t run_end = std::min(chunk_end, (block + 1) * bs);
-      while (run_end < chunk_end && kind(resolved.slot[run_end / bs - chunk_first_block]) == k) {
-        run_end = std::min(chunk_end, (run_end / bs + 1) * bs);
+  return WalkRuns(point, cache, offset, n, [&](std::span<const ViewRun> runs) -> Status {
+    for (const ViewRun& run : runs) {
+      if (run.slot != kNoRecord) {
+        const bool data = index_.at(run.slot - 1).type() == RecordType::kWrite;
+        add(run.end - run.start, !data, !data);
+        continue;
       }
-      if (k == 1) {
-        add(run_end - pos, false, false);
-      } else if (k == 2) {
-        add(run_end - pos, true, true);
-      } else {
-        // The base: holes in base.img are zeros.
-        ASSIGN_OR_RETURN(uint64_t data, base_->NextData(pos));
-        data = std::max(data, pos);
-        if (data >= run_end) {
-          add(run_end - pos, true, true);
-        } else {
-          add(data - pos, true, true);
-          add(run_end - data, false, false);
-        }
-      }
-      pos = run_end;
+      // The base: holes in base.img are zeros.
+      ASSIGN_OR_RETURN(uint64_t next_data, base_->NextData(run.start));
+      next_data = std::clamp(next_data, run.start, run.end);
+      add(next_data - run.start, true, true);
+      add(run.end - next_data, false, false);
     }
-  }
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 Status Replica::ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, size_t n,
                          void* dst) {
-  const uint64_t size = manifest_.size;
-  if (offset > size || n > size - offset) {
-    return OutOfRange("read at " + std::to_string(offset) + "+" + std::to_string(n) +
-                      " past the end of the volume (" + std::to_string(size) + " bytes)");
-  }
   char* out = static_cast<char*>(dst);
   const uint64_t bs = manifest_.block_size;
-  const uint64_t chunk_bytes = bs * kChunkBlocks;
-  std::shared_lock il(index_mu_);
-  if (!base_) return FailedPrecondition("replica was committed; its views are closed");
-  const size_t limit = index_.VisibleLimit(point);
-  const uint64_t generation = index_.generation();
-  ResolvedChunk resolved;
-  uint64_t pos = offset;
-  const uint64_t end = offset + n;
-  while (pos < end) {
-    const uint64_t chunk = pos / chunk_bytes;
-    const uint64_t chunk_first_block = chunk * kChunkBlocks;
-    ResolveCached(chunk, limit, generation, cache, &resolved);
-    const uint64_t chunk_end = std::min(end, (chunk + 1) * chunk_bytes);
-    // Split the range into runs with one source each.
-    struct Run {
-      uint64_t start, end;
-      uint32_t slot;
-    };
-    Run runs[kChunkBlocks];
-    size_t nruns = 0, base_runs = 0;
-    uint64_t base_lo = UINT64_MAX, base_hi = 0;
-    while (pos < chunk_end) {
-      uint64_t block = pos / bs;
-      uint32_t slot = resolved.slot[block - chunk_first_block];
-      uint64_t run_end = std::min(chunk_end, (block + 1) * bs);
-      // Extend over following blocks with the same source and contiguous storage.
-      while (run_end < chunk_end) {
-        uint64_t nb = run_end / bs;
-        uint32_t ns = resolved.slot[nb - chunk_first_block];
-        bool same = ns == slot;
-        if (!same && slot != kNoRecord && ns != kNoRecord) {
-          same = index_.at(slot - 1).type() != RecordType::kWrite &&
-                 index_.at(ns - 1).type() != RecordType::kWrite;
-        }
-        if (!same) break;
-        run_end = std::min(chunk_end, (nb + 1) * bs);
-      }
-      runs[nruns++] = Run{pos, run_end, slot};
-      if (slot == kNoRecord) {
-        ++base_runs;
-        base_lo = std::min(base_lo, pos);
-        base_hi = run_end;
-      }
-      pos = run_end;
-    }
+  return WalkRuns(point, cache, offset, n, [&](std::span<const ViewRun> runs) -> Status {
     // Several base runs: one read of the base across all of them costs fewer system calls
     // than one each; the journal runs in between are read over it afterwards.
+    size_t base_runs = 0;
+    uint64_t base_lo = UINT64_MAX, base_hi = 0;
+    for (const ViewRun& run : runs) {
+      if (run.slot != kNoRecord) continue;
+      ++base_runs;
+      base_lo = std::min(base_lo, run.start);
+      base_hi = run.end;
+    }
     const bool base_at_once = base_runs > 1;
     if (base_at_once) {
       char* to = out + (base_lo - offset);
       ASSIGN_OR_RETURN(size_t got, base_->ReadAt(base_lo, base_hi - base_lo, to));
       if (got < base_hi - base_lo) std::memset(to + got, 0, base_hi - base_lo - got);
     }
-    for (size_t i = 0; i < nruns; ++i) {
-      const Run& run = runs[i];
+    for (const ViewRun& run : runs) {
       const size_t len = run.end - run.start;
       char* to = out + (run.start - offset);
       if (run.slot == kNoRecord) {
@@ -207,8 +179,8 @@ Status Replica::ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, 
                         " is cut short");
       }
     }
-  }
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 }  // namespace ferry::journal
