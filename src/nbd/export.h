@@ -42,7 +42,11 @@ class Export {
   virtual Status Trim(uint64_t offset, uint64_t n, bool fua) = 0;
   virtual Status Flush() = 0;
   // Extents covering [offset, offset+n) from offset on (may stop early but covers >= 1 byte).
-  virtual Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t n) = 0;
+  // By default the whole range is reported as data: true, if not informative.
+  virtual Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t n) {
+    if (offset > size() || n > size() - offset) return OutOfRange("block status past the end");
+    return std::vector<Extent>{Extent{n, false, false}};
+  }
 };
 
 // Finds exports by name for a server. The server calls it for every NBD_OPT_GO/INFO/EXPORT_NAME.

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/coding.h"
+
 namespace ferry::nbd {
 
 // Handshake.
@@ -109,24 +111,6 @@ inline constexpr uint32_t kEshutdown = 108;
 inline constexpr uint32_t kMaxRequestBytes = 32u << 20;  // larger requests: EINVAL/EOVERFLOW
 inline constexpr uint32_t kMaxOptionBytes = 64u << 10;   // larger options: disconnect
 inline constexpr size_t kMaxNameBytes = 4096;
-
-// Big-endian packing (network byte order).
-template <typename T>
-inline void PutBe(uint8_t* p, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<uint8_t>(v >> (8 * (sizeof(T) - 1 - i)));
-}
-template <typename T>
-inline T GetBe(const uint8_t* p) {
-  T v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) v = static_cast<T>(v << 8 | p[i]);
-  return v;
-}
-template <typename T>
-inline void AppendBe(std::string* s, T v) {
-  uint8_t b[sizeof(T)];
-  PutBe(b, v);
-  s->append(reinterpret_cast<const char*>(b), sizeof(T));
-}
 
 struct Request {
   uint16_t flags = 0;

@@ -55,11 +55,6 @@ class OverlayExport final : public Export {
   }
   Status Trim(uint64_t offset, uint64_t n, bool fua) override { return overlay_->Trim(offset, n, fua); }
   Status Flush() override { return overlay_->Flush(); }
-  Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t n) override {
-    // Conservative: the overlay does not track holes; everything is data.
-    if (offset > size() || n > size() - offset) return OutOfRange("block status past the end");
-    return std::vector<Extent>{Extent{n, false, false}};
-  }
 
  private:
   std::shared_ptr<journal::Overlay> overlay_;

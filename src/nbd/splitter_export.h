@@ -23,10 +23,6 @@ class SplitterExport final : public Export {
   }
   Status Trim(uint64_t offset, uint64_t n, bool fua) override { return s_->Trim(offset, n, fua); }
   Status Flush() override { return s_->Flush(); }
-  Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t n) override {
-    if (offset > size() || n > size() - offset) return OutOfRange("block status past the end");
-    return std::vector<Extent>{Extent{n, false, false}};
-  }
 
  private:
   std::shared_ptr<capture::Splitter> s_;
