@@ -267,17 +267,14 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
     uint64_t out_off = 0;
     std::string data = EncodeSegmentHeader(header);
     std::string rec;
-    uint64_t removed = 0;
+    std::map<uint64_t, uint32_t> new_offsets;  // seq -> payload offset in the new file
     for (size_t pos : positions) {
       IndexEntry e;
       {
         std::shared_lock il(index_mu_);
         e = index_.at(pos);
       }
-      if (drop[pos]) {
-        ++removed;
-        continue;
-      }
+      if (drop[pos]) continue;
       uint64_t hoff = e.payload_offset - kRecordHeaderSize;
       rec.resize(kRecordHeaderSize);
       ASSIGN_OR_RETURN(size_t n, old->ReadAt(hoff, kRecordHeaderSize, rec.data()));
@@ -286,6 +283,7 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
       rec.resize(kRecordHeaderSize + h.payload_length);
       ASSIGN_OR_RETURN(n, old->ReadAt(e.payload_offset, h.payload_length, rec.data() + kRecordHeaderSize));
       if (n < h.payload_length) return DataLoss("segment " + std::to_string(seg) + ": short record");
+      new_offsets[e.seq()] = static_cast<uint32_t>(out_off + data.size() + kRecordHeaderSize);
       data += rec;
       if (data.size() >= (8u << 20)) {  // write in pieces to bound memory
         RETURN_IF_ERROR(out->WriteAt(out_off, data));
@@ -295,20 +293,11 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
     }
     RETURN_IF_ERROR(out->WriteAt(out_off, data));
     RETURN_IF_ERROR(out->Sync());
-    ASSIGN_OR_RETURN(uint64_t new_size, out->Size());
+    const uint64_t new_size = out_off + data.size();
     out.reset();
     RETURN_IF_ERROR(env_->Rename(tmp, path));
     RETURN_IF_ERROR(env_->SyncDir(journal_dir_));
     ASSIGN_OR_RETURN(auto reopened, env_->OpenFile(path, OpenMode::kRead));
-    // Find every kept record's new place by scanning the new file.
-    std::map<uint64_t, uint32_t> new_offsets;
-    ScanOptions so;
-    ASSIGN_OR_RETURN(ScanResult sr, ScanSegment(reopened.get(), seg, so,
-                                                [&](const RecordHeader& h, uint64_t off, std::string_view) {
-                                                  new_offsets[h.seq] = static_cast<uint32_t>(off + kRecordHeaderSize);
-                                                  return Status::Ok();
-                                                }));
-    (void)sr;
     {
       std::unique_lock il(index_mu_);
       uint64_t old_bytes = segment_bytes_[seg];
@@ -341,7 +330,6 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
       segment_bytes_[seg] = new_size;
       report->bytes_reclaimed += old_bytes > new_size ? old_bytes - new_size : 0;
     }
-    (void)removed;
   }
   return Status::Ok();
 }
