@@ -185,6 +185,14 @@ std::mutex& Overlay::StripeFor(uint64_t block) {
 
 bool Overlay::Present(uint64_t block) const { return TestBit(present_, block); }
 
+uint64_t Overlay::RunEnd(uint64_t block, uint64_t limit, bool* present) const {
+  std::lock_guard l(mu_);
+  *present = Present(block);
+  uint64_t e = block + 1;
+  while (e < limit && Present(e) == *present) ++e;
+  return e;
+}
+
 void Overlay::Mark(uint64_t first, uint64_t count, bool filled) {
   std::lock_guard l(mu_);
   SetBits(present_, first, count);
@@ -197,11 +205,6 @@ void Overlay::Mark(uint64_t first, uint64_t count, bool filled) {
     }
   }
   pending_.push_back({BlockExtent{first, count}, filled});
-}
-
-Status Overlay::ReadBlocksLocked(uint64_t first_block, uint64_t count, char* dst) {
-  // Caller holds the stripe(s). Reads whole blocks from the overlay or the point.
-  return Read(first_block * block_size_, count * block_size_, dst);
 }
 
 Status Overlay::Read(uint64_t offset, size_t n, void* dst) {
@@ -220,21 +223,8 @@ Status Overlay::Read(uint64_t offset, size_t n, void* dst) {
   while (pos < end) {
     uint64_t b = pos / block_size_;
     bool present;
-    {
-      std::lock_guard l(mu_);
-      present = Present(b);
-    }
-    uint64_t run_end = std::min<uint64_t>(end, (b + 1) * block_size_);
-    while (run_end < end) {
-      uint64_t nb = run_end / block_size_;
-      bool p;
-      {
-        std::lock_guard l(mu_);
-        p = Present(nb);
-      }
-      if (p != present) break;
-      run_end = std::min<uint64_t>(end, (nb + 1) * block_size_);
-    }
+    uint64_t end_block = RunEnd(b, (end + block_size_ - 1) / block_size_, &present);
+    uint64_t run_end = std::min<uint64_t>(end, end_block * block_size_);
     size_t len = run_end - pos;
     if (present) {
       ASSIGN_OR_RETURN(size_t got, data_->ReadAt(pos, len, out + (pos - offset)));
@@ -278,7 +268,7 @@ Status Overlay::Write(uint64_t offset, std::string_view data, bool fua) {
     std::lock_guard stripe(StripeFor(b));
     if (pos % block_size_ != 0 || end - pos < block_size_) {
       // Partial block: complete it from what the disk holds now.
-      RETURN_IF_ERROR(ReadBlocksLocked(b, 1, block.data()));
+      RETURN_IF_ERROR(Read(b * block_size_, block_size_, block.data()));
       uint64_t in_block = pos % block_size_;
       size_t len = std::min<uint64_t>(block_size_ - in_block, end - pos);
       std::memcpy(block.data() + in_block, data.data() + (pos - offset), len);
@@ -398,19 +388,10 @@ Status Overlay::Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop)
     uint64_t b = first;
     while (b < last) {
       bool present;
-      {
-        std::lock_guard l(mu_);
-        present = Present(b);
-      }
+      const uint64_t e = RunEnd(b, last, &present);
       if (present) {
-        ++b;
+        b = e;
         continue;
-      }
-      uint64_t e = b + 1;
-      while (e < last) {
-        std::lock_guard l(mu_);
-        if (Present(e)) break;
-        ++e;
       }
       std::shared_ptr<View> view;
       {

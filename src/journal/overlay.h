@@ -82,9 +82,11 @@ class Overlay {
   // kAborted when *stop becomes true.
   Status Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop);
   Status WriteBlocks(uint64_t first_block, std::string_view data, bool filled);
-  Status ReadBlocksLocked(uint64_t first_block, uint64_t count, char* dst);
   void Mark(uint64_t first, uint64_t count, bool filled);
   bool Present(uint64_t block) const;
+  // With one lock: whether block is present, and the end of the run of blocks in
+  // [block, limit) that are alike.
+  uint64_t RunEnd(uint64_t block, uint64_t limit, bool* present) const;
   std::mutex& StripeFor(uint64_t block);
 
   Env* const env_;
