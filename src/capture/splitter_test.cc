@@ -81,28 +81,56 @@ TEST_F(SplitterTest, AnsweredWritesSurviveProcessCrash) {
   EXPECT_EQ((*log)->Stats().last_seq, 50u);
 }
 
-// After power loss, the disk is redone from the durable log on open: disk and log agree.
-TEST_F(SplitterTest, DiskCatchesUpWithLogAfterPowerLoss) {
-  {
-    auto s = Open();
-    ASSERT_TRUE(s->Write(0, std::string(kBs, 'z'), false).ok());
-    ASSERT_TRUE(s->Flush().ok());
-    ASSERT_TRUE(s->Write(kBs, std::string(kBs, 'y'), false).ok());
+// After power loss, the disk is redone from the log on open: wherever the log kept a write,
+// the disk holds it too — including the crashes where the disk itself lost it. Many crash
+// outcomes (seeds); the redo case must actually occur among them.
+TEST(SplitterPowerLossTest, DiskCatchesUpWithLog) {
+  int redone = 0, log_kept = 0;
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    SimEnv env;
+    ManualClock clock;
+    journal::ReplicaOptions o;
+    o.env = &env;
+    o.clock = &clock;
+    {
+      auto disk = env.OpenFile("/disk.img", OpenMode::kCreate);
+      ASSERT_TRUE(disk.ok());
+      ASSERT_TRUE((*disk)->Truncate(kSize).ok());
+      ASSERT_TRUE((*disk)->Sync().ok());
+      ASSERT_TRUE(env.SyncDir("/").ok());
+      journal::CreateParams p;
+      p.size = kSize;
+      auto log = Replica::Create("/pending", p, o);
+      ASSERT_TRUE(log.ok());
+      auto s = Splitter::Open(&env, "/disk.img", *log);
+      ASSERT_TRUE(s.ok());
+      ASSERT_TRUE((*s)->Write(0, std::string(kBs, 'z'), false).ok());
+      ASSERT_TRUE((*s)->Flush().ok());
+      ASSERT_TRUE((*s)->Write(kBs, std::string(kBs, 'y'), false).ok());
+    }
+    env.Crash(seed);
+    auto read_disk = [&] {
+      auto f = env.OpenFile("/disk.img", OpenMode::kRead);
+      std::string out(2 * kBs, '\0');
+      EXPECT_TRUE((*f)->ReadAt(0, out.size(), out.data()).ok());
+      return out;
+    };
+    const std::string before = read_disk();
+    auto log = Replica::Open("/pending", o);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    auto s = Splitter::Open(&env, "/disk.img", *log);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const std::string after = read_disk();
+    EXPECT_EQ(after.substr(0, kBs), std::string(kBs, 'z'));  // flushed: always there
+    if ((*s)->log().Stats().last_seq >= 2) {
+      ++log_kept;
+      EXPECT_EQ(after.substr(kBs), std::string(kBs, 'y'));
+      if (before.substr(kBs) != std::string(kBs, 'y')) ++redone;
+    }
   }
-  env_.Crash(3);
-  auto s = Open();
-  auto latest = s->log().ResolvePoint(journal::PointSpec{});
-  ASSERT_TRUE(latest.ok());
-  auto view = s->log().OpenView(latest->seq);
-  ASSERT_TRUE(view.ok());
-  std::string logged(2 * kBs, '?');
-  ASSERT_TRUE((*view)->Read(0, logged.size(), logged.data()).ok());
-  EXPECT_EQ(DiskBytes(0, kBs), std::string(kBs, 'z'));
-  // Whatever survived of the unflushed write, disk and log hold the same.
-  std::string disk1 = DiskBytes(kBs, kBs);
-  if (latest->seq >= 2) {
-    EXPECT_EQ(disk1, logged.substr(kBs));
-  }
+  EXPECT_GT(log_kept, 0);
+  EXPECT_GT(redone, 0) << "no crash outcome needed the redo; the test does not exercise it";
 }
 
 }  // namespace
