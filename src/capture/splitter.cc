@@ -4,7 +4,6 @@
 
 #include "journal/index.h"
 #include "journal/points.h"
-#include "journal/view.h"
 
 namespace ferry::capture {
 
@@ -26,21 +25,36 @@ Result<std::unique_ptr<Splitter>> Splitter::Open(Env* env, const std::string& di
 }
 
 Status Splitter::Redo() {
-  auto latest = log_->ResolvePoint(journal::PointSpec{});
-  if (!latest.ok()) return latest.status();
-  ASSIGN_OR_RETURN(auto view, log_->OpenView(latest->seq));
-  const uint64_t bs = block_size_;
-  std::string buf;
-  for (auto [first, count] : log_->JournaledBlockRuns()) {
-    for (uint64_t b = first; b < first + count;) {
-      uint64_t n = std::min<uint64_t>(first + count - b, journal::kChunkBlocks);
-      buf.resize(n * bs);
-      RETURN_IF_ERROR(view->Read(b * bs, buf.size(), buf.data()));
-      RETURN_IF_ERROR(disk_->WriteAt(b * bs, buf));
-      b += n;
+  // Replays the log in order: after a crash the disk may lack any of its records' writes.
+  const uint64_t last = log_->last_seq();
+  uint64_t next = log_->Stats().oldest_point + 1;
+  while (next <= last) {
+    ASSIGN_OR_RETURN(auto batch, log_->ReadRecords(next, last, 16u << 20));
+    if (batch.empty()) break;
+    for (const journal::StoredRecord& sr : batch) {
+      const Record& r = sr.record;
+      if (r.type == RecordType::kWrite) {
+        RETURN_IF_ERROR(disk_->WriteAt(r.offset, r.data));
+      } else if (r.type != RecordType::kMarker) {
+        RETURN_IF_ERROR(disk_->PunchHole(r.offset, r.length));
+      }
     }
+    next = batch.back().record.seq + 1;
   }
   return disk_->Sync();
+}
+
+Result<uint64_t> Splitter::Checkpoint() {
+  uint64_t through;
+  {
+    // With every stripe held no write is between its log append and its disk write.
+    std::array<std::unique_lock<std::mutex>, 64> held;
+    for (size_t i = 0; i < stripes_.size(); ++i) held[i] = std::unique_lock(stripes_[i]);
+    through = log_->last_seq();
+  }
+  RETURN_IF_ERROR(log_->Sync());
+  RETURN_IF_ERROR(disk_->Sync());
+  return through;
 }
 
 Splitter::Splitter(std::unique_ptr<File> disk, std::shared_ptr<journal::Replica> log, uint64_t size)

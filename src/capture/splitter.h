@@ -45,6 +45,9 @@ class Splitter {
   Status Flush();
   // Appends a marker (a recovery point) ordered after every write answered so far.
   Result<uint64_t> Mark(journal::MarkerKind kind, const std::string& label);
+  // Makes log and disk durable through every record logged so far and returns that seq: a
+  // pending log may discard records up to it once the target holds them.
+  Result<uint64_t> Checkpoint();
 
  private:
   Splitter(std::unique_ptr<File> disk, std::shared_ptr<journal::Replica> log, uint64_t size);

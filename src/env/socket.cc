@@ -81,6 +81,24 @@ Status Socket::WriteAllV(std::span<const std::string_view> pieces) {
 
 void Socket::Shutdown() { ::shutdown(fd_, SHUT_RDWR); }
 
+std::string Socket::PeerName() const {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "unknown peer";
+  char host[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+    return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  return "unix socket";
+}
+
 Listener::~Listener() {
   ::close(fd_);
   if (!unix_path_.empty()) ::unlink(unix_path_.c_str());

@@ -13,22 +13,22 @@
 #include <string_view>
 
 #include "base/status.h"
+#include "env/stream.h"
 
 namespace ferry {
 
-class Socket {
+class Socket final : public Stream {
  public:
   explicit Socket(int fd) : fd_(fd) {}
-  ~Socket();
+  ~Socket() override;
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
 
-  // Reads exactly n bytes. kAborted on a clean EOF before the first byte or in between.
-  Status ReadFull(void* dst, size_t n);
-  Status WriteAll(std::string_view data);
-  Status WriteAllV(std::span<const std::string_view> pieces);
-  // Stops reads and writes in both directions (wakes blocked calls); idempotent.
-  void Shutdown();
+  Status ReadFull(void* dst, size_t n) override;
+  Status WriteAll(std::string_view data) override;
+  Status WriteAllV(std::span<const std::string_view> pieces) override;
+  void Shutdown() override;
+  std::string PeerName() const override;
   int fd() const { return fd_; }
 
  private:

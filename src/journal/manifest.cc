@@ -44,7 +44,11 @@ std::string Manifest::Encode() const {
             {"any_point_from", any_point_from},
             {"pins", pins_json},
             {"state", state},
-            {"committed_overlay", committed_overlay}};
+            {"committed_overlay", committed_overlay},
+            {"role", role},
+            {"initial_sync", initial_sync},
+            {"sync_offset", sync_offset},
+            {"consistent_from", consistent_from}};
   return FrameWithChecksum(j.dump());
 }
 
@@ -73,12 +77,20 @@ Result<Manifest> Manifest::Decode(std::string_view text) {
     }
     m.state = j.at("state").get<std::string>();
     m.committed_overlay = j.at("committed_overlay").get<std::string>();
+    // Added within format 1 (replication); absent in manifests written before.
+    m.role = j.value("role", std::string("replica"));
+    m.initial_sync = j.value("initial_sync", false);
+    m.sync_offset = j.value("sync_offset", uint64_t{0});
+    m.consistent_from = j.value("consistent_from", uint64_t{0});
   } catch (const std::exception& e) {
     return DataLoss(std::string("MANIFEST: ") + e.what());
   }
   if (m.block_size < 512 || m.block_size > 65536 || (m.block_size & (m.block_size - 1)) ||
       m.size % m.block_size) {
     return DataLoss("MANIFEST: inconsistent size/block_size");
+  }
+  if (m.role != "replica" && m.role != "pending-log") {
+    return DataLoss("MANIFEST: unknown role " + m.role);
   }
   if (m.state != "replica" && m.state != "committed") {
     return DataLoss("MANIFEST: unknown state " + m.state);

@@ -35,6 +35,13 @@ struct Manifest {
   std::vector<Pin> pins;
   std::string state = "replica";  // "replica" or "committed"
   std::string committed_overlay;
+  // "replica", or "pending-log": a source's log of writes not yet replicated, whose old
+  // records are discarded (not merged) once the target has them.
+  std::string role = "replica";
+  // A link's initial sync is filling the base: no point is consistent until it finishes.
+  bool initial_sync = false;
+  uint64_t sync_offset = 0;      // bytes of the volume below it are durable in the base
+  uint64_t consistent_from = 0;  // points before this seq are not consistent (0: all are)
 
   std::string Encode() const;
   static Result<Manifest> Decode(std::string_view text);

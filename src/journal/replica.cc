@@ -80,6 +80,10 @@ Result<std::shared_ptr<Replica>> Replica::Create(const std::string& dir, const C
   m.block_size = p.block_size;
   m.created_ns = options.clock->NowNanos();
   m.any_point_from = 0;
+  if (p.first_seq == 0) return InvalidArgument("the first seq of a journal is at least 1");
+  m.base_seq = p.first_seq - 1;
+  m.role = p.pending_log ? "pending-log" : "replica";
+  m.initial_sync = p.initial_sync;
 
   {
     ASSIGN_OR_RETURN(auto base, env->OpenFile(JoinPath(dir, "base.img"), OpenMode::kCreate));
@@ -227,6 +231,8 @@ Status Replica::Load() {
   }
   next_seq_ = highest_seq + 1;
   next_ts_floor_ = last_ts_;
+  published_seq_.store(highest_seq);
+  synced_seq_.store(highest_seq);  // Reopen below syncs what it keeps
 
   // Reopen the last segment for appending (truncating a torn tail), or start a new one.
   if (have_tail && tail.valid_end >= kSegmentHeaderSize) {
@@ -263,6 +269,22 @@ uint64_t Replica::OldestPointLocked() const {
 }
 
 Status Replica::ValidatePointLocked(uint64_t seq) const {
+  if (manifest_.role == "pending-log") {
+    return FailedPrecondition("this is a pending log: it holds only the writes not yet "
+                              "replicated, not the volume; read the volume through its splitter "
+                              "export, or a recovery point from the replica at the target");
+  }
+  if (manifest_.initial_sync) {
+    return FailedPrecondition("the initial sync is still copying the volume (" +
+                              std::to_string(manifest_.sync_offset * 100 / manifest_.size) +
+                              "% done); no recovery point is consistent until it finishes");
+  }
+  if (seq < manifest_.consistent_from) {
+    return OutOfRange("point " + std::to_string(seq) + " is before seq " +
+                      std::to_string(manifest_.consistent_from) +
+                      ", where the initial sync finished; earlier points are not consistent — "
+                      "choose a point at or after it");
+  }
   uint64_t oldest = OldestPointLocked();
   uint64_t last;
   {
@@ -370,11 +392,12 @@ Result<PointPage> Replica::ListPoints(const PointFilter& filter) const {
   std::lock_guard ml(meta_mu_);
   std::shared_lock il(index_mu_);
   PointPage page;
+  if (manifest_.initial_sync || manifest_.role == "pending-log") return page;
   const uint64_t oldest = OldestPointLocked();
   auto it = filter.before_seq ? markers_.lower_bound(filter.before_seq) : markers_.end();
   while (it != markers_.begin()) {
     --it;
-    if (it->first <= oldest) break;
+    if (it->first <= oldest || it->first < manifest_.consistent_from) break;
     if (filter.kind && it->second.kind != *filter.kind) continue;
     int64_t pos = index_.FindSeq(it->first);
     if (pos < 0) continue;
@@ -468,17 +491,23 @@ Result<uint64_t> Replica::Append(Record record, Durability durability) {
 
 Status Replica::Sync() {
   std::shared_ptr<File> file;
+  uint64_t through;
   {
     std::lock_guard l(write_mu_);
     if (!write_error_.ok()) return write_error_;
     if (!active_) return Status::Ok();
     file = active_->shared_file();
     unsynced_ = false;
+    through = next_seq_ - 1;  // written (published) records; earlier segments are synced
   }
   Status s = file->Sync();
   if (!s.ok()) {
     std::lock_guard l(write_mu_);
     write_error_ = s.WithContext("journal sync failed; reopen the replica to recover");
+    return s;
+  }
+  uint64_t cur = synced_seq_.load();
+  while (cur < through && !synced_seq_.compare_exchange_weak(cur, through)) {
   }
   return s;
 }
@@ -667,6 +696,12 @@ Status Replica::WriteBatch(std::vector<Writer*>& batch) {
     segment_bytes_[segment] = active_->size();
     last_ts_ = ts_floor;
   }
+  published_seq_.store(seq - 1);
+  if (sync) synced_seq_.store(seq - 1);
+  {
+    std::lock_guard al(append_mu_);
+  }
+  append_cv_.notify_all();
   return Status::Ok();
 }
 

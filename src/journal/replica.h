@@ -74,6 +74,23 @@ struct CreateParams {
   uint32_t block_size = 4096;  // 512..65536, power of two
   Id128 volume_id{};           // zeros: pick one
   uint64_t history_id = 0;     // 0: pick one
+  uint64_t first_seq = 1;      // the journal's first record (a link's target continues the
+                               // source's numbering)
+  bool pending_log = false;    // role "pending-log" (see DiscardThrough)
+  bool initial_sync = false;   // the base will be filled by a link's initial sync
+};
+
+// A record as the journal stores it, with the payload checksum computed when it was appended
+// (what a link ships, so the target checks the data against the source's own checksum).
+struct StoredRecord {
+  Record record;
+  uint64_t checksum = 0;  // XXH3-64 of the write data or the encoded marker body; 0 otherwise
+};
+
+struct InitialSyncState {
+  bool running = false;
+  uint64_t offset = 0;           // bytes below it are durable in the base
+  uint64_t consistent_from = 0;  // points before this seq are not consistent
 };
 
 struct Health {
@@ -136,6 +153,29 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Result<uint64_t> Append(Record record, Durability durability = Durability::kSynced);
   // Makes every record appended so far durable (after kWritten appends).
   Status Sync();
+  uint64_t last_seq() const;
+  // Every record with seq <= synced_seq() is on stable storage.
+  uint64_t synced_seq() const { return synced_seq_.load(); }
+  // Waits up to timeout_ms for a record with seq > after_seq; returns last_seq().
+  uint64_t WaitForAppend(uint64_t after_seq, int64_t timeout_ms) const;
+
+  // Records with from_seq <= seq <= up_to_seq in seq order, at most about max_bytes of payload
+  // (always at least one if any). Each payload is checked against its stored checksum.
+  // kOutOfRange when from_seq is no longer held (discarded or merged away).
+  Result<std::vector<StoredRecord>> ReadRecords(uint64_t from_seq, uint64_t up_to_seq,
+                                                size_t max_bytes) const;
+  // Pending logs only: forgets the records with seq <= seq (whole segments; the segment being
+  // written stays). The caller guarantees the target and the source disk hold them durably.
+  Status DiscardThrough(uint64_t seq);
+
+  // Initial sync (created with initial_sync): the link writes the volume's content into the
+  // base while journal records keep arriving; WriteBase is refused once it finished.
+  InitialSyncState GetInitialSync() const;
+  Status WriteBase(uint64_t offset, std::string_view data);
+  // Makes the base durable and records that every byte below offset is in it.
+  Status SaveSyncProgress(uint64_t offset);
+  // Ends the initial sync: points from consistent_from on become usable.
+  Status FinishInitialSync(uint64_t consistent_from);
 
   // Points.
   Result<PointInfo> ResolvePoint(const PointSpec& spec) const;
@@ -189,6 +229,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Status WriteBatch(std::vector<Writer*>& batch);
   Status RollSegmentIfNeeded();
   Status MergeTo(uint64_t target);
+  // After base_seq moved to target: drops the index entries and segments at or below it.
+  Status DropThrough(uint64_t target);
   Status ThinAndCompact(const RetentionPolicy& policy, int64_t now, RetentionReport* report);
   Status FinishCommitLocked(const std::string& name);
   Status DropJournalAndBase();
@@ -249,6 +291,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Status write_error_;  // sticky: the journal's tail is uncertain; reopen the replica
   std::atomic<uint64_t> syncs_{0};
   std::atomic<uint64_t> appends_{0};
+  std::atomic<uint64_t> published_seq_{0};  // last seq in the index
+  std::atomic<uint64_t> synced_seq_{0};
+  mutable std::mutex append_mu_;  // with append_cv_: wakes WaitForAppend
+  mutable std::condition_variable append_cv_;
   std::atomic<uint64_t> refused_bytes_{0};  // the last batch refused for space; 0 once one fits
 
   // Serialises retention and commit with each other.

@@ -20,6 +20,12 @@ Result<RetentionReport> Replica::ApplyRetention(const RetentionPolicy& policy) {
     if (manifest_.state == "committed") {
       return FailedPrecondition("replica was committed; it has no history to retain");
     }
+    // The initial sync writes the base; history is kept whole until it finished.
+    if (manifest_.initial_sync) return report;
+    if (manifest_.role == "pending-log") {
+      return FailedPrecondition("a pending log is trimmed by its link (DiscardThrough), not by "
+                                "retention");
+    }
     std::shared_lock il(index_mu_);
     const uint64_t oldest = OldestPointLocked();
     uint64_t s = index_.SeqAtTime(now - policy.window_ns - 1);
@@ -117,6 +123,10 @@ Status Replica::MergeTo(uint64_t target) {
     RETURN_IF_ERROR(next.Store(env_, dir_));
     manifest_ = std::move(next);
   }
+  return DropThrough(target);
+}
+
+Status Replica::DropThrough(uint64_t target) {
   // A segment holds only merged records when the next one starts at or below target + 1. Its
   // seq range counts, not what compaction left in it: deleting an emptied segment whose range
   // reaches past the target would look, to the next Open, like lost records. The segment of

@@ -1,0 +1,217 @@
+// The parts of Replica that links use: reading stored records for shipping, waiting for
+// appends, trimming a pending log, and the initial sync's writes into the base.
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "base/checksum.h"
+#include "journal/replica.h"
+#include "journal/segment.h"
+
+namespace ferry::journal {
+
+uint64_t Replica::last_seq() const {
+  std::lock_guard ml(meta_mu_);
+  return std::max(published_seq_.load(), manifest_.base_seq);
+}
+
+uint64_t Replica::WaitForAppend(uint64_t after_seq, int64_t timeout_ms) const {
+  std::unique_lock l(append_mu_);
+  append_cv_.wait_for(l, std::chrono::milliseconds(timeout_ms),
+                      [&] { return published_seq_.load() > after_seq; });
+  l.unlock();
+  return last_seq();
+}
+
+Result<std::vector<StoredRecord>> Replica::ReadRecords(uint64_t from_seq, uint64_t up_to_seq,
+                                                       size_t max_bytes) const {
+  struct Loc {
+    uint64_t seq;
+    uint32_t segment;
+    uint64_t header_at;  // file offset of the record header
+    uint64_t end;        // file offset just past the payload (an upper bound for markers)
+  };
+  std::vector<Loc> locs;
+  std::map<uint32_t, std::shared_ptr<File>> files;
+  {
+    std::lock_guard ml(meta_mu_);
+    std::shared_lock il(index_mu_);
+    if (from_seq <= manifest_.base_seq) {
+      return OutOfRange("records through seq " + std::to_string(manifest_.base_seq) +
+                        " are no longer in the journal; seq " + std::to_string(from_seq) +
+                        " cannot be read");
+    }
+    size_t pos = index_.VisibleLimit(from_seq - 1);
+    if (pos < index_.size() && index_.at(pos).seq() != from_seq && from_seq <= up_to_seq) {
+      return OutOfRange("seq " + std::to_string(from_seq) + " is not in the journal (the next "
+                        "held record is " + std::to_string(index_.at(pos).seq()) + ")");
+    }
+    size_t bytes = 0;
+    for (; pos < index_.size() && (locs.empty() || bytes < max_bytes); ++pos) {
+      const IndexEntry& e = index_.at(pos);
+      if (e.seq() > up_to_seq) break;
+      uint64_t payload = e.type() == RecordType::kMarker
+                             ? kMarkerBodyFixed + kMaxLabelLength
+                         : e.type() == RecordType::kWrite ? uint64_t{e.nblocks} * manifest_.block_size
+                                                          : 0;
+      locs.push_back({e.seq(), e.segment, e.payload_offset - kRecordHeaderSize,
+                      e.payload_offset + payload});
+      bytes += kRecordHeaderSize + payload;
+      if (!files.count(e.segment)) {
+        ASSIGN_OR_RETURN(files[e.segment], SegmentFile(e.segment));
+      }
+    }
+  }
+  std::vector<StoredRecord> out;
+  out.reserve(locs.size());
+  std::string buf;
+  size_t i = 0;
+  while (i < locs.size()) {
+    // One read for a run of records stored close together in one segment.
+    size_t j = i + 1;
+    while (j < locs.size() && locs[j].segment == locs[i].segment &&
+           locs[j].header_at >= locs[j - 1].header_at &&
+           locs[j].header_at <= locs[j - 1].end + (1u << 20)) {
+      ++j;
+    }
+    const uint64_t start = locs[i].header_at;
+    const uint64_t end = locs[j - 1].end;
+    File* f = files[locs[i].segment].get();
+    buf.resize(end - start);
+    ASSIGN_OR_RETURN(size_t got, f->ReadAt(start, buf.size(), buf.data()));
+    buf.resize(got);
+    for (size_t k = i; k < j; ++k) {
+      const uint64_t at = locs[k].header_at - start;
+      auto where = [&] {
+        return "segment " + std::to_string(locs[k].segment) + " offset " +
+               std::to_string(locs[k].header_at) + ": ";
+      };
+      if (at + kRecordHeaderSize > buf.size()) {
+        return DataLoss(where() + "record seq " + std::to_string(locs[k].seq) + " is cut short");
+      }
+      auto h = DecodeRecordHeader(reinterpret_cast<const uint8_t*>(buf.data() + at));
+      if (!h.ok()) return h.status().WithContext(where());
+      if (h->seq != locs[k].seq) {
+        return DataLoss(where() + "holds seq " + std::to_string(h->seq) + ", the index says " +
+                        std::to_string(locs[k].seq));
+      }
+      if (at + kRecordHeaderSize + h->payload_length > buf.size()) {
+        return DataLoss(where() + "record seq " + std::to_string(h->seq) + " is cut short");
+      }
+      std::string_view payload(buf.data() + at + kRecordHeaderSize, h->payload_length);
+      if (Checksum64(payload) != h->payload_checksum) {
+        return DataLoss(where() + "record seq " + std::to_string(h->seq) +
+                        " fails its payload checksum");
+      }
+      StoredRecord sr;
+      sr.checksum = h->payload_checksum;
+      Record& r = sr.record;
+      r.type = h->type;
+      r.seq = h->seq;
+      r.timestamp_ns = h->timestamp_ns;
+      r.offset = h->offset;
+      r.length = h->length;
+      if (h->type == RecordType::kWrite) {
+        r.data.assign(payload);
+      } else if (h->type == RecordType::kMarker) {
+        auto m = DecodeMarkerBody(payload);
+        if (!m.ok()) return m.status().WithContext(where());
+        r.marker = std::move(*m);
+      } else {
+        sr.checksum = 0;
+      }
+      out.push_back(std::move(sr));
+    }
+    i = j;
+  }
+  return out;
+}
+
+Status Replica::DiscardThrough(uint64_t seq) {
+  std::lock_guard mt(maintenance_mu_);
+  uint64_t target;
+  {
+    std::lock_guard ml(meta_mu_);
+    if (manifest_.role != "pending-log") {
+      return FailedPrecondition("only a pending log discards records; a replica's history is "
+                                "trimmed by retention");
+    }
+    // Whole segments only: the target is the last seq of the newest sealed segment <= seq.
+    std::vector<std::pair<uint32_t, std::shared_ptr<File>>> files;
+    uint32_t active;
+    {
+      std::lock_guard wl(write_mu_);
+      std::shared_lock il(index_mu_);
+      files.assign(segments_.begin(), segments_.end());
+      active = static_cast<uint32_t>(active_->segment_number());
+    }
+    target = manifest_.base_seq;
+    for (size_t i = 0; i + 1 < files.size() && files[i].first != active; ++i) {
+      ASSIGN_OR_RETURN(SegmentHeader next, ReadSegmentHeader(files[i + 1].second.get(),
+                                                             files[i + 1].first));
+      if (next.first_seq - 1 > seq) break;
+      target = std::max(target, next.first_seq - 1);
+    }
+    if (target <= manifest_.base_seq) return Status::Ok();
+    Manifest next = manifest_;
+    next.base_seq = target;
+    next.any_point_from = std::max(next.any_point_from, target);
+    RETURN_IF_ERROR(next.Store(env_, dir_));
+    manifest_ = std::move(next);
+  }
+  return DropThrough(target);
+}
+
+InitialSyncState Replica::GetInitialSync() const {
+  std::lock_guard ml(meta_mu_);
+  return {manifest_.initial_sync, manifest_.sync_offset, manifest_.consistent_from};
+}
+
+Status Replica::WriteBase(uint64_t offset, std::string_view data) {
+  {
+    std::lock_guard ml(meta_mu_);
+    if (!manifest_.initial_sync) {
+      return FailedPrecondition("no initial sync is running on this replica; its base is "
+                                "written only by retention");
+    }
+  }
+  const uint64_t bs = manifest_.block_size;
+  if (offset % bs || data.size() % bs || offset > manifest_.size ||
+      data.size() > manifest_.size - offset) {
+    return InvalidArgument("base write at " + std::to_string(offset) + " of " +
+                           std::to_string(data.size()) + " bytes is not whole blocks inside the "
+                           "volume of " + std::to_string(manifest_.size) + " bytes");
+  }
+  return base_->WriteAt(offset, data);
+}
+
+Status Replica::SaveSyncProgress(uint64_t offset) {
+  RETURN_IF_ERROR(base_->Sync());
+  std::lock_guard ml(meta_mu_);
+  if (!manifest_.initial_sync) return FailedPrecondition("no initial sync is running");
+  Manifest next = manifest_;
+  next.sync_offset = std::min(offset, manifest_.size);
+  RETURN_IF_ERROR(next.Store(env_, dir_));
+  manifest_ = std::move(next);
+  return Status::Ok();
+}
+
+Status Replica::FinishInitialSync(uint64_t consistent_from) {
+  RETURN_IF_ERROR(base_->Sync());
+  std::lock_guard ml(meta_mu_);
+  if (!manifest_.initial_sync) return FailedPrecondition("no initial sync is running");
+  if (consistent_from > published_seq_.load() && consistent_from > manifest_.base_seq) {
+    return FailedPrecondition("the initial sync ends at seq " + std::to_string(consistent_from) +
+                              " but the journal holds only up to " +
+                              std::to_string(published_seq_.load()));
+  }
+  Manifest next = manifest_;
+  next.initial_sync = false;
+  next.sync_offset = manifest_.size;
+  next.consistent_from = std::max(consistent_from, manifest_.base_seq);
+  RETURN_IF_ERROR(next.Store(env_, dir_));
+  manifest_ = std::move(next);
+  return Status::Ok();
+}
+
+}  // namespace ferry::journal

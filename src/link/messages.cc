@@ -1,0 +1,312 @@
+#include "link/messages.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/checksum.h"
+#include "base/coding.h"
+#include "link/codec.h"
+
+namespace ferry::link {
+
+using nlohmann::json;
+
+namespace {
+
+Status Corrupt(const std::string& what) { return DataLoss("corrupt frame: " + what); }
+
+std::string Hex64(uint64_t v) {
+  char buf[20];
+  snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return buf;
+}
+
+bool ParseHex64(const std::string& s, uint64_t* v) {
+  if (s.empty() || s.size() > 16) return false;
+  uint64_t r = 0;
+  for (char c : s) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    r = r << 4 | static_cast<uint64_t>(d);
+  }
+  *v = r;
+  return true;
+}
+
+// Runs a JSON decoder; any parse or type error becomes a corrupt frame naming the message.
+template <typename T, typename Fn>
+Result<T> DecodeJson(std::string_view name, std::string_view payload, Fn fn) {
+  try {
+    json j = json::parse(payload);
+    if (!j.is_object()) return Corrupt(std::string(name) + " is not a JSON object");
+    return fn(j);
+  } catch (const std::exception& e) {
+    return Corrupt(std::string(name) + ": " + e.what());
+  }
+}
+
+// Checksum of n zero bytes, as the source journal computed it for an all-zero write.
+uint64_t ZeroChecksum(uint64_t n) {
+  static const std::string zeros(1 << 20, '\0');
+  Checksummer c;
+  while (n > 0) {
+    size_t k = static_cast<size_t>(std::min<uint64_t>(n, zeros.size()));
+    c.Update(zeros.data(), k);
+    n -= k;
+  }
+  return c.Digest();
+}
+
+template <typename T>
+T Get(const char* p) {
+  return DecodeFixed<T>(reinterpret_cast<const uint8_t*>(p));
+}
+
+}  // namespace
+
+std::string EncodeHello(const Hello& m) {
+  json j = {{"protocol", m.protocol},
+            {"volume", m.volume},
+            {"volume_id", journal::IdToHex(m.volume_id)},
+            {"history_id", Hex64(m.history_id)},
+            {"volume_size", m.volume_size},
+            {"block_size", m.block_size},
+            {"source_node", m.source_node},
+            {"source_first_seq", m.source_first_seq},
+            {"source_last_seq", m.source_last_seq},
+            {"codecs", m.codecs},
+            {"initial_sync", m.initial_sync}};
+  return j.dump();
+}
+
+Result<Hello> DecodeHello(std::string_view payload) {
+  return DecodeJson<Hello>("HELLO", payload, [](const json& j) -> Result<Hello> {
+    Hello m;
+    m.protocol = j.at("protocol").get<int>();
+    m.volume = j.at("volume").get<std::string>();
+    if (!journal::IdFromHex(j.at("volume_id").get<std::string>(), &m.volume_id)) {
+      return Corrupt("HELLO: volume_id is not 32 hex digits");
+    }
+    if (!ParseHex64(j.at("history_id").get<std::string>(), &m.history_id)) {
+      return Corrupt("HELLO: history_id is not 16 hex digits");
+    }
+    m.volume_size = j.at("volume_size").get<uint64_t>();
+    m.block_size = j.at("block_size").get<uint32_t>();
+    m.source_node = j.value("source_node", std::string());
+    m.source_first_seq = j.at("source_first_seq").get<uint64_t>();
+    m.source_last_seq = j.at("source_last_seq").get<uint64_t>();
+    m.codecs = j.value("codecs", std::vector<std::string>{});
+    m.initial_sync = j.value("initial_sync", false);
+    return m;
+  });
+}
+
+std::string EncodeWelcome(const Welcome& m) {
+  json j = {{"protocol", m.protocol},
+            {"resume_from", m.resume_from},
+            {"codec", m.codec},
+            {"initial_sync", {{"needed", m.sync_needed}, {"offset", m.sync_offset}}}};
+  return j.dump();
+}
+
+Result<Welcome> DecodeWelcome(std::string_view payload) {
+  return DecodeJson<Welcome>("WELCOME", payload, [](const json& j) -> Result<Welcome> {
+    Welcome m;
+    m.protocol = j.at("protocol").get<int>();
+    m.resume_from = j.at("resume_from").get<uint64_t>();
+    m.codec = j.at("codec").get<std::string>();
+    const json& s = j.at("initial_sync");
+    m.sync_needed = s.at("needed").get<bool>();
+    m.sync_offset = s.at("offset").get<uint64_t>();
+    return m;
+  });
+}
+
+std::string EncodeRefuse(const Refuse& m) {
+  return json{{"code", m.code}, {"message", m.message}}.dump();
+}
+
+Result<Refuse> DecodeRefuse(std::string_view payload) {
+  return DecodeJson<Refuse>("REFUSE", payload, [](const json& j) -> Result<Refuse> {
+    return Refuse{j.at("code").get<std::string>(), j.value("message", std::string())};
+  });
+}
+
+std::string EncodeSyncDone(const SyncDone& m) {
+  return json{{"consistent_from", m.consistent_from}}.dump();
+}
+
+Result<SyncDone> DecodeSyncDone(std::string_view payload) {
+  return DecodeJson<SyncDone>("SYNC_DONE", payload, [](const json& j) -> Result<SyncDone> {
+    return SyncDone{j.at("consistent_from").get<uint64_t>()};
+  });
+}
+
+std::string EncodeAck(const Ack& m) {
+  std::string out;
+  AppendFixed<uint64_t>(&out, m.durable_seq);
+  AppendFixed<uint64_t>(&out, m.sync_offset);
+  return out;
+}
+
+Result<Ack> DecodeAck(std::string_view payload) {
+  if (payload.size() != 16) return Corrupt("ACK of " + std::to_string(payload.size()) + " bytes");
+  return Ack{Get<uint64_t>(payload.data()), Get<uint64_t>(payload.data() + 8)};
+}
+
+void EncodeRecords(std::span<const journal::StoredRecord> records, std::string* out) {
+  AppendFixed<uint32_t>(out, static_cast<uint32_t>(records.size()));
+  AppendFixed<uint32_t>(out, 0);
+  std::string body;
+  for (const journal::StoredRecord& sr : records) {
+    const journal::Record& r = sr.record;
+    std::string_view payload;
+    uint8_t flags = 0;
+    if (r.type == journal::RecordType::kWrite) {
+      if (IsAllZero(r.data)) {
+        flags = 1;
+      } else {
+        payload = r.data;
+      }
+    } else if (r.type == journal::RecordType::kMarker) {
+      body = journal::EncodeMarkerBody(r.marker);
+      payload = body;
+    }
+    out->push_back(static_cast<char>(r.type));
+    out->push_back(static_cast<char>(flags));
+    out->append(6, '\0');
+    AppendFixed<uint64_t>(out, r.seq);
+    AppendFixed<uint64_t>(out, static_cast<uint64_t>(r.timestamp_ns));
+    AppendFixed<uint64_t>(out, r.offset);
+    AppendFixed<uint64_t>(out, r.length);
+    AppendFixed<uint64_t>(out, sr.checksum);
+    AppendFixed<uint32_t>(out, static_cast<uint32_t>(payload.size()));
+    AppendFixed<uint32_t>(out, 0);
+    out->append(payload);
+  }
+}
+
+Result<std::vector<journal::Record>> DecodeRecords(std::string_view payload,
+                                                   uint64_t expect_first_seq,
+                                                   uint64_t volume_size, uint32_t block_size) {
+  using journal::Record;
+  using journal::RecordType;
+  if (payload.size() < 8) return Corrupt("RECORDS batch cut short");
+  const uint32_t count = Get<uint32_t>(payload.data());
+  if (count == 0) return Corrupt("empty RECORDS batch");
+  if (count > payload.size() / kWireRecordHeaderSize) {
+    return Corrupt("RECORDS batch claims " + std::to_string(count) + " records");
+  }
+  std::vector<Record> out;
+  out.reserve(count);
+  size_t at = 8;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (payload.size() - at < kWireRecordHeaderSize) return Corrupt("RECORDS record cut short");
+    const char* p = payload.data() + at;
+    const uint8_t type = static_cast<uint8_t>(p[0]);
+    const uint8_t flags = static_cast<uint8_t>(p[1]);
+    Record r;
+    r.seq = Get<uint64_t>(p + 8);
+    r.timestamp_ns = static_cast<int64_t>(Get<uint64_t>(p + 16));
+    r.offset = Get<uint64_t>(p + 24);
+    r.length = Get<uint64_t>(p + 32);
+    const uint64_t checksum = Get<uint64_t>(p + 40);
+    const uint32_t plen = Get<uint32_t>(p + 48);
+    at += kWireRecordHeaderSize;
+    const std::string where = "record seq " + std::to_string(r.seq) + ": ";
+    if (r.seq != expect_first_seq + i) {
+      return Corrupt(where + "expected seq " + std::to_string(expect_first_seq + i));
+    }
+    if (type < 1 || type > 4) return Corrupt(where + "unknown type " + std::to_string(type));
+    r.type = static_cast<RecordType>(type);
+    if (flags & ~1u || (flags && r.type != RecordType::kWrite)) return Corrupt(where + "bad flags");
+    if (plen > payload.size() - at) return Corrupt(where + "payload cut short");
+    std::string_view data(payload.data() + at, plen);
+    at += plen;
+    switch (r.type) {
+      case RecordType::kWrite:
+        if (flags) {
+          if (plen != 0) return Corrupt(where + "zero-flagged write carries data");
+          if (ZeroChecksum(r.length) != checksum) return Corrupt(where + "checksum mismatch");
+          r.type = RecordType::kZero;
+        } else {
+          if (plen != r.length) return Corrupt(where + "payload length differs from length");
+          if (Checksum64(data) != checksum) return Corrupt(where + "checksum mismatch");
+          r.data.assign(data);
+        }
+        break;
+      case RecordType::kZero:
+      case RecordType::kTrim:
+        if (plen != 0) return Corrupt(where + "zero/trim record carries data");
+        break;
+      case RecordType::kMarker: {
+        if (Checksum64(data) != checksum) return Corrupt(where + "checksum mismatch");
+        auto m = journal::DecodeMarkerBody(data);
+        if (!m.ok()) return Corrupt(where + std::string(m.status().message()));
+        r.marker = std::move(*m);
+        r.offset = r.length = 0;
+        break;
+      }
+    }
+    Status v = journal::ValidateRecord(r, volume_size, block_size);
+    if (!v.ok()) return Corrupt(where + std::string(v.message()));
+    out.push_back(std::move(r));
+  }
+  if (at != payload.size()) return Corrupt("RECORDS batch has trailing bytes");
+  return out;
+}
+
+void EncodeSyncData(const SyncData& m, std::string* out) {
+  AppendFixed<uint32_t>(out, static_cast<uint32_t>(m.extents.size()));
+  AppendFixed<uint32_t>(out, 0);
+  AppendFixed<uint64_t>(out, m.scanned_to);
+  AppendFixed<uint64_t>(out, m.total_bytes);
+  for (const SyncExtent& e : m.extents) {
+    AppendFixed<uint64_t>(out, e.offset);
+    AppendFixed<uint32_t>(out, static_cast<uint32_t>(e.data.size()));
+    AppendFixed<uint32_t>(out, 0);
+    AppendFixed<uint64_t>(out, Checksum64(e.data));
+    out->append(e.data);
+  }
+}
+
+Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
+                                uint32_t block_size) {
+  if (payload.size() < 24) return Corrupt("SYNC_DATA cut short");
+  SyncData m;
+  const uint32_t count = Get<uint32_t>(payload.data());
+  m.scanned_to = Get<uint64_t>(payload.data() + 8);
+  m.total_bytes = Get<uint64_t>(payload.data() + 16);
+  if (m.scanned_to > volume_size) return Corrupt("SYNC_DATA scanned past the volume's end");
+  if (count > payload.size() / kSyncExtentHeaderSize) return Corrupt("SYNC_DATA extent count");
+  size_t at = 24;
+  uint64_t prev_end = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (payload.size() - at < kSyncExtentHeaderSize) return Corrupt("SYNC_DATA extent cut short");
+    const char* p = payload.data() + at;
+    SyncExtent e;
+    e.offset = Get<uint64_t>(p);
+    const uint32_t len = Get<uint32_t>(p + 8);
+    const uint64_t checksum = Get<uint64_t>(p + 16);
+    at += kSyncExtentHeaderSize;
+    if (len > payload.size() - at) return Corrupt("SYNC_DATA extent data cut short");
+    if (e.offset % block_size || len % block_size || len == 0 || e.offset > volume_size ||
+        len > volume_size - e.offset || e.offset < prev_end || e.offset + len > m.scanned_to) {
+      return Corrupt("SYNC_DATA extent at " + std::to_string(e.offset) + " of " +
+                     std::to_string(len) + " bytes is misplaced");
+    }
+    std::string_view data(payload.data() + at, len);
+    if (Checksum64(data) != checksum) {
+      return Corrupt("SYNC_DATA extent at " + std::to_string(e.offset) + ": checksum mismatch");
+    }
+    e.data.assign(data);
+    at += len;
+    prev_end = e.offset + len;
+    m.extents.push_back(std::move(e));
+  }
+  if (at != payload.size()) return Corrupt("SYNC_DATA has trailing bytes");
+  return m;
+}
+
+}  // namespace ferry::link

@@ -1,0 +1,95 @@
+// Link messages (docs/protocols/link.md, "Messages"): the JSON control messages and the binary
+// RECORDS, ACK and SYNC_DATA payloads. Pure encoding and decoding, no I/O; thread-safe.
+//
+// Decoders check everything a damaged or hostile peer could get wrong — layout, lengths,
+// alignment, range, seq order, and each record's and extent's checksum — and return
+// kDataLoss "corrupt frame: …" so the link resets without applying anything.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "journal/replica.h"
+
+namespace ferry::link {
+
+inline constexpr int kProtocolVersion = 1;
+inline constexpr uint64_t kNoSync = UINT64_MAX;
+
+struct Hello {
+  int protocol = kProtocolVersion;
+  std::string volume;  // the volume's name at the source
+  journal::Id128 volume_id{};
+  uint64_t history_id = 0;
+  uint64_t volume_size = 0;
+  uint32_t block_size = 0;
+  std::string source_node;
+  uint64_t source_first_seq = 0;
+  uint64_t source_last_seq = 0;
+  std::vector<std::string> codecs;
+  bool initial_sync = false;
+};
+std::string EncodeHello(const Hello& m);
+Result<Hello> DecodeHello(std::string_view payload);
+
+struct Welcome {
+  int protocol = kProtocolVersion;
+  uint64_t resume_from = 0;
+  std::string codec = "none";
+  bool sync_needed = false;
+  uint64_t sync_offset = 0;
+};
+std::string EncodeWelcome(const Welcome& m);
+Result<Welcome> DecodeWelcome(std::string_view payload);
+
+// Refusal codes (docs/protocols/link.md, "Identity and resume").
+struct Refuse {
+  std::string code;
+  std::string message;
+};
+std::string EncodeRefuse(const Refuse& m);
+Result<Refuse> DecodeRefuse(std::string_view payload);
+
+struct SyncDone {
+  uint64_t consistent_from = 0;
+};
+std::string EncodeSyncDone(const SyncDone& m);
+Result<SyncDone> DecodeSyncDone(std::string_view payload);
+
+struct Ack {
+  uint64_t durable_seq = 0;
+  uint64_t sync_offset = kNoSync;
+};
+std::string EncodeAck(const Ack& m);
+Result<Ack> DecodeAck(std::string_view payload);
+
+// RECORDS. Writes whose data is all zeros travel without payload (flag bit 0).
+inline constexpr size_t kWireRecordHeaderSize = 56;
+void EncodeRecords(std::span<const journal::StoredRecord> records, std::string* out);
+// Decodes a batch whose first seq must be expect_first_seq, checking each record against the
+// volume's geometry and its checksum. Zero-flagged writes become zero records.
+Result<std::vector<journal::Record>> DecodeRecords(std::string_view payload,
+                                                   uint64_t expect_first_seq,
+                                                   uint64_t volume_size, uint32_t block_size);
+
+// SYNC_DATA.
+struct SyncExtent {
+  uint64_t offset = 0;
+  std::string data;
+};
+struct SyncData {
+  uint64_t scanned_to = 0;
+  uint64_t total_bytes = 0;
+  std::vector<SyncExtent> extents;
+};
+inline constexpr size_t kSyncExtentHeaderSize = 24;
+// Checksums are computed here, from the data as the source read it.
+void EncodeSyncData(const SyncData& m, std::string* out);
+Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
+                                uint32_t block_size);
+
+}  // namespace ferry::link

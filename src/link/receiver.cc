@@ -1,0 +1,261 @@
+#include "link/receiver.h"
+
+#include <spdlog/spdlog.h>
+
+#include "link/frame.h"
+
+namespace ferry::link {
+
+struct LinkReceiver::Conn {
+  std::unique_ptr<Stream> stream;
+  std::unique_ptr<FrameReader> reader;
+  std::unique_ptr<FrameWriter> writer;
+  std::shared_ptr<journal::Replica> replica;
+  Hello hello;
+  std::string key;  // volume id hex
+  uint64_t next_seq = 0;
+  uint64_t sync_saved = 0;
+  mutable std::mutex mu;  // guards st
+  InboundStatus st;
+};
+
+LinkReceiver::LinkReceiver(ReplicaDirectory* directory, ReceiverOptions options)
+    : directory_(directory), options_(options) {}
+
+LinkReceiver::~LinkReceiver() { Stop(); }
+
+void LinkReceiver::Stop() {
+  std::lock_guard l(mu_);
+  stopping_ = true;
+  for (auto& [k, c] : by_volume_) c->stream->Shutdown();
+}
+
+std::vector<InboundStatus> LinkReceiver::Inbound() const {
+  std::lock_guard l(mu_);
+  std::vector<InboundStatus> out;
+  for (const auto& [k, st] : last_) {
+    auto it = by_volume_.find(k);
+    if (it != by_volume_.end()) {
+      std::lock_guard cl(it->second->mu);
+      out.push_back(it->second->st);
+    } else {
+      out.push_back(st);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+ferry::Status SendRefuse(FrameWriter* w, const std::string& code, const std::string& message) {
+  auto r = w->Write(MessageType::kRefuse, EncodeRefuse({code, message}));
+  return r.ok() ? ferry::Status::Ok() : r.status();
+}
+
+}  // namespace
+
+ferry::Status LinkReceiver::Serve(std::unique_ptr<Stream> stream) {
+  auto c = std::make_shared<Conn>();
+  c->stream = std::move(stream);
+  c->reader = std::make_unique<FrameReader>(c->stream.get());
+  c->writer = std::make_unique<FrameWriter>(c->stream.get(), Codec::kNone);
+  c->st.peer = c->stream->PeerName();
+  ferry::Status s = Handshake(c.get());
+  if (!s.ok()) {
+    spdlog::warn("link from {} refused: {}", c->st.peer, s.ToString());
+    return s;
+  }
+  // One connection per volume: a newer one replaces the older, which ends when its stream
+  // is shut down; the volume's mutex makes sure they never append at the same time.
+  std::shared_ptr<std::mutex> vmu;
+  {
+    std::lock_guard l(mu_);
+    if (stopping_) return Aborted("the node is stopping");
+    auto old = by_volume_.find(c->key);
+    if (old != by_volume_.end()) old->second->stream->Shutdown();
+    auto& m = volume_mu_[c->key];
+    if (!m) m = std::make_shared<std::mutex>();
+    vmu = m;
+  }
+  std::lock_guard vl(*vmu);
+  {
+    std::lock_guard l(mu_);
+    if (stopping_) return Aborted("the node is stopping");
+    by_volume_[c->key] = c;
+    std::lock_guard cl(c->mu);
+    c->st.connected = true;
+    last_[c->key] = c->st;
+  }
+  s = Run(c.get());
+  if (s.code() == Code::kDataLoss) {
+    spdlog::error("link {} from {}: {}; connection reset, nothing of that frame applied",
+                  c->hello.volume, c->st.peer, s.ToString());
+    (void)SendRefuse(c->writer.get(), "corrupt_frame", std::string(s.message()));
+  } else if (!s.ok() && s.code() != Code::kAborted) {
+    spdlog::warn("link {} from {} ended: {}", c->hello.volume, c->st.peer, s.ToString());
+    (void)SendRefuse(c->writer.get(), "unavailable", std::string(s.message()));
+  }
+  c->stream->Shutdown();
+  {
+    std::lock_guard l(mu_);
+    std::lock_guard cl(c->mu);
+    c->st.connected = false;
+    if (!s.ok() && s.code() != Code::kAborted) c->st.last_error = s.ToString();
+    last_[c->key] = c->st;
+    auto it = by_volume_.find(c->key);
+    if (it != by_volume_.end() && it->second == c) by_volume_.erase(it);
+  }
+  return s.code() == Code::kAborted ? ferry::Status::Ok() : s;
+}
+
+ferry::Status LinkReceiver::Handshake(Conn* c) {
+  ASSIGN_OR_RETURN(Frame f, c->reader->Read());
+  if (f.type != MessageType::kHello) {
+    (void)SendRefuse(c->writer.get(), "protocol", "the first message must be HELLO");
+    return InvalidArgument("peer sent " + std::string(MessageTypeName(f.type)) + " before HELLO");
+  }
+  auto hello = DecodeHello(f.payload);
+  if (!hello.ok()) {
+    (void)SendRefuse(c->writer.get(), "protocol", std::string(hello.status().message()));
+    return hello.status();
+  }
+  c->hello = *hello;
+  c->key = journal::IdToHex(hello->volume_id);
+  c->st.volume = hello->volume;
+  c->st.volume_id = c->key;
+  if (hello->protocol != kProtocolVersion) {
+    std::string m = "link protocol " + std::to_string(hello->protocol) +
+                    " is not supported (this node speaks 1); upgrade the older node";
+    (void)SendRefuse(c->writer.get(), "protocol", m);
+    return InvalidArgument(m);
+  }
+  auto replica = directory_->ReplicaFor(*hello);
+  if (!replica.ok()) {
+    std::string code = "unavailable";
+    std::string msg(replica.status().message());
+    if (replica.status().code() == Code::kFailedPrecondition) {
+      code = msg.rfind("history", 0) == 0 ? "history_mismatch" : "volume_mismatch";
+    }
+    (void)SendRefuse(c->writer.get(), code, msg);
+    return replica.status();
+  }
+  c->replica = *replica;
+  const uint64_t last = c->replica->last_seq();
+  if (last > hello->source_last_seq) {
+    std::string m = "the target holds records up to seq " + std::to_string(last) +
+                    " but the source's newest is " + std::to_string(hello->source_last_seq) +
+                    "; the histories diverged — resync the volume";
+    (void)SendRefuse(c->writer.get(), "target_ahead", m);
+    return FailedPrecondition(m);
+  }
+  Welcome w;
+  w.resume_from = last + 1;
+  w.codec = "none";
+  for (const std::string& name : hello->codecs) {
+    Codec codec;
+    if (ParseCodec(name, &codec)) {
+      w.codec = name;
+      break;
+    }
+  }
+  journal::InitialSyncState st_sync = c->replica->GetInitialSync();
+  w.sync_needed = st_sync.running;
+  w.sync_offset = st_sync.offset;
+  c->next_seq = w.resume_from;
+  c->sync_saved = st_sync.offset;
+  {
+    std::lock_guard cl(c->mu);
+    c->st.durable_seq = last;
+    c->st.initial_sync = st_sync.running;
+    c->st.sync_offset = st_sync.offset;
+    c->st.sync_started_ns = options_.clock->NowNanos();
+  }
+  auto sent = c->writer->Write(MessageType::kWelcome, EncodeWelcome(w));
+  if (!sent.ok()) return sent.status();
+  spdlog::info("link {} ({}) from {}: resuming at seq {}{}", hello->volume, c->key, c->st.peer,
+               w.resume_from,
+               st_sync.running ? ", initial sync at byte " + std::to_string(st_sync.offset) : "");
+  return ferry::Status::Ok();
+}
+
+ferry::Status LinkReceiver::Run(Conn* c) {
+  journal::Replica& replica = *c->replica;
+  auto ack = [&](uint64_t sync_offset) -> ferry::Status {
+    auto r = c->writer->Write(MessageType::kAck, EncodeAck({c->next_seq - 1, sync_offset}));
+    return r.ok() ? ferry::Status::Ok() : r.status();
+  };
+  for (;;) {
+    auto f = c->reader->Read();
+    if (!f.ok()) return f.status();
+    {
+      std::lock_guard cl(c->mu);
+      c->st.frames++;
+      c->st.wire_bytes += f->wire_bytes;
+    }
+    switch (f->type) {
+      case MessageType::kRecords: {
+        ASSIGN_OR_RETURN(auto records, DecodeRecords(f->payload, c->next_seq, replica.size(),
+                                                     replica.block_size()));
+        ASSIGN_OR_RETURN(uint64_t last, replica.Append(records, journal::Durability::kSynced));
+        c->next_seq = last + 1;
+        {
+          std::lock_guard cl(c->mu);
+          c->st.durable_seq = last;
+          c->st.records += records.size();
+        }
+        RETURN_IF_ERROR(ack(replica.GetInitialSync().running ? c->sync_saved : kNoSync));
+        break;
+      }
+      case MessageType::kSyncData: {
+        ASSIGN_OR_RETURN(SyncData d, DecodeSyncData(f->payload, replica.size(),
+                                                    replica.block_size()));
+        uint64_t bytes = 0;
+        for (const SyncExtent& e : d.extents) {
+          RETURN_IF_ERROR(replica.WriteBase(e.offset, e.data));
+          bytes += e.data.size();
+        }
+        {
+          std::lock_guard cl(c->mu);
+          c->st.sync_bytes += bytes;
+          c->st.sync_total = d.total_bytes;
+          c->st.sync_offset = d.scanned_to;
+        }
+        if (d.scanned_to >= c->sync_saved + options_.sync_save_bytes ||
+            d.scanned_to == replica.size()) {
+          RETURN_IF_ERROR(replica.SaveSyncProgress(d.scanned_to));
+          c->sync_saved = d.scanned_to;
+          RETURN_IF_ERROR(ack(c->sync_saved));
+        }
+        break;
+      }
+      case MessageType::kSyncDone: {
+        ASSIGN_OR_RETURN(SyncDone d, DecodeSyncDone(f->payload));
+        if (d.consistent_from >= c->next_seq) {
+          return DataLoss("corrupt frame: SYNC_DONE at seq " + std::to_string(d.consistent_from) +
+                          " before its records arrived");
+        }
+        if (replica.GetInitialSync().running) {
+          RETURN_IF_ERROR(replica.FinishInitialSync(d.consistent_from));
+          spdlog::info("link {}: initial sync finished; recovery points from seq {} on",
+                       c->hello.volume, d.consistent_from);
+        }
+        {
+          std::lock_guard cl(c->mu);
+          c->st.initial_sync = false;
+        }
+        RETURN_IF_ERROR(ack(kNoSync));
+        break;
+      }
+      case MessageType::kPing: {
+        auto r = c->writer->Write(MessageType::kPing, "");
+        if (!r.ok()) return r.status();
+        break;
+      }
+      default:
+        return DataLoss("corrupt frame: unexpected " + std::string(MessageTypeName(f->type)) +
+                        " from the source");
+    }
+  }
+}
+
+}  // namespace ferry::link

@@ -1,0 +1,106 @@
+#include "link/replica_store.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "env/env.h"
+
+namespace ferry::link {
+
+namespace {
+
+// The volume's name lives beside the replica (the replica format does not carry it).
+constexpr char kNameFile[] = "VOLUME_NAME";
+
+std::string HistoryHex(uint64_t v) {
+  char buf[20];
+  snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return buf;
+}
+
+}  // namespace
+
+ReplicaStore::ReplicaStore(std::string root, journal::ReplicaOptions options)
+    : root_(std::move(root)), options_(options) {}
+
+Status ReplicaStore::OpenAll() {
+  Env* env = options_.env;
+  RETURN_IF_ERROR(env->CreateDir(root_));
+  ASSIGN_OR_RETURN(auto names, env->ListDir(root_));
+  std::lock_guard l(mu_);
+  for (const std::string& id : names) {
+    journal::Id128 vid;
+    if (!journal::IdFromHex(id, &vid) || by_id_.count(id)) continue;
+    const std::string dir = JoinPath(root_, id);
+    if (!env->Exists(JoinPath(dir, "MANIFEST"))) continue;
+    ASSIGN_OR_RETURN(auto replica, journal::Replica::Open(dir, options_));
+    std::string name = id;
+    auto text = ReadFileToString(env, JoinPath(dir, kNameFile));
+    if (text.ok() && !text->empty()) name = *text;
+    by_id_[id] = Entry{name, id, replica};
+  }
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<journal::Replica>> ReplicaStore::ReplicaFor(const Hello& hello) {
+  const std::string id = journal::IdToHex(hello.volume_id);
+  std::lock_guard l(mu_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) {
+    const std::string dir = JoinPath(root_, id);
+    Env* env = options_.env;
+    RETURN_IF_ERROR(env->CreateDir(root_));
+    std::shared_ptr<journal::Replica> replica;
+    if (env->Exists(JoinPath(dir, "MANIFEST"))) {
+      ASSIGN_OR_RETURN(replica, journal::Replica::Open(dir, options_));
+    } else {
+      journal::CreateParams p;
+      p.size = hello.volume_size;
+      p.block_size = hello.block_size;
+      p.volume_id = hello.volume_id;
+      p.history_id = hello.history_id;
+      p.first_seq = hello.source_last_seq + 1;
+      p.initial_sync = true;
+      if (p.history_id == 0) return InvalidArgument("HELLO without a history id");
+      auto created = journal::Replica::Create(dir, p, options_);
+      if (!created.ok()) return created.status().WithContext("creating the replica of " + hello.volume);
+      replica = *created;
+      RETURN_IF_ERROR(WriteFileAtomically(env, JoinPath(dir, kNameFile), hello.volume));
+    }
+    it = by_id_.emplace(id, Entry{hello.volume, id, replica}).first;
+  }
+  const auto& r = it->second.replica;
+  if (r->history_id() != hello.history_id) {
+    return FailedPrecondition("history " + HistoryHex(hello.history_id) + " of volume " +
+                              hello.volume + " is not the replica's history " +
+                              HistoryHex(r->history_id()) + "; the replica belongs to another "
+                              "history — remove it or reprotect to start a new one");
+  }
+  if (r->size() != hello.volume_size || r->block_size() != hello.block_size) {
+    return FailedPrecondition("volume " + hello.volume + " is " +
+                              std::to_string(hello.volume_size) + " bytes in blocks of " +
+                              std::to_string(hello.block_size) + " but its replica is " +
+                              std::to_string(r->size()) + " in blocks of " +
+                              std::to_string(r->block_size()));
+  }
+  return r;
+}
+
+Result<std::shared_ptr<journal::Replica>> ReplicaStore::Find(const std::string& name_or_id) const {
+  std::lock_guard l(mu_);
+  auto it = by_id_.find(name_or_id);
+  if (it != by_id_.end()) return it->second.replica;
+  for (const auto& [id, e] : by_id_) {
+    if (e.name == name_or_id) return e.replica;
+  }
+  return NotFound("no replica of volume " + name_or_id + " on this node");
+}
+
+std::vector<ReplicaStore::Entry> ReplicaStore::List() const {
+  std::lock_guard l(mu_);
+  std::vector<Entry> out;
+  for (const auto& [id, e] : by_id_) out.push_back(e);
+  return out;
+}
+
+}  // namespace ferry::link

@@ -1,0 +1,506 @@
+#include "link/sender.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "link/codec.h"
+#include "link/frame.h"
+#include "link/messages.h"
+
+namespace ferry::link {
+
+// One connection's state. The sending thread owns writer and the cursors; the ack reader
+// thread owns reader. Shared fields are under the sender's mu_.
+struct LinkSender::Session {
+  std::unique_ptr<Stream> stream;
+  std::unique_ptr<FrameReader> reader;
+  std::unique_ptr<FrameWriter> writer;
+  uint64_t next_seq = 0;
+  bool sync = false;           // initial sync running
+  uint64_t sync_cursor = 0;    // next byte to scan
+  uint64_t sync_total = 0;
+  uint64_t sync_done_seq = 0;  // the marker that ends the sync, once appended
+  std::unique_ptr<File> disk;
+  int64_t last_send_ns = 0;
+  // Set by the ack reader (under mu_).
+  uint64_t acked = 0;
+  uint64_t sync_acked = 0;
+  int64_t last_recv_ns = 0;
+  Status ended;  // why the ack reader stopped
+  bool reader_done = false;
+};
+
+LinkSender::LinkSender(SenderConfig config, std::shared_ptr<journal::Replica> log)
+    : config_(std::move(config)),
+      log_(std::move(log)),
+      throttle_(config_.clock, config_.rate_bytes_per_second, config_.node_throttle) {
+  st_.volume = config_.volume;
+  st_.rate_bytes_per_second = config_.rate_bytes_per_second;
+}
+
+LinkSender::~LinkSender() { Stop(); }
+
+void LinkSender::Start() {
+  std::lock_guard l(mu_);
+  if (started_) return;
+  started_ = true;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void LinkSender::Pause() {
+  std::lock_guard l(mu_);
+  paused_ = true;
+  if (stream_) stream_->Shutdown();
+  cv_.notify_all();
+}
+
+void LinkSender::Resume() {
+  std::lock_guard l(mu_);
+  paused_ = false;
+  blocked_ = false;
+  cv_.notify_all();
+}
+
+void LinkSender::Stop() {
+  {
+    std::lock_guard l(mu_);
+    stopping_ = true;
+    if (stream_) stream_->Shutdown();
+    cv_.notify_all();
+  }
+  throttle_.Cancel();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard l(mu_);
+  st_.state = "stopped";
+}
+
+void LinkSender::SetRate(uint64_t bytes_per_second) {
+  throttle_.SetRate(bytes_per_second);
+  std::lock_guard l(mu_);
+  st_.rate_bytes_per_second = bytes_per_second;
+}
+
+LinkStatus LinkSender::status() const {
+  LinkStatus s;
+  {
+    std::lock_guard l(mu_);
+    s = st_;
+  }
+  auto stats = log_->Stats();
+  s.log_last_seq = stats.last_seq;
+  s.pending_bytes = stats.journal_bytes;
+  return s;
+}
+
+bool LinkSender::WaitAcked(uint64_t seq, int64_t timeout_ms) const {
+  std::unique_lock l(mu_);
+  return cv_.wait_for(l, std::chrono::milliseconds(timeout_ms),
+                      [&] { return st_.acked_seq >= seq || stopping_; }) &&
+         st_.acked_seq >= seq;
+}
+
+void LinkSender::SetState(const std::string& state) {
+  std::lock_guard l(mu_);
+  st_.state = state;
+}
+
+void LinkSender::Loop() {
+  int64_t backoff = config_.min_backoff_ms;
+  for (;;) {
+    {
+      std::unique_lock l(mu_);
+      if (paused_ || blocked_) st_.state = paused_ ? "paused" : "blocked";
+      cv_.wait(l, [&] { return stopping_ || (!paused_ && !blocked_); });
+      if (stopping_) return;
+      st_.state = "connecting";
+      st_.connects++;
+    }
+    const int64_t started = config_.clock->NowNanos();
+    Status s = RunSession();
+    std::unique_lock l(mu_);
+    if (stopping_) return;
+    if (paused_) continue;
+    if (!s.ok()) {
+      st_.last_error = s.ToString();
+      if (s.code() == Code::kFailedPrecondition) {
+        blocked_ = true;
+        spdlog::error("link {}: {}; the link waits for an operator (resume it after fixing)",
+                      config_.volume, s.ToString());
+        continue;
+      }
+      spdlog::warn("link {}: {}; reconnecting in {} ms", config_.volume, s.ToString(), backoff);
+    }
+    // A session that ran for a while earns a fresh, short backoff.
+    if (config_.clock->NowNanos() - started > 10 * kNanosPerSecond) backoff = config_.min_backoff_ms;
+    st_.state = "connecting";
+    cv_.wait_for(l, std::chrono::milliseconds(backoff), [&] { return stopping_ || paused_; });
+    backoff = std::min(backoff * 2, config_.max_backoff_ms);
+  }
+}
+
+Status LinkSender::RunSession() {
+  Session s;
+  ASSIGN_OR_RETURN(s.stream, config_.connect());
+  s.reader = std::make_unique<FrameReader>(s.stream.get());
+  s.writer = std::make_unique<FrameWriter>(s.stream.get(), Codec::kNone);
+  {
+    std::lock_guard l(mu_);
+    if (stopping_ || paused_) return Aborted("stopping");
+    stream_ = s.stream.get();
+    st_.peer = s.stream->PeerName();
+    inflight_.clear();
+    inflight_bytes_ = 0;
+  }
+  struct Unhook {
+    LinkSender* self;
+    ~Unhook() {
+      std::lock_guard l(self->mu_);
+      self->stream_ = nullptr;
+    }
+  } unhook{this};
+
+  Status hs = Handshake(&s);
+  if (!hs.ok()) {
+    s.stream->Shutdown();
+    return hs;
+  }
+  std::thread acks([&] { ReadAcks(&s); });
+  Status result;
+  for (;;) {
+    {
+      std::lock_guard l(mu_);
+      if (stopping_ || paused_) {
+        result = Aborted("stopping");
+        break;
+      }
+      if (s.reader_done) {
+        result = s.ended.ok() ? Aborted("the target closed the link") : s.ended;
+        break;
+      }
+      const int64_t now = config_.clock->NowNanos();
+      if (now - s.last_recv_ns > config_.dead_after_ms * 1'000'000) {
+        result = Aborted("nothing heard from the target for " +
+                         std::to_string(config_.dead_after_ms / 1000) + " s");
+        break;
+      }
+    }
+    bool sent_records = false, sent_sync = false;
+    result = SendRecords(&s, &sent_records);
+    if (!result.ok()) break;
+    result = SendSync(&s, &sent_sync);
+    if (!result.ok()) break;
+    SampleRates();
+    MaybeTrim();
+    if (sent_records || sent_sync) continue;
+    if (config_.clock->NowNanos() - s.last_send_ns > config_.ping_after_ms * 1'000'000) {
+      auto w = s.writer->Write(MessageType::kPing, "");
+      if (!w.ok()) {
+        result = w.status();
+        break;
+      }
+      s.last_send_ns = config_.clock->NowNanos();
+    }
+    // Idle: wait for new records or for acks that open the window.
+    bool window_full;
+    {
+      std::lock_guard l(mu_);
+      window_full = inflight_bytes_ >= config_.window_bytes;
+    }
+    if (window_full) {
+      std::unique_lock l(mu_);
+      cv_.wait_for(l, std::chrono::milliseconds(200),
+                   [&] { return inflight_bytes_ < config_.window_bytes || s.reader_done || stopping_; });
+    } else {
+      log_->WaitForAppend(s.next_seq - 1, 200);
+    }
+  }
+  s.stream->Shutdown();
+  acks.join();
+  return result;
+}
+
+Status LinkSender::Handshake(Session* s) {
+  Hello h;
+  h.volume = config_.volume;
+  h.volume_id = log_->volume_id();
+  h.history_id = log_->history_id();
+  h.volume_size = log_->size();
+  h.block_size = log_->block_size();
+  h.source_node = config_.source_node;
+  h.source_first_seq = log_->Stats().oldest_point + 1;
+  h.source_last_seq = log_->last_seq();
+  h.codecs = config_.codecs;
+  h.initial_sync = true;
+  RETURN_IF_ERROR(s->writer->Write(MessageType::kHello, EncodeHello(h)).status());
+  ASSIGN_OR_RETURN(Frame f, s->reader->Read());
+  if (f.type == MessageType::kRefuse) {
+    ASSIGN_OR_RETURN(Refuse r, DecodeRefuse(f.payload));
+    std::string m = "target refused the link (" + r.code + "): " + r.message;
+    if (r.code == "unavailable" || r.code == "corrupt_frame" || r.code == "replaced") {
+      return Aborted(m);
+    }
+    return FailedPrecondition(m);
+  }
+  if (f.type != MessageType::kWelcome) {
+    return DataLoss("corrupt frame: target answered HELLO with " +
+                    std::string(MessageTypeName(f.type)));
+  }
+  ASSIGN_OR_RETURN(Welcome w, DecodeWelcome(f.payload));
+  Codec codec;
+  if (!ParseCodec(w.codec, &codec)) return DataLoss("corrupt frame: target chose codec " + w.codec);
+  s->writer->set_codec(codec);
+  const uint64_t oldest_held = log_->Stats().oldest_point + 1;
+  if (w.resume_from < oldest_held) {
+    return FailedPrecondition("the target needs seq " + std::to_string(w.resume_from) +
+                              " but the pending log starts at " + std::to_string(oldest_held) +
+                              "; the volume needs a resync");
+  }
+  s->next_seq = w.resume_from;
+  s->sync = w.sync_needed;
+  s->sync_cursor = w.sync_offset;
+  s->last_recv_ns = s->last_send_ns = config_.clock->NowNanos();
+  if (s->sync) {
+    ASSIGN_OR_RETURN(s->disk, config_.env->OpenFile(config_.disk_path, OpenMode::kRead));
+  }
+  std::lock_guard l(mu_);
+  st_.state = s->sync ? "syncing" : "replicating";
+  st_.acked_seq = std::max(st_.acked_seq, w.resume_from - 1);
+  st_.sent_seq = w.resume_from - 1;
+  st_.initial_sync = s->sync;
+  st_.sync_offset = s->sync ? w.sync_offset : 0;
+  st_.last_error.clear();
+  s->acked = w.resume_from - 1;
+  s->sync_acked = w.sync_offset;
+  spdlog::info("link {} → {}: resuming at seq {}{} ({})", config_.volume, st_.peer, w.resume_from,
+               s->sync ? ", initial sync at byte " + std::to_string(w.sync_offset) : "", w.codec);
+  return Status::Ok();
+}
+
+void LinkSender::ReadAcks(Session* s) {
+  Status ended;
+  for (;;) {
+    auto f = s->reader->Read();
+    if (!f.ok()) {
+      ended = f.status();
+      break;
+    }
+    const int64_t now = config_.clock->NowNanos();
+    if (f->type == MessageType::kPing) {
+      std::lock_guard l(mu_);
+      s->last_recv_ns = now;
+      continue;
+    }
+    if (f->type == MessageType::kRefuse) {
+      auto r = DecodeRefuse(f->payload);
+      ended = r.ok() ? Aborted("target reset the link (" + r->code + "): " + r->message) : r.status();
+      break;
+    }
+    if (f->type != MessageType::kAck) {
+      ended = DataLoss("corrupt frame: unexpected " + std::string(MessageTypeName(f->type)) +
+                       " from the target");
+      break;
+    }
+    auto a = DecodeAck(f->payload);
+    if (!a.ok()) {
+      ended = a.status();
+      break;
+    }
+    uint64_t acked;
+    {
+      std::lock_guard l(mu_);
+      s->last_recv_ns = now;
+      if (a->durable_seq > s->acked) s->acked = a->durable_seq;
+      acked = s->acked;
+      if (a->sync_offset != kNoSync) {
+        s->sync_acked = std::max(s->sync_acked, a->sync_offset);
+        st_.sync_offset = s->sync_acked;
+      } else if (s->sync_done_seq && acked >= s->sync_done_seq) {
+        st_.initial_sync = false;
+        st_.state = "replicating";
+      }
+      while (!inflight_.empty() && inflight_.front().first <= acked) {
+        inflight_bytes_ -= inflight_.front().second;
+        inflight_.pop_front();
+      }
+      st_.acked_seq = std::max(st_.acked_seq, acked);
+      while (!sent_markers_.empty() && sent_markers_.front().first <= acked) {
+        st_.newest_acked_marker_seq = sent_markers_.front().first;
+        st_.newest_acked_marker_ns = sent_markers_.front().second;
+        sent_markers_.pop_front();
+      }
+      cv_.notify_all();
+    }
+  }
+  std::lock_guard l(mu_);
+  s->ended = ended;
+  s->reader_done = true;
+  cv_.notify_all();
+}
+
+// Trims the pending log: records the target holds durably and the disk holds durably.
+void LinkSender::MaybeTrim() {
+  const int64_t now = config_.clock->NowNanos();
+  if (!config_.checkpoint || now - last_checkpoint_ns_ < 2 * kNanosPerSecond) return;
+  uint64_t acked;
+  {
+    std::lock_guard l(mu_);
+    acked = st_.acked_seq;
+  }
+  if (acked <= trimmed_through_) return;
+  last_checkpoint_ns_ = now;
+  auto cp = config_.checkpoint();
+  if (!cp.ok()) {
+    spdlog::warn("link {}: disk checkpoint failed: {}", config_.volume, cp.status().ToString());
+    return;
+  }
+  const uint64_t through = std::min(acked, *cp);
+  Status d = log_->DiscardThrough(through);
+  if (d.ok()) {
+    trimmed_through_ = through;
+  } else if (d.code() != Code::kFailedPrecondition) {
+    spdlog::warn("link {}: trimming the pending log failed: {}", config_.volume, d.ToString());
+  }
+}
+
+Status LinkSender::SendRecords(Session* s, bool* sent) {
+  {
+    std::lock_guard l(mu_);
+    if (inflight_bytes_ >= config_.window_bytes) return Status::Ok();
+  }
+  const uint64_t last = log_->last_seq();
+  if (last < s->next_seq) return Status::Ok();
+  // Only records durable in the pending log leave the node (see link.md, "Identity").
+  if (log_->synced_seq() < s->next_seq) RETURN_IF_ERROR(log_->Sync());
+  const uint64_t up_to = log_->synced_seq();
+  if (up_to < s->next_seq) return Status::Ok();
+  auto batch = log_->ReadRecords(s->next_seq, up_to, config_.batch_bytes);
+  if (!batch.ok()) {
+    if (batch.status().code() == Code::kOutOfRange) {
+      return FailedPrecondition("pending log no longer holds seq " + std::to_string(s->next_seq) +
+                                ": " + std::string(batch.status().message()) +
+                                "; the volume needs a resync");
+    }
+    return batch.status();
+  }
+  if (batch->empty()) return Status::Ok();
+  std::string payload;
+  uint64_t raw = 0;
+  for (const auto& r : *batch) raw += r.record.data.size();
+  payload.reserve(raw + batch->size() * kWireRecordHeaderSize + 8);
+  EncodeRecords(*batch, &payload);
+  RETURN_IF_ERROR(throttle_.Acquire(payload.size()));
+  ASSIGN_OR_RETURN(size_t wire, s->writer->Write(MessageType::kRecords, payload));
+  const uint64_t last_sent = batch->back().record.seq;
+  s->next_seq = last_sent + 1;
+  s->last_send_ns = config_.clock->NowNanos();
+  *sent = true;
+  std::lock_guard l(mu_);
+  inflight_.push_back({last_sent, payload.size()});
+  inflight_bytes_ += payload.size();
+  st_.sent_seq = last_sent;
+  st_.wire_bytes += wire;
+  st_.raw_bytes += payload.size();
+  st_.records += batch->size();
+  for (const auto& r : *batch) {
+    if (r.record.type == journal::RecordType::kMarker) {
+      sent_markers_.push_back({r.record.seq, r.record.timestamp_ns});
+    }
+  }
+  // Markers past what the target acknowledged already (after a resume) count at once.
+  return Status::Ok();
+}
+
+Status LinkSender::SendSync(Session* s, bool* sent) {
+  if (!s->sync) return Status::Ok();
+  const uint64_t size = log_->size();
+  if (s->sync_cursor >= size) {
+    if (s->sync_done_seq == 0) {
+      // Every byte was read: the marker appended now orders after all of those reads.
+      ASSIGN_OR_RETURN(s->sync_done_seq, config_.mark("initial sync complete"));
+      *sent = true;
+      return Status::Ok();
+    }
+    if (s->next_seq <= s->sync_done_seq) return Status::Ok();  // its records go first
+    RETURN_IF_ERROR(
+        s->writer->Write(MessageType::kSyncDone, EncodeSyncDone({s->sync_done_seq})).status());
+    s->sync = false;
+    *sent = true;
+    spdlog::info("link {}: initial sync sent; consistent from seq {}", config_.volume,
+                 s->sync_done_seq);
+    return Status::Ok();
+  }
+  {
+    std::lock_guard l(mu_);
+    if (s->sync_cursor >= s->sync_acked + config_.sync_window_bytes) return Status::Ok();
+  }
+  if (s->sync_total == 0) {
+    // Allocated bytes, for progress: walk the data extents once.
+    uint64_t total = 0;
+    for (uint64_t off = 0; off < size;) {
+      ASSIGN_OR_RETURN(uint64_t data, s->disk->NextData(off));
+      if (data >= size) break;
+      uint64_t end = std::min<uint64_t>(size, data + (1ull << 20));
+      total += end - data;
+      off = end;
+    }
+    s->sync_total = std::max<uint64_t>(total, 1);
+  }
+  const uint32_t bs = log_->block_size();
+  SyncData d;
+  d.total_bytes = s->sync_total;
+  ASSIGN_OR_RETURN(uint64_t data_at, s->disk->NextData(s->sync_cursor));
+  data_at = data_at / bs * bs;
+  if (data_at >= size) {
+    d.scanned_to = size;
+  } else {
+    const uint64_t n = std::min<uint64_t>(config_.sync_chunk_bytes, size - data_at);
+    std::string buf(n, '\0');
+    ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(data_at, n, buf.data()));
+    (void)got;  // past the end of a shorter file reads as zeros
+    // Runs of non-zero blocks become extents; zero blocks are not sent.
+    for (uint64_t b = 0; b < n / bs;) {
+      std::string_view block(buf.data() + b * bs, bs);
+      if (IsAllZero(block)) {
+        ++b;
+        continue;
+      }
+      uint64_t e = b + 1;
+      while (e < n / bs && !IsAllZero(std::string_view(buf.data() + e * bs, bs))) ++e;
+      d.extents.push_back({data_at + b * bs, buf.substr(b * bs, (e - b) * bs)});
+      b = e;
+    }
+    d.scanned_to = data_at + n;
+  }
+  std::string payload;
+  EncodeSyncData(d, &payload);
+  RETURN_IF_ERROR(throttle_.Acquire(payload.size()));
+  ASSIGN_OR_RETURN(size_t wire, s->writer->Write(MessageType::kSyncData, payload));
+  s->sync_cursor = d.scanned_to;
+  s->last_send_ns = config_.clock->NowNanos();
+  *sent = true;
+  std::lock_guard l(mu_);
+  st_.wire_bytes += wire;
+  st_.raw_bytes += payload.size();
+  st_.sync_scanned = d.scanned_to;
+  st_.sync_total = s->sync_total;
+  return Status::Ok();
+}
+
+void LinkSender::SampleRates() {
+  const int64_t now = config_.clock->NowNanos();
+  std::lock_guard l(mu_);
+  if (last_sample_ns_ == 0) {
+    last_sample_ns_ = now;
+    sample_wire_ = st_.wire_bytes;
+    return;
+  }
+  const int64_t dt = now - last_sample_ns_;
+  if (dt < kNanosPerSecond) return;
+  st_.upload_bytes_per_second =
+      static_cast<double>(st_.wire_bytes - sample_wire_) * kNanosPerSecond / static_cast<double>(dt);
+  last_sample_ns_ = now;
+  sample_wire_ = st_.wire_bytes;
+}
+
+}  // namespace ferry::link

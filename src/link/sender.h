@@ -1,0 +1,136 @@
+// LinkSender: the source side of one volume's link (docs/protocols/link.md). Connects to the
+// target node, learns where to resume, and ships the pending log's records in batches while
+// copying the volume's content once if the target asks for an initial sync. Reconnects with
+// backoff after any failure and resumes from what the target made durable.
+//
+// States (status().state):
+//   connecting  → (HELLO/WELCOME) → syncing (initial sync running) / replicating
+//   any         → paused (Pause) → connecting (Resume)
+//   any         → stopped (Stop; final)
+//   failures    → backoff → connecting; refusals that retrying cannot fix (history or volume
+//                 mismatch, target ahead, log discarded past the resume point) → blocked,
+//                 with the reason in last_error, until Resume.
+//
+// Memory: at most one batch of records (batch_bytes) and one sync chunk are held; the bytes
+// sent but not acknowledged are bounded by window_bytes, so a slow target slows the sender.
+// Thread-safety: all public methods may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/clock.h"
+#include "env/env.h"
+#include "env/stream.h"
+#include "journal/replica.h"
+#include "link/throttle.h"
+
+namespace ferry::link {
+
+struct SenderConfig {
+  std::string volume;       // name, for logs and the target's status
+  std::string source_node;  // this node's name
+  // Opens a stream to the target (TCP, TLS over TCP, or anything a test wants).
+  std::function<Result<std::unique_ptr<Stream>>()> connect;
+  std::string disk_path;    // read by the initial sync
+  // Appends a marker to the pending log, ordered after every write logged so far.
+  std::function<Result<uint64_t>(const std::string& label)> mark;
+  // Makes the disk durable through the returned seq (see capture::Splitter::Checkpoint).
+  std::function<Result<uint64_t>()> checkpoint;
+  std::vector<std::string> codecs = {"zstd", "lz4", "none"};
+  size_t batch_bytes = 4u << 20;
+  size_t window_bytes = 64u << 20;
+  uint64_t sync_window_bytes = 256ull << 20;  // scanned bytes ahead of the target's progress
+  size_t sync_chunk_bytes = 1u << 20;
+  uint64_t rate_bytes_per_second = 0;  // 0: unlimited
+  Throttle* node_throttle = nullptr;   // shared by every link of the node
+  Clock* clock = SystemClock::Default();
+  Env* env = Env::Posix();
+  int64_t min_backoff_ms = 200;
+  int64_t max_backoff_ms = 30'000;
+  int64_t ping_after_ms = 5'000;
+  int64_t dead_after_ms = 30'000;
+};
+
+struct LinkStatus {
+  std::string volume;
+  std::string state = "connecting";
+  std::string peer;
+  uint64_t sent_seq = 0;   // newest seq put on the wire
+  uint64_t acked_seq = 0;  // newest seq durable at the target
+  uint64_t log_last_seq = 0;
+  uint64_t pending_bytes = 0;  // journal bytes the pending log still holds
+  bool initial_sync = false;
+  uint64_t sync_offset = 0;    // acknowledged by the target
+  uint64_t sync_scanned = 0;   // sent
+  uint64_t sync_total = 0;     // allocated bytes of the volume (estimate)
+  uint64_t wire_bytes = 0;
+  uint64_t raw_bytes = 0;      // payload bytes before compression
+  uint64_t records = 0;
+  uint64_t connects = 0;
+  double upload_bytes_per_second = 0;
+  int64_t newest_acked_marker_ns = 0;  // RPO = now - this
+  uint64_t newest_acked_marker_seq = 0;
+  uint64_t rate_bytes_per_second = 0;
+  std::string last_error;
+};
+
+class LinkSender {
+ public:
+  LinkSender(SenderConfig config, std::shared_ptr<journal::Replica> log);
+  ~LinkSender();
+  LinkSender(const LinkSender&) = delete;
+  LinkSender& operator=(const LinkSender&) = delete;
+
+  void Start();
+  void Pause();
+  void Resume();
+  void Stop();  // final; joins the thread
+  void SetRate(uint64_t bytes_per_second);
+  LinkStatus status() const;
+  // Waits until the target acknowledged seq (or timeout_ms passed); true if it did.
+  bool WaitAcked(uint64_t seq, int64_t timeout_ms) const;
+
+ private:
+  struct Session;
+  void Loop();
+  Status RunSession();
+  Status Handshake(Session* s);
+  void ReadAcks(Session* s);
+  Status SendRecords(Session* s, bool* sent);
+  Status SendSync(Session* s, bool* sent);
+  void MaybeTrim();
+  void SetState(const std::string& state);
+  void SampleRates();
+
+  const SenderConfig config_;
+  std::shared_ptr<journal::Replica> log_;
+  Throttle throttle_;
+  std::thread thread_;
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool started_ = false;
+  bool stopping_ = false;
+  bool paused_ = false;
+  bool blocked_ = false;
+  Stream* stream_ = nullptr;  // of the current session, to wake it
+  LinkStatus st_;
+  std::deque<std::pair<uint64_t, int64_t>> sent_markers_;  // (seq, timestamp) not yet acked
+  uint64_t inflight_bytes_ = 0;
+  std::deque<std::pair<uint64_t, uint64_t>> inflight_;  // (last seq of a batch, its bytes)
+  int64_t last_sample_ns_ = 0;
+  uint64_t sample_wire_ = 0;
+  int64_t last_checkpoint_ns_ = 0;
+  uint64_t trimmed_through_ = 0;
+};
+
+}  // namespace ferry::link
