@@ -8,12 +8,13 @@
 // zero records without payload. The remaining blocks, in disk order, are cut into batches of
 // each size in FERRY_BENCH_CODEC_BATCH_KIB (4,64,1024,4096; quick 4,1024): a batch is what
 // one RECORDS or SYNC_DATA frame carries, compressed as one unit. For each batch size and each
-// codec (none, lz4, lz4 with acceleration 4, zstd levels 1 and 3) it compresses every batch
-// into one buffer, then decompresses every batch, through src/link/codec.h as the link does,
-// and checks the round trip. Speeds are raw (uncompressed) bytes per second of the thread's
+// codec (none, lz4, lz4 with acceleration 4, zstd levels -1, 1 and 3) it compresses every
+// batch into one buffer, then decompresses every batch, through src/link/codec.h as the link
+// does, and checks the round trip (first round). Speeds are raw (uncompressed) bytes per second of the thread's
 // CPU time (CLOCK_THREAD_CPUTIME_ID), so that other load on a shared machine does not count;
 // MB is 10^6 bytes, as link speeds are quoted. Each figure is the best of
-// FERRY_BENCH_CODEC_ROUNDS (3; quick 1) rounds. FERRY_BENCH_CODEC_MAX_MIB (0 = all; quick 64)
+// FERRY_BENCH_CODEC_ROUNDS (3; quick 1) rounds; a round measures every batch size and codec
+// once, so each codec's rounds are minutes apart. FERRY_BENCH_CODEC_MAX_MIB (0 = all; quick 64)
 // caps the non-zero data used.
 //
 // Printed (stdout; Markdown with FERRY_BENCH_MARKDOWN=1): the table per batch size and codec;
@@ -57,6 +58,7 @@ const std::vector<Config>& Configs() {
       {"none", Codec::kNone, {}},
       {"lz4", Codec::kLz4, {.lz4_acceleration = 1}},
       {"lz4 fast 4", Codec::kLz4, {.lz4_acceleration = 4}},
+      {"zstd -1", Codec::kZstd, {.zstd_level = -1}},
       {"zstd 1", Codec::kZstd, {.zstd_level = 1}},
       {"zstd 3", Codec::kZstd, {.zstd_level = 3}},
   };
@@ -119,70 +121,83 @@ Image LoadImage(const std::string& path, uint64_t max_bytes) {
 }
 
 struct Figures {
-  double ratio = 0;        // raw bytes / stored bytes
-  double compress = 0;     // raw MB per CPU second, best round
-  double decompress = 0;   // raw MB per CPU second, best round
-  double wall_per_cpu = 0; // wall / CPU time of the best compress round (1.0 = had the core)
+  double ratio = 0;         // raw bytes / stored bytes
+  double compress = 0;      // raw MB per CPU second, best round
+  double decompress = 0;    // raw MB per CPU second, best round
+  double wall_per_cpu = 0;  // wall / CPU time of the best compress round (1.0 = had the core)
 };
 
-Figures Measure(const std::string& data, size_t batch, const Config& config, int rounds) {
-  const size_t batches = (data.size() + batch - 1) / batch;
-  std::string stored;
-  // Touched once before timing, as the link's reused frame buffers are: the first touch of
-  // fresh memory costs page faults that would otherwise swamp the fast codecs.
-  stored.resize(data.size() + data.size() / 128 + batches * 128 + batch + (1 << 20));
-  stored.clear();
-  std::vector<size_t> sizes(batches);
-  std::string out(batch, '\0');
-  Figures f;
-  double best_c = 1e300, best_d = 1e300;
-  for (int round = 0; round < rounds; ++round) {
+// Buffers shared by every measurement, allocated and touched once before any timing, as the
+// link's reused frame buffers are: the first touch of fresh memory costs page faults that would
+// otherwise swamp the fast codecs.
+struct Buffers {
+  Buffers(size_t data_size, size_t max_batch) : out(max_batch, '\0') {
+    const size_t min_batches = data_size / kBlock + 1;
+    stored.resize(data_size + data_size / 128 + min_batches * 128 + max_batch + (1 << 20));
     stored.clear();
-    double w0 = Seconds();
-    double t0 = ThreadCpuSeconds();
-    for (size_t i = 0; i < batches; ++i) {
-      const size_t before = stored.size();
-      Check(link::Compress(config.codec, std::string_view(data).substr(i * batch, batch),
-                           config.options, &stored),
-            "compress");
-      sizes[i] = stored.size() - before;
-    }
-    const double ct = ThreadCpuSeconds() - t0;
-    const double cw = Seconds() - w0;
-    if (ct < best_c) {
-      best_c = ct;
-      f.wall_per_cpu = cw / ct;
-    }
+    sizes.reserve(min_batches);
+  }
+  std::string stored;
+  std::vector<size_t> sizes;
+  std::string out;
+};
 
-    t0 = ThreadCpuSeconds();
-    size_t pos = 0;
+// One round for one batch size and codec: compresses every batch into one buffer, then
+// decompresses every batch; folds its times into *f (best round wins). The first round also
+// checks that every batch comes back byte for byte (untimed).
+void MeasureRound(const std::string& data, size_t batch, const Config& config, bool verify,
+                  Buffers* buf, Figures* f) {
+  const size_t batches = (data.size() + batch - 1) / batch;
+  std::string& stored = buf->stored;
+  std::vector<size_t>& sizes = buf->sizes;
+  std::string& out = buf->out;
+  stored.clear();
+  sizes.resize(batches);
+
+  const double w0 = Seconds();
+  double t0 = ThreadCpuSeconds();
+  for (size_t i = 0; i < batches; ++i) {
+    const size_t before = stored.size();
+    Check(link::Compress(config.codec, std::string_view(data).substr(i * batch, batch),
+                         config.options, &stored),
+          "compress");
+    sizes[i] = stored.size() - before;
+  }
+  const double ct = ThreadCpuSeconds() - t0;
+  const double cw = Seconds() - w0;
+
+  t0 = ThreadCpuSeconds();
+  size_t pos = 0;
+  for (size_t i = 0; i < batches; ++i) {
+    out.clear();
+    const size_t raw = std::min(batch, data.size() - i * batch);
+    Check(link::Decompress(config.codec, std::string_view(stored).substr(pos, sizes[i]), raw,
+                           &out),
+          "decompress");
+    pos += sizes[i];
+  }
+  const double dt = ThreadCpuSeconds() - t0;
+
+  if (verify) {
+    pos = 0;
     for (size_t i = 0; i < batches; ++i) {
       out.clear();
-      const size_t raw = std::min(batch, data.size() - i * batch);
-      Check(link::Decompress(config.codec, std::string_view(stored).substr(pos, sizes[i]), raw,
-                             &out),
+      std::string_view raw = std::string_view(data).substr(i * batch, batch);
+      Check(link::Decompress(config.codec, std::string_view(stored).substr(pos, sizes[i]),
+                             raw.size(), &out),
             "decompress");
+      if (out != raw) Fail("round trip", Internal("batch " + std::to_string(i) + " differs"));
       pos += sizes[i];
     }
-    best_d = std::min(best_d, ThreadCpuSeconds() - t0);
-
-    if (round == 0) {  // untimed: every batch comes back byte for byte
-      pos = 0;
-      for (size_t i = 0; i < batches; ++i) {
-        out.clear();
-        std::string_view raw = std::string_view(data).substr(i * batch, batch);
-        Check(link::Decompress(config.codec, std::string_view(stored).substr(pos, sizes[i]),
-                               raw.size(), &out),
-              "decompress");
-        if (out != raw) Fail("round trip", Internal("batch " + std::to_string(i) + " differs"));
-        pos += sizes[i];
-      }
-    }
   }
-  f.ratio = static_cast<double>(data.size()) / static_cast<double>(stored.size());
-  f.compress = Mb(static_cast<double>(data.size())) / best_c;
-  f.decompress = Mb(static_cast<double>(data.size())) / best_d;
-  return f;
+
+  const double mb = Mb(static_cast<double>(data.size()));
+  f->ratio = static_cast<double>(data.size()) / static_cast<double>(stored.size());
+  if (mb / ct > f->compress) {
+    f->compress = mb / ct;
+    f->wall_per_cpu = cw / ct;
+  }
+  f->decompress = std::max(f->decompress, mb / dt);
 }
 
 // A table printed as aligned text, or as Markdown with FERRY_BENCH_MARKDOWN=1.
@@ -276,14 +291,26 @@ int main(int argc, char** argv) {
 
   const auto& configs = Configs();
   std::vector<std::vector<Figures>> figs(batch_kib.size(), std::vector<Figures>(configs.size()));
+  Buffers buf(img.data.size(), *std::max_element(batch_kib.begin(), batch_kib.end()) << 10);
+  // Rounds run over every batch size and codec in turn, so that a noisy minute on a shared
+  // machine hits one round of each rather than every round of one.
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t b = 0; b < batch_kib.size(); ++b) {
+      for (size_t c = 0; c < configs.size(); ++c) {
+        const double s0 = Seconds();
+        Figures& f = figs[b][c];
+        MeasureRound(img.data, batch_kib[b] << 10, configs[c], round == 0, &buf, &f);
+        Log("round %d, %s batches, %s: ratio %.3f, best so far: compress %.0f MB/s, "
+            "decompress %.0f MB/s (wall/CPU %.2f; %.1f s)", round + 1,
+            BatchName(batch_kib[b]).c_str(), configs[c].name, f.ratio, f.compress, f.decompress,
+            f.wall_per_cpu, Seconds() - s0);
+      }
+    }
+  }
   Table table({"batch", "codec", "ratio", "saved", "compress MB/s", "decompress MB/s"});
   for (size_t b = 0; b < batch_kib.size(); ++b) {
     for (size_t c = 0; c < configs.size(); ++c) {
-      const double s0 = Seconds();
-      Figures& f = figs[b][c] = Measure(img.data, batch_kib[b] << 10, configs[c], rounds);
-      Log("%s batches, %s: ratio %.3f, compress %.0f MB/s, decompress %.0f MB/s "
-          "(wall/CPU %.2f; %.1f s)", BatchName(batch_kib[b]).c_str(), configs[c].name, f.ratio,
-          f.compress, f.decompress, f.wall_per_cpu, Seconds() - s0);
+      const Figures& f = figs[b][c];
       table.Add({BatchName(batch_kib[b]), configs[c].name, Fmt("%.3f", f.ratio),
                  Fmt("%.1f%%", 100.0 * (1.0 - 1.0 / f.ratio)), Fmt("%.0f", f.compress),
                  Fmt("%.0f", f.decompress)});

@@ -79,6 +79,7 @@ Status Splitter::Apply(RecordType type, uint64_t first_block, uint64_t count, st
                                          : Record::Trim(off, len);
   // The log first: if it refuses (full), the disk stays as it was.
   RETURN_IF_ERROR(log_->Append(std::move(r), journal::Durability::kWritten).status());
+  bytes_changed_.fetch_add(len);
   if (type == RecordType::kWrite) return disk_->WriteAt(off, data);
   return disk_->PunchHole(off, len);
 }

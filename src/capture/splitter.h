@@ -17,6 +17,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,8 @@ class Splitter {
   // Makes log and disk durable through every record logged so far and returns that seq: a
   // pending log may discard records up to it once the target holds them.
   Result<uint64_t> Checkpoint();
+  // Bytes written, zeroed or trimmed since open (for churn rates).
+  uint64_t bytes_changed() const { return bytes_changed_.load(); }
 
  private:
   Splitter(std::unique_ptr<File> disk, std::shared_ptr<journal::Replica> log, uint64_t size);
@@ -62,6 +65,7 @@ class Splitter {
   const uint64_t size_;
   const uint32_t block_size_;
   std::array<std::mutex, 64> stripes_;
+  std::atomic<uint64_t> bytes_changed_{0};
 };
 
 }  // namespace ferry::capture

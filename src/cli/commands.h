@@ -23,5 +23,7 @@ void AddServeCommand(CLI::App& replica);
 void AddDemoCommand(CLI::App& app);
 // `ferry capture serve`: the write splitter over NBD.
 void AddCaptureCommands(CLI::App& app);
+// `ferry node --config FILE`: the node daemon.
+void AddNodeCommand(CLI::App& app);
 
 }  // namespace ferry::cli

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   ferry::cli::AddReplicaCommands(app);
   ferry::cli::AddDemoCommand(app);
   ferry::cli::AddCaptureCommands(app);
+  ferry::cli::AddNodeCommand(app);
   auto* version = app.add_subcommand("version", "Print the version");
   version->callback([] { std::printf("ferry 0.1.0\n"); });
   try {

@@ -13,23 +13,7 @@
 namespace ferry::cli {
 
 Result<std::unique_ptr<Listener>> ListenOn(const std::string& address) {
-  if (address.rfind("unix://", 0) == 0) return Listener::Unix(address.substr(7));
-  if (address.rfind("unix:", 0) == 0) return Listener::Unix(address.substr(5));
-  std::string hp = address.rfind("tcp://", 0) == 0 ? address.substr(6) : address;
-  size_t colon = hp.rfind(':');
-  if (colon == std::string::npos) {
-    return InvalidArgument("listen address '" + address + "': use tcp://HOST:PORT or unix:///PATH");
-  }
-  std::string host = hp.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  int port = 0;
-  try {
-    port = std::stoi(hp.substr(colon + 1));
-  } catch (...) {
-    port = -1;
-  }
-  if (port < 0 || port > 65535) return InvalidArgument("listen address '" + address + "': bad port");
-  return Listener::Tcp(host.empty() ? "127.0.0.1" : host, static_cast<uint16_t>(port));
+  return ferry::ListenOn(address);
 }
 
 void ServeUntilSignalled(nbd::Server& server, const std::vector<std::string>& addresses,

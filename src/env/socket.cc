@@ -215,4 +215,35 @@ Result<std::unique_ptr<Socket>> ConnectUnix(const std::string& path) {
   return std::make_unique<Socket>(fd);
 }
 
+Status SplitHostPort(const std::string& address, std::string* host, uint16_t* port) {
+  std::string hp = address.rfind("tcp://", 0) == 0 ? address.substr(6) : address;
+  size_t colon = hp.rfind(':');
+  if (colon == std::string::npos) {
+    return InvalidArgument("address '" + address + "': use HOST:PORT (or tcp://HOST:PORT)");
+  }
+  std::string h = hp.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  int p = -1;
+  try {
+    size_t used = 0;
+    p = std::stoi(hp.substr(colon + 1), &used);
+    if (used != hp.size() - colon - 1) p = -1;
+  } catch (...) {
+    p = -1;
+  }
+  if (p < 0 || p > 65535) return InvalidArgument("address '" + address + "': bad port");
+  *host = h.empty() ? "127.0.0.1" : h;
+  *port = static_cast<uint16_t>(p);
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Listener>> ListenOn(const std::string& address) {
+  if (address.rfind("unix://", 0) == 0) return Listener::Unix(address.substr(7));
+  if (address.rfind("unix:", 0) == 0) return Listener::Unix(address.substr(5));
+  std::string host;
+  uint16_t port;
+  RETURN_IF_ERROR(SplitHostPort(address, &host, &port));
+  return Listener::Tcp(host, port);
+}
+
 }  // namespace ferry

@@ -59,6 +59,10 @@ class Listener {
 };
 
 Result<std::unique_ptr<Socket>> ConnectTcp(const std::string& host, uint16_t port);
+// Listens on "tcp://HOST:PORT", "HOST:PORT", "unix:///PATH" or "unix:PATH".
+Result<std::unique_ptr<Listener>> ListenOn(const std::string& address);
+// Splits "HOST:PORT" or "[V6]:PORT" (kInvalidArgument naming the address if malformed).
+Status SplitHostPort(const std::string& address, std::string* host, uint16_t* port);
 Result<std::unique_ptr<Socket>> ConnectUnix(const std::string& path);
 
 }  // namespace ferry

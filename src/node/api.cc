@@ -1,0 +1,214 @@
+#include "node/api.h"
+
+#include <httplib.h>
+
+namespace ferry::node {
+
+namespace {
+
+int HttpStatus(Code code) {
+  switch (code) {
+    case Code::kInvalidArgument:
+    case Code::kOutOfRange: return 400;
+    case Code::kNotFound: return 404;
+    case Code::kAlreadyExists:
+    case Code::kFailedPrecondition: return 409;
+    case Code::kResourceExhausted: return 507;
+    case Code::kAborted: return 503;
+    default: return 500;
+  }
+}
+
+void Reply(httplib::Response& res, const json& body, int status = 200) {
+  res.status = status;
+  res.set_content(body.dump(2) + "\n", "application/json");
+}
+
+void ReplyError(httplib::Response& res, const Status& s) {
+  Reply(res, json{{"error", {{"code", std::string(CodeName(s.code()))}, {"message", std::string(s.message())}}}},
+        HttpStatus(s.code()));
+}
+
+void ReplyResult(httplib::Response& res, const Result<json>& r, int ok_status = 200) {
+  if (r.ok()) {
+    Reply(res, *r, ok_status);
+  } else {
+    ReplyError(res, r.status());
+  }
+}
+
+void ReplyStatus(httplib::Response& res, const Status& s) {
+  if (s.ok()) {
+    Reply(res, json{{"ok", true}});
+  } else {
+    ReplyError(res, s);
+  }
+}
+
+// The request's JSON body ({} when empty); kInvalidArgument when it does not parse.
+Result<json> Body(const httplib::Request& req) {
+  if (req.body.empty()) return json::object();
+  try {
+    json j = json::parse(req.body);
+    if (!j.is_object()) return InvalidArgument("the request body must be a JSON object");
+    return j;
+  } catch (const std::exception& e) {
+    return InvalidArgument(std::string("the request body is not JSON: ") + e.what());
+  }
+}
+
+// Reads an optional field of a type, naming it when it has the wrong type.
+template <typename T>
+Result<T> Field(const json& j, const char* name, T fallback) {
+  if (!j.contains(name) || j[name].is_null()) return fallback;
+  try {
+    return j[name].get<T>();
+  } catch (const std::exception&) {
+    return InvalidArgument(std::string("field '") + name + "' has the wrong type");
+  }
+}
+
+}  // namespace
+
+Api::Api(Node* node, std::string token) : node_(node), token_(std::move(token)) {
+  http_ = std::make_unique<httplib::Server>();
+  Routes();
+}
+
+Api::~Api() { Stop(); }
+
+void Api::Stop() {
+  if (http_) http_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status Api::Listen(const std::string& address) {
+  std::string host;
+  uint16_t port;
+  RETURN_IF_ERROR(SplitHostPort(address, &host, &port));
+  if (port == 0) {
+    port_ = http_->bind_to_any_port(host);
+  } else {
+    port_ = http_->bind_to_port(host, port) ? port : -1;
+  }
+  if (port_ <= 0) return IoError("cannot listen on " + address + " for the command interface");
+  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  return Status::Ok();
+}
+
+void Api::Routes() {
+  auto& s = *http_;
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (token_.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    if (req.get_header_value("Authorization") == "Bearer " + token_) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    Reply(res, json{{"error", {{"code", "Unauthenticated"},
+                               {"message", "send Authorization: Bearer TOKEN (api_auth.token of the node's config)"}}}},
+          401);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  s.Get("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
+    Reply(res, node_->StatusJson());
+  });
+  s.Post("/v1/volumes", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto name = Field<std::string>(*b, "name", "");
+    auto disk = Field<std::string>(*b, "disk", "");
+    auto size = Field<uint64_t>(*b, "create_size", 0);
+    if (!name.ok()) return ReplyError(res, name.status());
+    if (!disk.ok()) return ReplyError(res, disk.status());
+    if (!size.ok()) return ReplyError(res, size.status());
+    ReplyResult(res, node_->AddVolume(*name, *disk, *size), 201);
+  });
+  s.Delete(R"(/v1/volumes/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyStatus(res, node_->RemoveVolume(req.matches[1]));
+  });
+  s.Post(R"(/v1/volumes/([^/]+)/protect)", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    ProtectParams p;
+    auto target = Field<std::string>(*b, "target", "");
+    auto rate = Field<uint64_t>(*b, "bytes_per_second", 0);
+    auto interval = Field<int64_t>(*b, "marker_interval_ms", 5000);
+    if (!target.ok()) return ReplyError(res, target.status());
+    if (!rate.ok()) return ReplyError(res, rate.status());
+    if (!interval.ok()) return ReplyError(res, interval.status());
+    if (target->empty()) return ReplyError(res, InvalidArgument("field 'target' (HOST:PORT of the target node's link listener) is required"));
+    p.target = *target;
+    p.bytes_per_second = *rate;
+    p.marker_interval_ms = *interval;
+    ReplyResult(res, node_->Protect(req.matches[1], p));
+  });
+  s.Post(R"(/v1/volumes/([^/]+)/link/(pause|resume|stop))",
+         [this](const httplib::Request& req, httplib::Response& res) {
+           ReplyStatus(res, node_->LinkAction(req.matches[1], req.matches[2]));
+         });
+  s.Put(R"(/v1/volumes/([^/]+)/link/rate)", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto rate = Field<uint64_t>(*b, "bytes_per_second", 0);
+    if (!rate.ok()) return ReplyError(res, rate.status());
+    ReplyStatus(res, node_->SetLinkRate(req.matches[1], *rate));
+  });
+  s.Put("/v1/throttle", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto rate = Field<uint64_t>(*b, "bytes_per_second", 0);
+    if (!rate.ok()) return ReplyError(res, rate.status());
+    node_->SetNodeRate(*rate);
+    Reply(res, json{{"ok", true}});
+  });
+  s.Post(R"(/v1/volumes/([^/]+)/markers)", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto kind = Field<std::string>(*b, "kind", "crash-consistent");
+    auto label = Field<std::string>(*b, "label", "");
+    if (!kind.ok()) return ReplyError(res, kind.status());
+    if (!label.ok()) return ReplyError(res, label.status());
+    ReplyResult(res, node_->Mark(req.matches[1], *kind, *label), 201);
+  });
+  s.Get(R"(/v1/replicas/([^/]+)/points)", [this](const httplib::Request& req, httplib::Response& res) {
+    size_t limit = 100;
+    uint64_t before = 0;
+    try {
+      if (req.has_param("limit")) limit = std::stoul(req.get_param_value("limit"));
+      if (req.has_param("before")) before = std::stoull(req.get_param_value("before"));
+    } catch (const std::exception&) {
+      return ReplyError(res, InvalidArgument("limit and before must be numbers"));
+    }
+    ReplyResult(res, node_->ListPoints(req.matches[1], req.get_param_value("kind"), limit, before));
+  });
+  s.Post(R"(/v1/replicas/([^/]+)/views)", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto point = Field<std::string>(*b, "point", "latest");
+    if (!point.ok()) return ReplyError(res, point.status());
+    ReplyResult(res, node_->OpenView(req.matches[1], *point), 201);
+  });
+  s.Post(R"(/v1/replicas/([^/]+)/overlays)", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto name = Field<std::string>(*b, "name", "");
+    auto point = Field<std::string>(*b, "point", "latest");
+    if (!name.ok()) return ReplyError(res, name.status());
+    if (!point.ok()) return ReplyError(res, point.status());
+    ReplyResult(res, node_->CreateOverlay(req.matches[1], *name, *point), 201);
+  });
+  s.Delete(R"(/v1/replicas/([^/]+)/overlays/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyStatus(res, node_->DiscardOverlay(req.matches[1], req.matches[2]));
+  });
+  s.Post(R"(/v1/replicas/([^/]+)/overlays/([^/]+)/commit)",
+         [this](const httplib::Request& req, httplib::Response& res) {
+           ReplyStatus(res, node_->CommitOverlay(req.matches[1], req.matches[2]));
+         });
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    Reply(res, json{{"error", {{"code", res.status == 404 ? "NotFound" : "Error"},
+                               {"message", "no route " + req.method + " " + req.path + "; see docs/protocols/node-api.md"}}}},
+          res.status);
+  });
+}
+
+}  // namespace ferry::node

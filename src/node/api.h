@@ -1,0 +1,39 @@
+// The node's command interface: HTTP/JSON over TCP, what `ferry server` (and operators with
+// curl) use to drive a node. Routes and payloads: docs/protocols/node-api.md.
+// Every request needs "Authorization: Bearer TOKEN" when the node's config sets a token.
+// Errors are {"error": {"code": "NotFound", "message": "..."}} with a matching HTTP status.
+// Thread-safety: requests are served concurrently; Stop may be called from any thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "base/status.h"
+#include "node/node.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace ferry::node {
+
+class Api {
+ public:
+  Api(Node* node, std::string token);
+  ~Api();
+  // Binds HOST:PORT (port 0 picks one) and serves in a thread of its own.
+  Status Listen(const std::string& address);
+  int port() const { return port_; }
+  void Stop();
+
+ private:
+  void Routes();
+  Node* node_;
+  const std::string token_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace ferry::node

@@ -1,0 +1,49 @@
+// The node's configuration file (TOML), as `ferry node --config FILE` reads it:
+//
+//   name = "node-a"                  # this node, as links and the server know it
+//   site = "primary"
+//   data_dir = "/var/lib/ferry"      # pending logs, replicas, volume settings
+//   [listen]
+//   api  = "127.0.0.1:7800"          # the command interface (docs/protocols/node-api.md)
+//   nbd  = ["unix:///run/ferry/nbd.sock", "127.0.0.1:10809"]   # splitter and recovery exports
+//   link = "0.0.0.0:7801"            # replication links from source nodes
+//   [tls]                            # links use mutual TLS with these files
+//   cert = "node-a.pem"; key = "node-a.key"; ca = "ca.pem"
+//   insecure = false                 # true: plain TCP links (tests on one machine only)
+//   [api_auth]
+//   token = "…"                      # bearer token the command interface requires
+//   [server]                         # the control plane to register with (optional)
+//   url = "https://ferry.example:7443"
+//   [throttle]
+//   bytes_per_second = 0             # for all links together; 0 = unlimited
+//
+// Relative paths are relative to the file's directory. Errors are kInvalidArgument naming the
+// file, the key and what to write instead.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace ferry::node {
+
+struct NodeConfig {
+  std::string name;
+  std::string site;
+  std::string data_dir;
+  std::string api_listen;
+  std::vector<std::string> nbd_listen;
+  std::string link_listen;
+  std::string tls_cert, tls_key, tls_ca;
+  bool insecure = false;
+  std::string api_token;
+  std::string server_url;
+  uint64_t throttle_bytes_per_second = 0;
+};
+
+Result<NodeConfig> LoadNodeConfig(const std::string& path);
+Result<NodeConfig> ParseNodeConfig(const std::string& text, const std::string& origin,
+                                   const std::string& base_dir);
+
+}  // namespace ferry::node

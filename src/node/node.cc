@@ -1,0 +1,615 @@
+#include "node/node.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "env/env.h"
+#include "journal/points.h"
+#include "nbd/replica_exports.h"
+#include "nbd/splitter_export.h"
+
+namespace ferry::node {
+
+namespace {
+
+bool ValidName(const std::string& n) {
+  if (n.empty() || n.size() > 128) return false;
+  for (char c : n) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+  }
+  return n[0] != '.';
+}
+
+double Percent(uint64_t done, uint64_t total) {
+  return total ? std::min(100.0, 100.0 * static_cast<double>(done) / static_cast<double>(total)) : 0;
+}
+
+}  // namespace
+
+struct Node::Volume {
+  std::string name;
+  std::string disk;
+  std::shared_ptr<journal::Replica> log;
+  std::shared_ptr<capture::Splitter> splitter;
+  bool protect = false;
+  ProtectParams params;
+  std::string link_state = "none";  // none | running | paused | stopped
+  std::unique_ptr<link::LinkSender> sender;
+  int64_t last_marker_ns = 0;
+  // Churn sampling (marker thread).
+  int64_t sample_ns = 0;
+  uint64_t sample_bytes = 0;
+  double churn = 0;
+};
+
+// NBD names: "VOLUME" (a capture volume's splitter), "REPLICA@POINT" and
+// "REPLICA/overlay/NAME" (a replica's recovery point or overlay).
+class Node::Catalog final : public nbd::ExportCatalog {
+ public:
+  explicit Catalog(Node* node) : node_(node) {}
+  Result<std::shared_ptr<nbd::Export>> Find(const std::string& name) override {
+    if (auto v = node_->FindVolume(name); v.ok()) {
+      return std::shared_ptr<nbd::Export>(std::make_shared<nbd::SplitterExport>((*v)->splitter));
+    }
+    size_t at = name.find('@');
+    size_t ov = name.find("/overlay/");
+    std::string replica, rest;
+    if (at != std::string::npos && (ov == std::string::npos || at < ov)) {
+      replica = name.substr(0, at);
+      rest = name.substr(at);
+    } else if (ov != std::string::npos) {
+      replica = name.substr(0, ov);
+      rest = name.substr(ov + 1);
+    } else {
+      return NotFound("no export '" + name + "' on node " + node_->config_.name +
+                      ": name a capture volume, REPLICA@POINT or REPLICA/overlay/NAME");
+    }
+    auto r = node_->replicas_.Find(replica);
+    if (!r.ok()) return r.status();
+    std::shared_ptr<nbd::ReplicaCatalog> cat;
+    {
+      std::lock_guard l(mu_);
+      auto& c = catalogs_[replica];
+      if (!c) c = std::make_shared<nbd::ReplicaCatalog>(*r, nullptr);
+      cat = c;
+    }
+    return cat->Find(rest);
+  }
+  std::vector<std::pair<std::string, std::string>> List() override {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::lock_guard l(node_->mu_);
+    for (const auto& [name, v] : node_->volumes_) out.push_back({name, "capture volume " + v->disk});
+    return out;
+  }
+
+ private:
+  Node* node_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<nbd::ReplicaCatalog>> catalogs_;
+};
+
+Node::Node(NodeConfig config)
+    : config_(std::move(config)),
+      node_throttle_(SystemClock::Default(), config_.throttle_bytes_per_second),
+      replicas_(JoinPath(config_.data_dir, "replicas")),
+      receiver_(&replicas_) {}
+
+Result<std::unique_ptr<Node>> Node::Start(const NodeConfig& config) {
+  std::unique_ptr<Node> n(new Node(config));
+  Status s = n->Open();
+  if (!s.ok()) {
+    n->Stop();
+    return s;
+  }
+  return n;
+}
+
+Status Node::Open() {
+  Env* env = Env::Posix();
+  RETURN_IF_ERROR(env->CreateDir(config_.data_dir));
+  RETURN_IF_ERROR(env->CreateDir(JoinPath(config_.data_dir, "volumes")));
+  if (!config_.insecure) {
+    TlsFiles files{config_.tls_cert, config_.tls_key, config_.tls_ca, ""};
+    ASSIGN_OR_RETURN(tls_server_, TlsContext::Server(files));
+    ASSIGN_OR_RETURN(tls_client_, TlsContext::Client(files));
+  }
+  RETURN_IF_ERROR(replicas_.OpenAll());
+  ASSIGN_OR_RETURN(auto names, env->ListDir(JoinPath(config_.data_dir, "volumes")));
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    if (!ValidName(name)) continue;
+    Status s = OpenVolume(name);
+    if (!s.ok()) return s.WithContext("volume " + name);
+  }
+  catalog_ = std::make_shared<Catalog>(this);
+  nbd_ = std::make_unique<nbd::Server>(catalog_);
+  for (const std::string& a : config_.nbd_listen) {
+    auto l = ListenOn(a);
+    if (!l.ok()) return l.status().WithContext("listen.nbd " + a);
+    nbd_addresses_.push_back((*l)->address());
+    nbd_->Listen(std::move(*l));
+  }
+  if (!config_.link_listen.empty()) {
+    auto l = ListenOn(config_.link_listen);
+    if (!l.ok()) return l.status().WithContext("listen.link " + config_.link_listen);
+    link_listener_ = std::move(*l);
+    link_accept_ = std::thread([this] { AcceptLinks(); });
+  }
+  marker_thread_ = std::thread([this] { MarkerLoop(); });
+  return Status::Ok();
+}
+
+Node::~Node() { Stop(); }
+
+void Node::Stop() {
+  {
+    std::lock_guard l(mu_);
+    if (stopping_ && !marker_thread_.joinable() && !link_accept_.joinable()) return;
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (marker_thread_.joinable()) marker_thread_.join();
+  if (link_listener_) link_listener_->Shutdown();
+  if (link_accept_.joinable()) link_accept_.join();
+  receiver_.Stop();
+  std::list<std::thread> conns;
+  std::map<std::string, std::shared_ptr<Volume>> volumes;
+  {
+    std::lock_guard l(mu_);
+    conns.swap(link_conns_);
+    volumes = volumes_;
+  }
+  for (auto& t : conns) t.join();
+  for (auto& [name, v] : volumes) {
+    if (v->sender) v->sender->Stop();
+  }
+  if (nbd_) nbd_->Stop();
+}
+
+std::vector<std::string> Node::nbd_addresses() const { return nbd_addresses_; }
+
+std::string Node::link_address() const {
+  return link_listener_ ? link_listener_->address() : std::string();
+}
+
+void Node::AcceptLinks() {
+  for (;;) {
+    auto sock = link_listener_->Accept();
+    if (!sock.ok()) return;
+    std::lock_guard l(mu_);
+    if (stopping_) return;
+    // Finished connection threads are joined as new ones come (they end quickly on Stop).
+    link_conns_.emplace_back([this, s = std::move(sock).value()]() mutable {
+      std::unique_ptr<Stream> stream;
+      if (tls_server_) {
+        auto t = TlsStream::Accept(tls_server_, std::move(s));
+        if (!t.ok()) {
+          spdlog::warn("link connection refused: {}", t.status().ToString());
+          return;
+        }
+        stream = std::move(t).value();
+      } else {
+        stream = std::move(s);
+      }
+      (void)receiver_.Serve(std::move(stream));
+    });
+  }
+}
+
+Status Node::OpenVolume(const std::string& name) {
+  Env* env = Env::Posix();
+  const std::string dir = JoinPath(JoinPath(config_.data_dir, "volumes"), name);
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(env, JoinPath(dir, "volume.json")));
+  auto v = std::make_shared<Volume>();
+  try {
+    json j = json::parse(text);
+    v->name = j.at("name").get<std::string>();
+    v->disk = j.at("disk").get<std::string>();
+    if (j.contains("protect")) {
+      const json& p = j.at("protect");
+      v->protect = true;
+      v->params.target = p.at("target").get<std::string>();
+      v->params.bytes_per_second = p.value("bytes_per_second", uint64_t{0});
+      v->params.marker_interval_ms = p.value("marker_interval_ms", int64_t{5000});
+      v->link_state = p.value("state", std::string("running"));
+    }
+  } catch (const std::exception& e) {
+    return DataLoss(JoinPath(dir, "volume.json") + ": " + e.what());
+  }
+  journal::ReplicaOptions o;
+  o.segment_target_bytes = 64ull << 20;
+  ASSIGN_OR_RETURN(v->log, journal::Replica::Open(JoinPath(dir, "log"), o));
+  ASSIGN_OR_RETURN(auto splitter, capture::Splitter::Open(env, v->disk, v->log));
+  v->splitter = std::move(splitter);
+  if (v->protect && v->link_state != "stopped") RETURN_IF_ERROR(StartLink(*v));
+  std::lock_guard l(mu_);
+  volumes_[name] = v;
+  return Status::Ok();
+}
+
+Status Node::StoreVolume(const Volume& v) {
+  json j = {{"name", v.name}, {"disk", v.disk}};
+  if (v.protect) {
+    j["protect"] = {{"target", v.params.target},
+                    {"bytes_per_second", v.params.bytes_per_second},
+                    {"marker_interval_ms", v.params.marker_interval_ms},
+                    {"state", v.link_state}};
+  }
+  const std::string dir = JoinPath(JoinPath(config_.data_dir, "volumes"), v.name);
+  return WriteFileAtomically(Env::Posix(), JoinPath(dir, "volume.json"), j.dump(2) + "\n");
+}
+
+Status Node::StartLink(Volume& v) {
+  link::SenderConfig c;
+  c.volume = v.name;
+  c.source_node = config_.name;
+  std::string host;
+  uint16_t port;
+  RETURN_IF_ERROR(SplitHostPort(v.params.target, &host, &port));
+  auto tls = tls_client_;
+  c.connect = [host, port, tls]() -> Result<std::unique_ptr<Stream>> {
+    ASSIGN_OR_RETURN(auto s, ConnectTcp(host, port));
+    if (!tls) return std::unique_ptr<Stream>(std::move(s));
+    ASSIGN_OR_RETURN(auto t, TlsStream::Connect(tls, std::move(s)));
+    return std::unique_ptr<Stream>(std::move(t));
+  };
+  c.disk_path = v.disk;
+  auto splitter = v.splitter;
+  c.mark = [splitter](const std::string& label) {
+    return splitter->Mark(journal::MarkerKind::kCrashConsistent, label);
+  };
+  c.checkpoint = [splitter] { return splitter->Checkpoint(); };
+  c.rate_bytes_per_second = v.params.bytes_per_second;
+  c.node_throttle = &node_throttle_;
+  v.sender = std::make_unique<link::LinkSender>(c, v.log);
+  if (v.link_state == "paused") v.sender->Pause();
+  v.sender->Start();
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<Node::Volume>> Node::FindVolume(const std::string& name) {
+  std::lock_guard l(mu_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end()) return NotFound("no capture volume '" + name + "' on node " + config_.name);
+  return it->second;
+}
+
+Result<json> Node::AddVolume(const std::string& name, const std::string& disk, uint64_t create_size) {
+  if (!ValidName(name)) {
+    return InvalidArgument("volume name '" + name + "': use letters, digits, '-', '_' and '.'");
+  }
+  if (disk.empty() || disk[0] != '/') return InvalidArgument("disk: give an absolute path");
+  {
+    std::lock_guard l(mu_);
+    if (volumes_.count(name)) return AlreadyExists("volume " + name + " already exists");
+  }
+  if (replicas_.Find(name).ok()) {
+    return AlreadyExists(name + " already names a replica on this node; choose another name");
+  }
+  Env* env = Env::Posix();
+  if (!env->Exists(disk)) {
+    if (create_size == 0) {
+      return NotFound("disk " + disk + " does not exist; give create_size to create it");
+    }
+    ASSIGN_OR_RETURN(auto f, env->OpenFile(disk, OpenMode::kCreate));
+    RETURN_IF_ERROR(f->Truncate(create_size));
+    RETURN_IF_ERROR(f->Sync());
+  }
+  uint64_t size;
+  {
+    ASSIGN_OR_RETURN(auto f, env->OpenFile(disk, OpenMode::kReadWrite));
+    ASSIGN_OR_RETURN(size, f->Size());
+  }
+  if (size == 0 || size % 4096) {
+    return InvalidArgument("disk " + disk + " is " + std::to_string(size) +
+                           " bytes; a volume is a positive multiple of 4096 bytes");
+  }
+  const std::string dir = JoinPath(JoinPath(config_.data_dir, "volumes"), name);
+  RETURN_IF_ERROR(env->CreateDir(dir));
+  journal::CreateParams p;
+  p.size = size;
+  p.pending_log = true;
+  auto log = journal::Replica::Create(JoinPath(dir, "log"), p);
+  if (!log.ok()) return log.status();
+  log->reset();
+  Volume v;
+  v.name = name;
+  v.disk = disk;
+  RETURN_IF_ERROR(StoreVolume(v));
+  RETURN_IF_ERROR(OpenVolume(name));
+  spdlog::info("volume {} added: disk {} ({} bytes)", name, disk, size);
+  ASSIGN_OR_RETURN(auto added, FindVolume(name));
+  return VolumeJson(*added, SystemClock::Default()->NowNanos());
+}
+
+Status Node::RemoveVolume(const std::string& name) {
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  if (v->protect && v->link_state != "stopped") {
+    return FailedPrecondition("volume " + name + " is protected; stop its link first");
+  }
+  if (v->sender) v->sender->Stop();
+  {
+    std::lock_guard l(mu_);
+    volumes_.erase(name);
+  }
+  const std::string dir = JoinPath(JoinPath(config_.data_dir, "volumes"), name);
+  // The pending log's files go; the disk itself stays.
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) return IoError("removing " + dir + ": " + ec.message());
+  return Status::Ok();
+}
+
+Result<json> Node::Protect(const std::string& name, const ProtectParams& p) {
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  std::string host;
+  uint16_t port;
+  RETURN_IF_ERROR(SplitHostPort(p.target, &host, &port));
+  if (p.marker_interval_ms < 1000) {
+    return InvalidArgument("marker_interval_ms " + std::to_string(p.marker_interval_ms) +
+                           " is below the minimum of 1000");
+  }
+  std::lock_guard l(mu_);
+  if (v->protect && v->link_state != "stopped") {
+    return FailedPrecondition("volume " + name + " is already protected toward " + v->params.target +
+                              "; stop that link first");
+  }
+  v->protect = true;
+  v->params = p;
+  v->link_state = "running";
+  RETURN_IF_ERROR(StoreVolume(*v));
+  RETURN_IF_ERROR(StartLink(*v));
+  spdlog::info("volume {} protected toward {}", name, p.target);
+  return VolumeJson(*v, SystemClock::Default()->NowNanos());
+}
+
+Status Node::LinkAction(const std::string& name, const std::string& action) {
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  std::lock_guard l(mu_);
+  if (!v->protect || !v->sender) {
+    if (action == "resume" && v->protect) {
+      v->link_state = "running";
+      RETURN_IF_ERROR(StoreVolume(*v));
+      return StartLink(*v);
+    }
+    return FailedPrecondition("volume " + name + " has no running link; protect it first");
+  }
+  if (action == "pause") {
+    v->sender->Pause();
+    v->link_state = "paused";
+  } else if (action == "resume") {
+    v->sender->Resume();
+    v->link_state = "running";
+  } else if (action == "stop") {
+    v->sender->Stop();
+    v->sender.reset();
+    v->link_state = "stopped";
+  } else {
+    return InvalidArgument("link action '" + action + "': use pause, resume or stop");
+  }
+  return StoreVolume(*v);
+}
+
+Status Node::SetLinkRate(const std::string& name, uint64_t bytes_per_second) {
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  std::lock_guard l(mu_);
+  v->params.bytes_per_second = bytes_per_second;
+  if (v->sender) v->sender->SetRate(bytes_per_second);
+  return v->protect ? StoreVolume(*v) : Status::Ok();
+}
+
+void Node::SetNodeRate(uint64_t bytes_per_second) { node_throttle_.SetRate(bytes_per_second); }
+
+Result<json> Node::Mark(const std::string& name, const std::string& kind, const std::string& label) {
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  journal::MarkerKind k = journal::MarkerKind::kCrashConsistent;
+  if (!kind.empty() && !journal::ParseMarkerKind(kind, &k)) {
+    return InvalidArgument("marker kind '" + kind + "': use crash-consistent, app-consistent or group-consistent");
+  }
+  ASSIGN_OR_RETURN(uint64_t seq, v->splitter->Mark(k, label));
+  return json{{"volume", name}, {"seq", seq}, {"kind", std::string(journal::MarkerKindName(k))}};
+}
+
+void Node::MarkerLoop() {
+  std::unique_lock l(mu_);
+  while (!stopping_) {
+    cv_.wait_for(l, std::chrono::milliseconds(100));
+    if (stopping_) return;
+    const int64_t now = SystemClock::Default()->NowNanos();
+    for (auto& [name, v] : volumes_) {
+      if (now - v->sample_ns >= kNanosPerSecond) {
+        const uint64_t b = v->splitter->bytes_changed();
+        if (v->sample_ns) {
+          v->churn = static_cast<double>(b - v->sample_bytes) * kNanosPerSecond /
+                     static_cast<double>(now - v->sample_ns);
+        }
+        v->sample_ns = now;
+        v->sample_bytes = b;
+      }
+      if (!v->protect || v->link_state != "running") continue;
+      if (now - v->last_marker_ns < v->params.marker_interval_ms * 1'000'000) continue;
+      v->last_marker_ns = now;
+      auto m = v->splitter->Mark(journal::MarkerKind::kCrashConsistent, "");
+      if (!m.ok()) spdlog::warn("volume {}: marker failed: {}", name, m.status().ToString());
+    }
+  }
+}
+
+std::string Node::ExportUri(const std::string& export_name) const {
+  for (const std::string& a : nbd_addresses_) {
+    if (a.rfind("unix://", 0) == 0) return "nbd+unix:///" + export_name + "?socket=" + a.substr(7);
+  }
+  for (const std::string& a : nbd_addresses_) {
+    if (a.rfind("tcp://", 0) == 0) return "nbd://" + a.substr(6) + "/" + export_name;
+  }
+  return "";
+}
+
+json Node::VolumeJson(Volume& v, int64_t now) {
+  json j = {{"name", v.name},
+            {"role", "source"},
+            {"disk", v.disk},
+            {"size", v.log->size()},
+            {"export", v.name},
+            {"uri", ExportUri(v.name)},
+            {"churn_bytes_per_second", v.churn}};
+  if (!v.protect) {
+    j["link"] = nullptr;
+    return j;
+  }
+  json link = {{"target", v.params.target},
+               {"setting", v.link_state},
+               {"marker_interval_ms", v.params.marker_interval_ms}};
+  if (v.sender) {
+    link::LinkStatus s = v.sender->status();
+    link["state"] = s.state;
+    link["peer"] = s.peer;
+    link["acked_seq"] = s.acked_seq;
+    link["sent_seq"] = s.sent_seq;
+    link["log_last_seq"] = s.log_last_seq;
+    link["pending_bytes"] = s.pending_bytes;
+    link["wire_bytes"] = s.wire_bytes;
+    link["raw_bytes"] = s.raw_bytes;
+    link["upload_bytes_per_second"] = s.upload_bytes_per_second;
+    link["bytes_per_second_limit"] = s.rate_bytes_per_second;
+    link["connects"] = s.connects;
+    link["newest_acked_marker_seq"] = s.newest_acked_marker_seq;
+    link["rpo_seconds"] = s.newest_acked_marker_ns
+                              ? json(static_cast<double>(now - s.newest_acked_marker_ns) / kNanosPerSecond)
+                              : json(nullptr);
+    link["initial_sync"] = {{"running", s.initial_sync},
+                            {"acked_offset", s.sync_offset},
+                            {"scanned", s.sync_scanned},
+                            {"total", s.sync_total}};
+    link["last_error"] = s.last_error;
+  } else {
+    link["state"] = "stopped";
+  }
+  j["link"] = link;
+  return j;
+}
+
+json Node::ReplicaJson(const link::ReplicaStore::Entry& e, int64_t now) {
+  const journal::Replica& r = *e.replica;
+  auto stats = r.Stats();
+  auto sync = r.GetInitialSync();
+  auto health = r.GetHealth();
+  json j = {{"name", e.name},
+            {"role", "target"},
+            {"volume_id", e.volume_id},
+            {"size", r.size()},
+            {"last_seq", stats.last_seq},
+            {"oldest_point", stats.oldest_point},
+            {"consistent_from", sync.consistent_from},
+            {"markers", stats.markers},
+            {"journal_bytes", stats.journal_bytes},
+            {"health", std::string(journal::HealthLevelName(health.level))},
+            {"problems", health.problems},
+            {"export_prefix", e.name + "@"}};
+  json in = nullptr;
+  for (const auto& s : receiver_.Inbound()) {
+    if (s.volume_id != e.volume_id) continue;
+    in = {{"connected", s.connected}, {"peer", s.peer}, {"durable_seq", s.durable_seq},
+          {"records", s.records}, {"wire_bytes", s.wire_bytes}, {"last_error", s.last_error}};
+    if (sync.running) {
+      const double secs = static_cast<double>(now - s.sync_started_ns) / kNanosPerSecond;
+      const double rate = secs > 0 ? static_cast<double>(s.sync_bytes) / secs : 0;
+      const uint64_t left = s.sync_total > s.sync_bytes ? s.sync_total - s.sync_bytes : 0;
+      j["initial_sync"] = {{"running", true},
+                           {"bytes_done", s.sync_bytes},
+                           {"bytes_total", s.sync_total},
+                           {"scanned_to", s.sync_offset},
+                           {"durable_offset", sync.offset},
+                           {"percent", Percent(s.sync_offset, r.size())},
+                           {"bytes_per_second", rate},
+                           {"eta_seconds", rate > 0 ? json(static_cast<double>(left) / rate) : json(nullptr)}};
+    }
+  }
+  if (!j.contains("initial_sync")) {
+    j["initial_sync"] = {{"running", sync.running}, {"durable_offset", sync.offset},
+                         {"percent", sync.running ? Percent(sync.offset, r.size()) : 100.0}};
+  }
+  j["link"] = in;
+  return j;
+}
+
+json Node::StatusJson() {
+  const int64_t now = SystemClock::Default()->NowNanos();
+  std::vector<std::shared_ptr<Volume>> vols;
+  {
+    std::lock_guard l(mu_);
+    for (auto& [n, v] : volumes_) vols.push_back(v);
+  }
+  json volumes = json::array();
+  for (auto& v : vols) {
+    std::lock_guard l(mu_);
+    volumes.push_back(VolumeJson(*v, now));
+  }
+  json replicas = json::array();
+  for (const auto& e : replicas_.List()) replicas.push_back(ReplicaJson(e, now));
+  return json{{"node", {{"name", config_.name}, {"site", config_.site}, {"nbd", nbd_addresses_},
+                        {"link", link_address()}}},
+              {"volumes", volumes},
+              {"replicas", replicas}};
+}
+
+Result<json> Node::ListPoints(const std::string& replica, const std::string& kind, size_t limit,
+                              uint64_t before_seq) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  journal::PointFilter f;
+  f.limit = limit;
+  f.before_seq = before_seq;
+  if (!kind.empty()) {
+    journal::MarkerKind k;
+    if (!journal::ParseMarkerKind(kind, &k)) {
+      return InvalidArgument("kind '" + kind + "': use crash-consistent, app-consistent or group-consistent");
+    }
+    f.kind = k;
+  }
+  ASSIGN_OR_RETURN(auto page, r->ListPoints(f));
+  json points = json::array();
+  for (const auto& p : page.points) {
+    points.push_back({{"seq", p.seq},
+                      {"time", FormatTime(p.timestamp_ns)},
+                      {"kind", std::string(journal::MarkerKindName(p.marker.kind))},
+                      {"label", p.marker.label}});
+  }
+  return json{{"points", points}, {"next_token", page.next_token}};
+}
+
+Result<json> Node::OpenView(const std::string& replica, const std::string& point) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  ASSIGN_OR_RETURN(auto spec, journal::PointSpec::Parse(point.empty() ? "latest" : point));
+  ASSIGN_OR_RETURN(auto p, r->ResolvePoint(spec));
+  const std::string name = replica + "@" + std::to_string(p.seq);
+  // Opening through the catalog keeps the view for the NBD clients that come.
+  ASSIGN_OR_RETURN(auto e, catalog_->Find(name));
+  (void)e;
+  return json{{"export", name}, {"seq", p.seq}, {"time", FormatTime(p.timestamp_ns)},
+              {"uri", ExportUri(name)}};
+}
+
+Result<json> Node::CreateOverlay(const std::string& replica, const std::string& overlay,
+                                 const std::string& point) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  ASSIGN_OR_RETURN(auto spec, journal::PointSpec::Parse(point.empty() ? "latest" : point));
+  ASSIGN_OR_RETURN(auto p, r->ResolvePoint(spec));
+  ASSIGN_OR_RETURN(auto o, r->CreateOverlay(overlay, p.seq));
+  (void)o;
+  const std::string name = replica + "/overlay/" + overlay;
+  return json{{"export", name}, {"seq", p.seq}, {"uri", ExportUri(name)}};
+}
+
+Status Node::DiscardOverlay(const std::string& replica, const std::string& overlay) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  return r->DiscardOverlay(overlay);
+}
+
+Status Node::CommitOverlay(const std::string& replica, const std::string& overlay) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  return r->StartCommit(overlay);
+}
+
+}  // namespace ferry::node
