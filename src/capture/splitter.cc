@@ -71,14 +71,15 @@ Status Splitter::Read(uint64_t offset, size_t n, void* dst) {
   return Status::Ok();
 }
 
-Status Splitter::Apply(RecordType type, uint64_t first_block, uint64_t count, std::string_view data) {
+Status Splitter::Apply(RecordType type, uint64_t first_block, uint64_t count, std::string_view data,
+                       uint64_t* seq) {
   const uint64_t off = first_block * block_size_;
   const uint64_t len = count * block_size_;
   Record r = type == RecordType::kWrite  ? Record::Write(off, std::string(data))
              : type == RecordType::kZero ? Record::Zero(off, len)
                                          : Record::Trim(off, len);
   // The log first: if it refuses (full), the disk stays as it was.
-  RETURN_IF_ERROR(log_->Append(std::move(r), journal::Durability::kWritten).status());
+  ASSIGN_OR_RETURN(*seq, log_->Append(std::move(r), journal::Durability::kWritten));
   bytes_changed_.fetch_add(len);
   if (type == RecordType::kWrite) return disk_->WriteAt(off, data);
   return disk_->PunchHole(off, len);
@@ -94,6 +95,7 @@ Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, Reco
   uint64_t pos = offset;
   const uint64_t end = offset + n;
   std::string block(bs, '\0');
+  uint64_t seq = 0;
   while (pos < end) {
     const uint64_t b = pos / bs;
     std::lock_guard stripe(Stripe(b));
@@ -107,7 +109,7 @@ Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, Reco
       } else {
         std::memset(block.data() + in_block, 0, len);
       }
-      RETURN_IF_ERROR(Apply(RecordType::kWrite, b, 1, block));
+      RETURN_IF_ERROR(Apply(RecordType::kWrite, b, 1, block, &seq));
       pos += len;
       continue;
     }
@@ -115,13 +117,43 @@ Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, Reco
     uint64_t run_end = std::min((pos / chunk_bytes + 1) * chunk_bytes, end - (end % bs));
     uint64_t count = (run_end - pos) / bs;
     if (type == RecordType::kWrite) {
-      RETURN_IF_ERROR(Apply(type, b, count, data.substr(pos - offset, run_end - pos)));
+      RETURN_IF_ERROR(Apply(type, b, count, data.substr(pos - offset, run_end - pos), &seq));
     } else {
-      RETURN_IF_ERROR(Apply(type, b, count, {}));
+      RETURN_IF_ERROR(Apply(type, b, count, {}, &seq));
     }
     pos = run_end;
   }
-  return fua ? Flush() : Status::Ok();
+  if (fua) RETURN_IF_ERROR(Flush());
+  HoldReply(seq);
+  return Status::Ok();
+}
+
+void Splitter::HoldReply(uint64_t seq) {
+  std::function<void(uint64_t)> waiter;
+  {
+    std::unique_lock l(gate_mu_);
+    gate_cv_.wait(l, [&] { return !held_; });
+    waiter = ack_waiter_;
+  }
+  if (waiter && seq) waiter(seq);
+}
+
+void Splitter::HoldAcks() {
+  std::lock_guard l(gate_mu_);
+  held_ = true;
+}
+
+void Splitter::ReleaseAcks() {
+  {
+    std::lock_guard l(gate_mu_);
+    held_ = false;
+  }
+  gate_cv_.notify_all();
+}
+
+void Splitter::SetAckWaiter(std::function<void(uint64_t seq)> waiter) {
+  std::lock_guard l(gate_mu_);
+  ack_waiter_ = std::move(waiter);
 }
 
 Status Splitter::Write(uint64_t offset, std::string_view data, bool fua) {
@@ -142,8 +174,9 @@ Status Splitter::Flush() {
   return disk_->Sync();
 }
 
-Result<uint64_t> Splitter::Mark(journal::MarkerKind kind, const std::string& label) {
-  return log_->Append(Record::Marker(kind, label));
+Result<uint64_t> Splitter::Mark(journal::MarkerKind kind, const std::string& label,
+                                const journal::Id128& marker_id, const journal::Id128& group_id) {
+  return log_->Append(Record::Marker(kind, label, marker_id, group_id));
 }
 
 }  // namespace ferry::capture

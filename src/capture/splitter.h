@@ -18,6 +18,8 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,17 +47,30 @@ class Splitter {
   Status Trim(uint64_t offset, uint64_t n, bool fua);
   Status Flush();
   // Appends a marker (a recovery point) ordered after every write answered so far.
-  Result<uint64_t> Mark(journal::MarkerKind kind, const std::string& label);
+  Result<uint64_t> Mark(journal::MarkerKind kind, const std::string& label,
+                        const journal::Id128& marker_id = {}, const journal::Id128& group_id = {});
   // Makes log and disk durable through every record logged so far and returns that seq: a
   // pending log may discard records up to it once the target holds them.
   Result<uint64_t> Checkpoint();
+  // Barrier for consistency groups: while held, writes are still logged and applied but
+  // their replies wait, so no write is acknowledged until ReleaseAcks. The caller bounds the
+  // hold with a timeout.
+  void HoldAcks();
+  void ReleaseAcks();
+  // Synchronous replication: before a write is answered, waiter(seq of its last record) is
+  // called; it returns when the target holds seq durably, or when it gives up (falls back to
+  // asynchronous). Null: answer at once.
+  void SetAckWaiter(std::function<void(uint64_t seq)> waiter);
+
   // Bytes written, zeroed or trimmed since open (for churn rates).
   uint64_t bytes_changed() const { return bytes_changed_.load(); }
 
  private:
   Splitter(std::unique_ptr<File> disk, std::shared_ptr<journal::Replica> log, uint64_t size);
   // Logs then applies whole blocks [first_block, +data.size()/bs) (data empty: zero/trim).
-  Status Apply(journal::RecordType type, uint64_t first_block, uint64_t count, std::string_view data);
+  Status Apply(journal::RecordType type, uint64_t first_block, uint64_t count, std::string_view data,
+               uint64_t* seq);
+  void HoldReply(uint64_t seq);
   Status Modify(uint64_t offset, uint64_t n, std::string_view data, journal::RecordType type, bool fua);
   std::mutex& Stripe(uint64_t block);
   Status Redo();
@@ -66,6 +81,10 @@ class Splitter {
   const uint32_t block_size_;
   std::array<std::mutex, 64> stripes_;
   std::atomic<uint64_t> bytes_changed_{0};
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool held_ = false;
+  std::function<void(uint64_t)> ack_waiter_;
 };
 
 }  // namespace ferry::capture

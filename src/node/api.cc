@@ -129,16 +129,28 @@ void Api::Routes() {
     auto b = Body(req);
     if (!b.ok()) return ReplyError(res, b.status());
     ProtectParams p;
-    auto target = Field<std::string>(*b, "target", "");
+    Status bad;
+    auto get_str = [&](const char* k, std::string* out) {
+      auto r = Field<std::string>(*b, k, *out);
+      if (r.ok()) *out = *r; else if (bad.ok()) bad = r.status();
+    };
+    auto get_i64 = [&](const char* k, int64_t* out) {
+      auto r = Field<int64_t>(*b, k, *out);
+      if (r.ok()) *out = *r; else if (bad.ok()) bad = r.status();
+    };
     auto rate = Field<uint64_t>(*b, "bytes_per_second", 0);
-    auto interval = Field<int64_t>(*b, "marker_interval_ms", 5000);
-    if (!target.ok()) return ReplyError(res, target.status());
-    if (!rate.ok()) return ReplyError(res, rate.status());
-    if (!interval.ok()) return ReplyError(res, interval.status());
-    if (target->empty()) return ReplyError(res, InvalidArgument("field 'target' (HOST:PORT of the target node's link listener) is required"));
-    p.target = *target;
+    if (!rate.ok()) bad = rate.status();
+    get_str("target", &p.target);
+    get_str("mode", &p.mode);
+    get_str("freeze_command", &p.freeze_command);
+    get_str("thaw_command", &p.thaw_command);
+    get_i64("marker_interval_ms", &p.marker_interval_ms);
+    get_i64("sync_timeout_ms", &p.sync_timeout_ms);
+    get_i64("hook_timeout_ms", &p.hook_timeout_ms);
+    get_i64("app_interval_ms", &p.app_interval_ms);
+    if (!bad.ok()) return ReplyError(res, bad);
+    if (p.target.empty()) return ReplyError(res, InvalidArgument("field 'target' (HOST:PORT of the target node's link listener) is required"));
     p.bytes_per_second = *rate;
-    p.marker_interval_ms = *interval;
     ReplyResult(res, node_->Protect(req.matches[1], p));
   });
   s.Post(R"(/v1/volumes/([^/]+)/link/(pause|resume|stop))",
@@ -168,6 +180,38 @@ void Api::Routes() {
     if (!kind.ok()) return ReplyError(res, kind.status());
     if (!label.ok()) return ReplyError(res, label.status());
     ReplyResult(res, node_->Mark(req.matches[1], *kind, *label), 201);
+  });
+  s.Get("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
+    uint64_t after = 0;
+    try {
+      if (req.has_param("after")) after = std::stoull(req.get_param_value("after"));
+    } catch (const std::exception&) {
+      return ReplyError(res, InvalidArgument("after must be an event id"));
+    }
+    Reply(res, node_->Events(after));
+  });
+  s.Post("/v1/barriers", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto volumes = Field<std::vector<std::string>>(*b, "volumes", {});
+    auto timeout = Field<int64_t>(*b, "timeout_ms", 5000);
+    if (!volumes.ok()) return ReplyError(res, volumes.status());
+    if (!timeout.ok()) return ReplyError(res, timeout.status());
+    ReplyResult(res, node_->BarrierHold(*volumes, *timeout), 201);
+  });
+  s.Post(R"(/v1/barriers/([^/]+)/mark)", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto mid = Field<std::string>(*b, "marker_id", "");
+    auto gid = Field<std::string>(*b, "group_id", "");
+    auto label = Field<std::string>(*b, "label", "");
+    if (!mid.ok()) return ReplyError(res, mid.status());
+    if (!gid.ok()) return ReplyError(res, gid.status());
+    if (!label.ok()) return ReplyError(res, label.status());
+    ReplyResult(res, node_->BarrierMark(req.matches[1], *mid, *gid, *label));
+  });
+  s.Post(R"(/v1/barriers/([^/]+)/release)", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyStatus(res, node_->BarrierRelease(req.matches[1]));
   });
   s.Get(R"(/v1/replicas/([^/]+)/points)", [this](const httplib::Request& req, httplib::Response& res) {
     size_t limit = 100;
@@ -205,8 +249,12 @@ void Api::Routes() {
          });
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    Reply(res, json{{"error", {{"code", res.status == 404 ? "NotFound" : "Error"},
-                               {"message", "no route " + req.method + " " + req.path + "; see docs/protocols/node-api.md"}}}},
+    const bool no_route = res.status == 404;
+    Reply(res, json{{"error", {{"code", no_route ? "NotFound" : "InvalidArgument"},
+                               {"message", no_route ? "no route " + req.method + " " + req.path +
+                                                          "; see docs/protocols/node-api.md"
+                                                    : "malformed HTTP request (" + std::to_string(res.status) +
+                                                          "); a POST needs a body or Content-Length: 0"}}}},
           res.status);
   });
 }

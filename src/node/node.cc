@@ -9,6 +9,7 @@
 #include "journal/points.h"
 #include "nbd/replica_exports.h"
 #include "nbd/splitter_export.h"
+#include "node/hooks.h"
 
 namespace ferry::node {
 
@@ -36,8 +37,12 @@ struct Node::Volume {
   bool protect = false;
   ProtectParams params;
   std::string link_state = "none";  // none | running | paused | stopped
-  std::unique_ptr<link::LinkSender> sender;
+  std::shared_ptr<link::LinkSender> sender;
   int64_t last_marker_ns = 0;
+  int64_t last_app_ns = 0;
+  bool app_running = false;
+  std::shared_ptr<std::atomic<bool>> sync_active = std::make_shared<std::atomic<bool>>(false);
+  std::string last_state;
   // Churn sampling (marker thread).
   int64_t sample_ns = 0;
   uint64_t sample_bytes = 0;
@@ -162,7 +167,15 @@ void Node::Stop() {
     volumes = volumes_;
   }
   for (auto& t : conns) t.join();
+  {
+    std::lock_guard l(mu_);
+    for (auto& [id, b] : barriers_) {
+      for (auto& v : b.volumes) v->splitter->ReleaseAcks();
+    }
+    barriers_.clear();
+  }
   for (auto& [name, v] : volumes) {
+    v->splitter->SetAckWaiter(nullptr);
     if (v->sender) v->sender->Stop();
   }
   if (nbd_) nbd_->Stop();
@@ -213,6 +226,12 @@ Status Node::OpenVolume(const std::string& name) {
       v->params.target = p.at("target").get<std::string>();
       v->params.bytes_per_second = p.value("bytes_per_second", uint64_t{0});
       v->params.marker_interval_ms = p.value("marker_interval_ms", int64_t{5000});
+      v->params.mode = p.value("mode", std::string("async"));
+      v->params.sync_timeout_ms = p.value("sync_timeout_ms", int64_t{2000});
+      v->params.freeze_command = p.value("freeze_command", std::string());
+      v->params.thaw_command = p.value("thaw_command", std::string());
+      v->params.hook_timeout_ms = p.value("hook_timeout_ms", int64_t{10000});
+      v->params.app_interval_ms = p.value("app_interval_ms", int64_t{0});
       v->link_state = p.value("state", std::string("running"));
     }
   } catch (const std::exception& e) {
@@ -235,6 +254,12 @@ Status Node::StoreVolume(const Volume& v) {
     j["protect"] = {{"target", v.params.target},
                     {"bytes_per_second", v.params.bytes_per_second},
                     {"marker_interval_ms", v.params.marker_interval_ms},
+                    {"mode", v.params.mode},
+                    {"sync_timeout_ms", v.params.sync_timeout_ms},
+                    {"freeze_command", v.params.freeze_command},
+                    {"thaw_command", v.params.thaw_command},
+                    {"hook_timeout_ms", v.params.hook_timeout_ms},
+                    {"app_interval_ms", v.params.app_interval_ms},
                     {"state", v.link_state}};
   }
   const std::string dir = JoinPath(JoinPath(config_.data_dir, "volumes"), v.name);
@@ -263,9 +288,28 @@ Status Node::StartLink(Volume& v) {
   c.checkpoint = [splitter] { return splitter->Checkpoint(); };
   c.rate_bytes_per_second = v.params.bytes_per_second;
   c.node_throttle = &node_throttle_;
-  v.sender = std::make_unique<link::LinkSender>(c, v.log);
+  v.sender = std::make_shared<link::LinkSender>(c, v.log);
   if (v.link_state == "paused") v.sender->Pause();
   v.sender->Start();
+  if (v.params.mode == "sync") {
+    *v.sync_active = true;
+    std::shared_ptr<link::LinkSender> sender = v.sender;
+    auto active = v.sync_active;
+    const std::string name = v.name;
+    const int64_t timeout = v.params.sync_timeout_ms;
+    v.splitter->SetAckWaiter([this, sender, active, name, timeout](uint64_t seq) {
+      if (!active->load()) return;
+      if (sender->WaitAcked(seq, timeout)) return;
+      if (active->exchange(false)) {
+        events_.Add("warning", name,
+                    "synchronous replication fell back to asynchronous: the target did not "
+                    "acknowledge seq " + std::to_string(seq) + " within " + std::to_string(timeout) +
+                    " ms; writes are answered without waiting until the link has caught up");
+      }
+    });
+  } else {
+    v.splitter->SetAckWaiter(nullptr);
+  }
   return Status::Ok();
 }
 
@@ -351,6 +395,16 @@ Result<json> Node::Protect(const std::string& name, const ProtectParams& p) {
     return InvalidArgument("marker_interval_ms " + std::to_string(p.marker_interval_ms) +
                            " is below the minimum of 1000");
   }
+  if (p.mode != "async" && p.mode != "sync") {
+    return InvalidArgument("mode '" + p.mode + "': use async or sync");
+  }
+  if (p.sync_timeout_ms < 1 || p.hook_timeout_ms < 1) {
+    return InvalidArgument("sync_timeout_ms and hook_timeout_ms must be positive");
+  }
+  if (p.app_interval_ms != 0 && p.app_interval_ms < 1000) {
+    return InvalidArgument("app_interval_ms " + std::to_string(p.app_interval_ms) +
+                           " is below the minimum of 1000 (0: only on request)");
+  }
   std::lock_guard l(mu_);
   if (v->protect && v->link_state != "stopped") {
     return FailedPrecondition("volume " + name + " is already protected toward " + v->params.target +
@@ -383,6 +437,7 @@ Status Node::LinkAction(const std::string& name, const std::string& action) {
     v->sender->Resume();
     v->link_state = "running";
   } else if (action == "stop") {
+    v->splitter->SetAckWaiter(nullptr);
     v->sender->Stop();
     v->sender.reset();
     v->link_state = "stopped";
@@ -408,8 +463,116 @@ Result<json> Node::Mark(const std::string& name, const std::string& kind, const 
   if (!kind.empty() && !journal::ParseMarkerKind(kind, &k)) {
     return InvalidArgument("marker kind '" + kind + "': use crash-consistent, app-consistent or group-consistent");
   }
-  ASSIGN_OR_RETURN(uint64_t seq, v->splitter->Mark(k, label));
+  uint64_t seq;
+  if (k == journal::MarkerKind::kAppConsistent) {
+    ASSIGN_OR_RETURN(seq, AppConsistentMarker(v, label));
+  } else {
+    ASSIGN_OR_RETURN(seq, v->splitter->Mark(k, label));
+  }
   return json{{"volume", name}, {"seq", seq}, {"kind", std::string(journal::MarkerKindName(k))}};
+}
+
+Result<uint64_t> Node::AppConsistentMarker(const std::shared_ptr<Volume>& v, const std::string& label) {
+  ProtectParams p;
+  {
+    std::lock_guard l(mu_);
+    p = v->params;
+  }
+  const std::map<std::string, std::string> env = {{"FERRY_VOLUME", v->name}, {"FERRY_DISK", v->disk}};
+  if (!p.freeze_command.empty()) {
+    std::map<std::string, std::string> e = env;
+    e["FERRY_HOOK"] = "freeze";
+    Status frozen = RunHook(p.freeze_command, e, p.hook_timeout_ms);
+    if (!frozen.ok()) {
+      // Whatever the freeze did, thaw: a machine must never stay frozen.
+      if (!p.thaw_command.empty()) {
+        e["FERRY_HOOK"] = "thaw";
+        Status t = RunHook(p.thaw_command, e, p.hook_timeout_ms);
+        if (!t.ok()) events_.Add("error", v->name, "thaw after a failed freeze failed too: " + t.ToString() + "; check the machine and thaw it by hand");
+      }
+      events_.Add("warning", v->name, "no app-consistent point: the freeze hook failed: " + frozen.ToString());
+      return frozen.WithContext("freeze hook");
+    }
+  }
+  auto seq = v->splitter->Mark(journal::MarkerKind::kAppConsistent, label);
+  if (!p.thaw_command.empty()) {
+    std::map<std::string, std::string> e = env;
+    e["FERRY_HOOK"] = "thaw";
+    Status t = RunHook(p.thaw_command, e, p.hook_timeout_ms);
+    if (!t.ok()) {
+      events_.Add("error", v->name, "the thaw hook failed: " + t.ToString() + "; the machine may still be frozen — thaw it by hand");
+    }
+  }
+  if (!seq.ok()) events_.Add("error", v->name, "app-consistent marker failed: " + seq.status().ToString());
+  return seq;
+}
+
+Result<json> Node::BarrierHold(const std::vector<std::string>& names, int64_t timeout_ms) {
+  if (names.empty()) return InvalidArgument("a barrier needs at least one volume");
+  if (timeout_ms < 1 || timeout_ms > 60'000) {
+    return InvalidArgument("timeout_ms " + std::to_string(timeout_ms) + " must be 1..60000");
+  }
+  Barrier b;
+  for (const std::string& n : names) {
+    ASSIGN_OR_RETURN(auto v, FindVolume(n));
+    b.volumes.push_back(v);
+  }
+  b.deadline_ns = SystemClock::Default()->NowNanos() + timeout_ms * 1'000'000;
+  std::lock_guard l(mu_);
+  for (auto& v : b.volumes) v->splitter->HoldAcks();
+  const std::string id = "barrier-" + std::to_string(next_barrier_++);
+  barriers_[id] = std::move(b);
+  return json{{"id", id}, {"volumes", names}, {"timeout_ms", timeout_ms}};
+}
+
+Result<json> Node::BarrierMark(const std::string& id, const std::string& marker_id,
+                               const std::string& group_id, const std::string& label) {
+  journal::Id128 mid{}, gid{};
+  if (!journal::IdFromHex(marker_id, &mid)) return InvalidArgument("marker_id: give 32 hex digits");
+  if (!journal::IdFromHex(group_id, &gid)) return InvalidArgument("group_id: give 32 hex digits");
+  std::lock_guard l(mu_);
+  auto it = barriers_.find(id);
+  if (it == barriers_.end()) {
+    return NotFound("no barrier " + id + " is held (it expired or was released); hold a new one");
+  }
+  json seqs = json::object();
+  for (auto& v : it->second.volumes) {
+    ASSIGN_OR_RETURN(uint64_t seq, v->splitter->Mark(journal::MarkerKind::kGroupConsistent, label, mid, gid));
+    seqs[v->name] = seq;
+  }
+  it->second.marked = true;
+  return json{{"id", id}, {"seqs", seqs}};
+}
+
+Status Node::BarrierRelease(const std::string& id) {
+  std::lock_guard l(mu_);
+  auto it = barriers_.find(id);
+  if (it == barriers_.end()) return NotFound("no barrier " + id + " is held");
+  for (auto& v : it->second.volumes) v->splitter->ReleaseAcks();
+  barriers_.erase(it);
+  return Status::Ok();
+}
+
+void Node::ExpireBarriers(int64_t now) {
+  for (auto it = barriers_.begin(); it != barriers_.end();) {
+    if (now < it->second.deadline_ns) {
+      ++it;
+      continue;
+    }
+    for (auto& v : it->second.volumes) v->splitter->ReleaseAcks();
+    events_.Add("warning", "", "barrier " + it->first + " was not released in time; the node released it" +
+                                   (it->second.marked ? "" : " without a marker"));
+    it = barriers_.erase(it);
+  }
+}
+
+json Node::Events(uint64_t after) {
+  json out = json::array();
+  for (const Event& e : events_.Since(after)) {
+    out.push_back({{"id", e.id}, {"time", FormatTime(e.time_ns)}, {"severity", e.severity},
+                   {"volume", e.volume}, {"message", e.message}});
+  }
+  return json{{"events", out}};
 }
 
 void Node::MarkerLoop() {
@@ -418,7 +581,32 @@ void Node::MarkerLoop() {
     cv_.wait_for(l, std::chrono::milliseconds(100));
     if (stopping_) return;
     const int64_t now = SystemClock::Default()->NowNanos();
+    ExpireBarriers(now);
+    std::vector<std::shared_ptr<Volume>> app_due;
     for (auto& [name, v] : volumes_) {
+      if (v->sender) {
+        link::LinkStatus st = v->sender->status();
+        if (st.state != v->last_state) {
+          if (st.state == "blocked") {
+            events_.Add("error", name, "replication is blocked: " + st.last_error +
+                                           "; fix the cause, then resume the link");
+          } else if (v->last_state == "blocked") {
+            events_.Add("info", name, "replication resumed (" + st.state + ")");
+          }
+          v->last_state = st.state;
+        }
+        if (v->params.mode == "sync" && !v->sync_active->load() && st.state == "replicating" &&
+            st.acked_seq >= st.log_last_seq) {
+          *v->sync_active = true;
+          events_.Add("info", name, "the link caught up: replication is synchronous again");
+        }
+      }
+      if (v->protect && v->link_state == "running" && v->params.app_interval_ms > 0 &&
+          !v->app_running && now - v->last_app_ns >= v->params.app_interval_ms * 1'000'000) {
+        v->last_app_ns = now;
+        v->app_running = true;
+        app_due.push_back(v);
+      }
       if (now - v->sample_ns >= kNanosPerSecond) {
         const uint64_t b = v->splitter->bytes_changed();
         if (v->sample_ns) {
@@ -432,8 +620,16 @@ void Node::MarkerLoop() {
       if (now - v->last_marker_ns < v->params.marker_interval_ms * 1'000'000) continue;
       v->last_marker_ns = now;
       auto m = v->splitter->Mark(journal::MarkerKind::kCrashConsistent, "");
-      if (!m.ok()) spdlog::warn("volume {}: marker failed: {}", name, m.status().ToString());
+      if (!m.ok()) events_.Add("error", name, "crash-consistent marker failed: " + m.status().ToString());
     }
+    // Hooks may take seconds: run them without the node's lock.
+    l.unlock();
+    for (auto& v : app_due) {
+      (void)AppConsistentMarker(v, "scheduled");
+      std::lock_guard g(mu_);
+      v->app_running = false;
+    }
+    l.lock();
   }
 }
 
@@ -461,7 +657,10 @@ json Node::VolumeJson(Volume& v, int64_t now) {
   }
   json link = {{"target", v.params.target},
                {"setting", v.link_state},
-               {"marker_interval_ms", v.params.marker_interval_ms}};
+               {"marker_interval_ms", v.params.marker_interval_ms},
+               {"app_interval_ms", v.params.app_interval_ms},
+               {"mode", v.params.mode},
+               {"synchronous", v.params.mode == "sync" && v.sync_active->load()}};
   if (v.sender) {
     link::LinkStatus s = v.sender->status();
     link["state"] = s.state;

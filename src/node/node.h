@@ -39,6 +39,7 @@
 #include "link/tls.h"
 #include "nbd/server.h"
 #include "node/config.h"
+#include "node/events.h"
 
 namespace ferry::node {
 
@@ -48,6 +49,17 @@ struct ProtectParams {
   std::string target;  // the target node's link address, HOST:PORT
   uint64_t bytes_per_second = 0;
   int64_t marker_interval_ms = 5000;  // crash-consistent markers; 1000 at least
+  // "async", or "sync": a write is answered only once the target holds it (RPO 0); a target
+  // that does not answer within sync_timeout_ms turns the link asynchronous (an event) until
+  // it has caught up again.
+  std::string mode = "async";
+  int64_t sync_timeout_ms = 2000;
+  // App-consistent markers: freeze command, marker, thaw command (each bounded by
+  // hook_timeout_ms; thaw runs even when freeze failed). app_interval_ms 0: only on request.
+  std::string freeze_command;
+  std::string thaw_command;
+  int64_t hook_timeout_ms = 10'000;
+  int64_t app_interval_ms = 0;
 };
 
 class Node {
@@ -69,7 +81,18 @@ class Node {
   Status LinkAction(const std::string& name, const std::string& action);  // pause|resume|stop
   Status SetLinkRate(const std::string& name, uint64_t bytes_per_second);
   void SetNodeRate(uint64_t bytes_per_second);
+  // kind "app-consistent" runs the volume's freeze and thaw hooks around the marker.
   Result<json> Mark(const std::string& name, const std::string& kind, const std::string& label);
+
+  // Consistency-group barrier over some of this node's volumes: Hold stops answering their
+  // writes (they are still captured), Mark appends the same group-consistent marker to each,
+  // Release answers again. A hold not released within timeout_ms is released by the node
+  // (an event says so) and can no longer be marked.
+  Result<json> BarrierHold(const std::vector<std::string>& volumes, int64_t timeout_ms);
+  Result<json> BarrierMark(const std::string& id, const std::string& marker_id,
+                           const std::string& group_id, const std::string& label);
+  Status BarrierRelease(const std::string& id);
+  json Events(uint64_t after);
 
   Result<json> ListPoints(const std::string& replica, const std::string& kind, size_t limit,
                           uint64_t before_seq);
@@ -89,6 +112,8 @@ class Node {
   Status StartLink(Volume& v);
   Result<std::shared_ptr<Volume>> FindVolume(const std::string& name);
   void MarkerLoop();
+  Result<uint64_t> AppConsistentMarker(const std::shared_ptr<Volume>& v, const std::string& label);
+  void ExpireBarriers(int64_t now);
   void AcceptLinks();
   std::string ExportUri(const std::string& export_name) const;
   json VolumeJson(Volume& v, int64_t now);
@@ -111,6 +136,14 @@ class Node {
   bool stopping_ = false;
   std::map<std::string, std::shared_ptr<Volume>> volumes_;
   std::list<std::thread> link_conns_;
+  EventLog events_;
+  struct Barrier {
+    std::vector<std::shared_ptr<Volume>> volumes;
+    int64_t deadline_ns = 0;
+    bool marked = false;
+  };
+  std::map<std::string, Barrier> barriers_;
+  uint64_t next_barrier_ = 1;
 };
 
 }  // namespace ferry::node
