@@ -1,8 +1,8 @@
 // Link compression on a realistic disk image: compression ratio, compress and decompress
 // speed of each candidate codec on ONE core, for the decision in
 // docs/decisions/0003-link-compression.md. bench/run-link-codec-bench builds the image (an
-// ext4 filesystem of system binaries, libraries, text and already-compressed files, made with
-// mke2fs -d) and runs this program on it.
+// ext4 filesystem of system executables, text and already-compressed files, made with
+// mke2fs -d) and runs this program on it; any file will do as the image.
 //
 // The image is read in 4 KiB blocks; all-zero blocks are dropped, as the link sends them as
 // zero records without payload. The remaining blocks, in disk order, are cut into batches of
@@ -10,12 +10,12 @@
 // one RECORDS or SYNC_DATA frame carries, compressed as one unit. For each batch size and each
 // codec (none, lz4, lz4 with acceleration 4, zstd levels -1, 1 and 3) it compresses every
 // batch into one buffer, then decompresses every batch, through src/link/codec.h as the link
-// does, and checks the round trip (first round). Speeds are raw (uncompressed) bytes per second of the thread's
-// CPU time (CLOCK_THREAD_CPUTIME_ID), so that other load on a shared machine does not count;
-// MB is 10^6 bytes, as link speeds are quoted. Each figure is the best of
-// FERRY_BENCH_CODEC_ROUNDS (3; quick 1) rounds; a round measures every batch size and codec
-// once, so each codec's rounds are minutes apart. FERRY_BENCH_CODEC_MAX_MIB (0 = all; quick 64)
-// caps the non-zero data used.
+// does, and checks the round trip (first round). Speeds are raw (uncompressed) bytes per
+// second of the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that time the thread spends
+// waiting for a shared machine's core does not count; MB is 10^6 bytes, as link speeds are
+// quoted. Each figure is the best of FERRY_BENCH_CODEC_ROUNDS (3; quick 1) rounds; a round
+// measures every batch size and codec once, so each codec's rounds are minutes apart.
+// FERRY_BENCH_CODEC_MAX_MIB (0 = all; quick 64) caps the non-zero data used.
 //
 // Printed (stdout; Markdown with FERRY_BENCH_MARKDOWN=1): the table per batch size and codec;
 // for the batch size FERRY_BENCH_CODEC_MATRIX_KIB (1024) the ratio of each codec's compress
@@ -269,13 +269,16 @@ int main(int argc, char** argv) {
   const std::string path = ImageArg(argc, argv);
   const std::vector<uint64_t> batch_kib = EnvList("FERRY_BENCH_CODEC_BATCH_KIB", "4,64,1024,4096",
                                                   "4,1024");
+  if (batch_kib.empty() || std::count(batch_kib.begin(), batch_kib.end(), 0u) != 0) {
+    Fail("FERRY_BENCH_CODEC_BATCH_KIB", ferry::InvalidArgument("want sizes in KiB, e.g. 4,1024"));
+  }
   const int rounds = static_cast<int>(EnvU64("FERRY_BENCH_CODEC_ROUNDS", 3, 1));
   const uint64_t max_bytes = EnvU64("FERRY_BENCH_CODEC_MAX_MIB", 0, 64) << 20;
   const uint64_t matrix_kib = EnvU64("FERRY_BENCH_CODEC_MATRIX_KIB", 1024, 1024);
 
   const double t0 = Seconds();
   const Image img = LoadImage(path, max_bytes);
-  if (img.data.empty()) Fail("load image", ferry::InvalidArgument("the image is all zeros"));
+  if (img.data.empty()) Fail("load image", ferry::InvalidArgument("no non-zero 4 KiB block in the image"));
   Log("image: %.1f MiB, %" PRIu64 " blocks of 4 KiB, %" PRIu64 " all zero (%.1f%%); using %.1f "
       "MiB of non-zero blocks (read in %.1f s)",
       MiB(static_cast<double>(img.size)), img.blocks, img.zero_blocks,

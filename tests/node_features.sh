@@ -7,7 +7,9 @@
 #      environment; a hung freeze is killed at its timeout, thaw still runs, no marker, event;
 #   3. a barrier over two volumes holds write answers, marks both with one group marker,
 #      releases; a barrier that is not released expires (event) and cannot be marked;
-#   4. bad requests get clear errors.
+#   4. a pending log over its cap (target down) drops to the changed-block map; when the
+#      target is back the link resyncs those blocks and the target equals the source again;
+#   5. bad requests get clear errors.
 # Usage: node_features.sh FERRY_BINARY
 set -euo pipefail
 ferry=$(realpath "$1")
@@ -112,7 +114,46 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer 
 [[ $(events_with "not released in time") -ge 1 ]] || fail "no event for the expired barrier"
 echo "barrier: answers held, one group marker on both volumes, expiry released and reported"
 
-# 4. Bad requests.
+# 4. Pending log over its cap while the target is down: resync of the changed blocks.
+truncate -s 160M "$work/disk3.img"
+api a POST /v1/volumes "{\"name\": \"disk3\", \"disk\": \"$work/disk3.img\"}" >/dev/null
+api a POST /v1/volumes/disk3/protect "{\"target\": \"127.0.0.1:${link_port[b]}\", \"pending_cap_bytes\": 67108864}" >/dev/null
+replica_ready disk3
+before=$(mark before-outage disk3)
+wait_acked "$before" disk3
+kill9_node b
+fio --name=fill --ioengine=nbd --uri="$(uri disk3 a)" --rw=write --bs=1m --iodepth=4 --size=150m \
+    --randrepeat=0 --buffer_compress_percentage=0 >"$work/fill.log" 2>&1 || fail "fio fill: $(cat "$work/fill.log")"
+for _ in $(seq 200); do
+  [[ $(events_with "over its cap") -ge 1 ]] && break
+  sleep 0.05
+done
+[[ $(events_with "over its cap") -ge 1 ]] || fail "the pending log was not dropped: $(api a GET /v1/status)"
+pending=$(api a GET /v1/status | json "[v for v in j['volumes'] if v['name']=='disk3'][0]['link']['pending_bytes']")
+((pending < 150 * 1024 * 1024)) || fail "the pending log still holds $pending bytes after the drop"
+start_node b
+seq=$(mark after-outage disk3)
+for _ in $(seq 1200); do
+  st=$(api a GET /v1/status | json "json.dumps([v for v in j['volumes'] if v['name']=='disk3'][0]['link'])")
+  done_=$(echo "$st" | json "j['acked_seq'] >= $seq and j['resync']['state'] == 'none' and j['resync']['dirty_bytes'] == 0")
+  [[ $done_ == True ]] && break
+  sleep 0.05
+done
+[[ $done_ == True ]] || fail "the resync did not finish: $st"
+seq=$(mark after-resync disk3)
+wait_acked "$seq" disk3
+for _ in $(seq 200); do
+  curl -sf -o /dev/null -H "Authorization: Bearer $token" -X POST --data '{"point": "'"$seq"'"}' \
+    "http://127.0.0.1:${api_port[b]}/v1/replicas/disk3/views" && break
+  sleep 0.05
+done
+qemu-img compare -f raw -F raw "$(uri disk3 a)" "$(uri "disk3@$seq" b)" >"$work/compare.log" 2>&1 ||
+  fail "after the resync the target differs from the source: $(cat "$work/compare.log")"
+api b GET /v1/replicas/disk3/points | json "[p['seq'] for p in j['points']]" | grep -q "$before" ||
+  fail "the point taken before the outage is gone"
+echo "overflow: pending log dropped at its cap, changed blocks resynced, target equals source, older point kept"
+
+# 5. Bad requests.
 expect_http() {  # expect_http CODE TEXT METHOD PATH [BODY]
   local want=$1 text=$2 method=$3 path=$4 body=${5:-}
   local out

@@ -128,6 +128,25 @@ Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, Reco
   return Status::Ok();
 }
 
+Status Splitter::Rewrite(uint64_t offset, uint64_t n) {
+  const uint64_t bs = block_size_;
+  if (offset % bs || n % bs || offset > size_ || n > size_ - offset) {
+    return InvalidArgument("rewrite of " + std::to_string(offset) + "+" + std::to_string(n) +
+                           " is not whole blocks inside the disk");
+  }
+  const uint64_t chunk_bytes = bs * journal::kChunkBlocks;
+  std::string buf;
+  for (uint64_t pos = offset; pos < offset + n;) {
+    const uint64_t end = std::min((pos / chunk_bytes + 1) * chunk_bytes, offset + n);
+    std::lock_guard stripe(Stripe(pos / bs));
+    buf.resize(end - pos);
+    RETURN_IF_ERROR(Read(pos, buf.size(), buf.data()));
+    RETURN_IF_ERROR(log_->Append(Record::Write(pos, buf), journal::Durability::kWritten).status());
+    pos = end;
+  }
+  return Status::Ok();
+}
+
 void Splitter::HoldReply(uint64_t seq) {
   std::function<void(uint64_t)> waiter;
   {

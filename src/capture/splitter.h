@@ -52,6 +52,10 @@ class Splitter {
   // Makes log and disk durable through every record logged so far and returns that seq: a
   // pending log may discard records up to it once the target holds them.
   Result<uint64_t> Checkpoint();
+  // Resync: appends the current content of [offset, offset+n) (whole blocks) to the log as
+  // writes, ordered with concurrent writes like any write, without touching the disk.
+  Status Rewrite(uint64_t offset, uint64_t n);
+
   // Barrier for consistency groups: while held, writes are still logged and applied but
   // their replies wait, so no write is acknowledged until ReleaseAcks. The caller bounds the
   // hold with a timeout.

@@ -29,6 +29,11 @@ Result<std::string> UnframeChecksum(std::string_view text, std::string_view file
 }
 
 std::string Manifest::Encode() const {
+  json gaps_json = json::array();
+  for (const Gap& g : gaps) {
+    gaps_json.push_back({{"missing_from", g.missing_from}, {"resume_at", g.resume_at},
+                         {"consistent_from", g.consistent_from}});
+  }
   json pins_json = json::array();
   for (const Pin& p : pins) pins_json.push_back({{"seq", p.seq}, {"owner", p.owner}, {"reason", p.reason}});
   char history[20];
@@ -48,7 +53,8 @@ std::string Manifest::Encode() const {
             {"role", role},
             {"initial_sync", initial_sync},
             {"sync_offset", sync_offset},
-            {"consistent_from", consistent_from}};
+            {"consistent_from", consistent_from},
+            {"gaps", gaps_json}};
   return FrameWithChecksum(j.dump());
 }
 
@@ -82,6 +88,12 @@ Result<Manifest> Manifest::Decode(std::string_view text) {
     m.initial_sync = j.value("initial_sync", false);
     m.sync_offset = j.value("sync_offset", uint64_t{0});
     m.consistent_from = j.value("consistent_from", uint64_t{0});
+    if (j.contains("gaps")) {
+      for (const json& g : j.at("gaps")) {
+        m.gaps.push_back({g.at("missing_from").get<uint64_t>(), g.at("resume_at").get<uint64_t>(),
+                          g.at("consistent_from").get<uint64_t>()});
+      }
+    }
   } catch (const std::exception& e) {
     return DataLoss(std::string("MANIFEST: ") + e.what());
   }

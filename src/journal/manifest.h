@@ -23,6 +23,16 @@ struct Pin {
   std::string reason;  // for operators
 };
 
+// A resync window (docs/protocols/link.md, "Resync"): records missing_from..resume_at-1 were
+// never received (the source dropped them and rewrites the blocks they touched instead), and
+// no point from missing_from up to consistent_from (exclusive; 0 while the resync runs) is
+// consistent.
+struct Gap {
+  uint64_t missing_from = 0;
+  uint64_t resume_at = 0;
+  uint64_t consistent_from = 0;
+};
+
 struct Manifest {
   Id128 volume_id{};
   uint64_t history_id = 0;
@@ -42,6 +52,7 @@ struct Manifest {
   bool initial_sync = false;
   uint64_t sync_offset = 0;      // bytes of the volume below it are durable in the base
   uint64_t consistent_from = 0;  // points before this seq are not consistent (0: all are)
+  std::vector<Gap> gaps;
 
   std::string Encode() const;
   static Result<Manifest> Decode(std::string_view text);

@@ -199,12 +199,19 @@ Status Replica::Load() {
     }
     if (s.valid_end >= kSegmentHeaderSize) {
       // Continuity: nothing may be missing between segments.
-      if (prev_expect != 0 && s.header.first_seq != prev_expect) {
+      auto bridged = [&](uint64_t from, uint64_t to) {
+        for (const Gap& g : manifest_.gaps) {
+          if (g.missing_from == from && g.resume_at == to) return true;
+        }
+        return false;
+      };
+      if (prev_expect != 0 && s.header.first_seq != prev_expect &&
+          !bridged(prev_expect, s.header.first_seq)) {
         return DataLoss("missing records " + std::to_string(prev_expect) + ".." +
                         std::to_string(s.header.first_seq - 1) + " before segment " +
                         std::to_string(number));
       }
-      if (i == 0 && s.header.first_seq > base_seq + 1) {
+      if (i == 0 && s.header.first_seq > base_seq + 1 && !bridged(base_seq + 1, s.header.first_seq)) {
         return DataLoss("missing records " + std::to_string(base_seq + 1) + ".." +
                         std::to_string(s.header.first_seq - 1) +
                         " between the base and the first segment");
@@ -264,6 +271,13 @@ Status Replica::Load() {
 
 Status Replica::StoreManifestLocked() { return manifest_.Store(env_, dir_); }
 
+const Gap* Replica::GapAtLocked(uint64_t seq) const {
+  for (const Gap& g : manifest_.gaps) {
+    if (seq >= g.missing_from && (g.consistent_from == 0 || seq < g.consistent_from)) return &g;
+  }
+  return nullptr;
+}
+
 uint64_t Replica::OldestPointLocked() const {
   return std::max(manifest_.base_seq, manifest_.merge_target);
 }
@@ -278,6 +292,15 @@ Status Replica::ValidatePointLocked(uint64_t seq) const {
     return FailedPrecondition("the initial sync is still copying the volume (" +
                               std::to_string(manifest_.sync_offset * 100 / manifest_.size) +
                               "% done); no recovery point is consistent until it finishes");
+  }
+  if (const Gap* g = GapAtLocked(seq)) {
+    return FailedPrecondition(
+        "point " + std::to_string(seq) + " falls in a resync (from seq " +
+        std::to_string(g->missing_from) +
+        (g->consistent_from ? " to " + std::to_string(g->consistent_from) + ")"
+                            : ", still running)") +
+        ": it is not consistent; choose a point before seq " + std::to_string(g->missing_from) +
+        (g->consistent_from ? " or at/after " + std::to_string(g->consistent_from) : ""));
   }
   if (seq < manifest_.consistent_from) {
     return OutOfRange("point " + std::to_string(seq) + " is before seq " +
@@ -326,6 +349,8 @@ Result<PointInfo> Replica::ResolvePoint(const PointSpec& spec) const {
     switch (spec.kind) {
       case PointSpec::Kind::kLatest:
         seq = last;
+        // During a resync the newest consistent point is the one before it.
+        if (const Gap* g = GapAtLocked(seq)) seq = g->missing_from - 1;
         break;
       case PointSpec::Kind::kSeq:
         seq = spec.seq;
@@ -353,7 +378,7 @@ Result<PointInfo> Replica::ResolvePoint(const PointSpec& spec) const {
       }
       case PointSpec::Kind::kLatestOfKind: {
         for (auto it = markers_.rbegin(); it != markers_.rend(); ++it) {
-          if (it->second.kind == spec.marker_kind) {
+          if (it->second.kind == spec.marker_kind && !GapAtLocked(it->first)) {
             seq = it->first;
             break;
           }
@@ -398,6 +423,7 @@ Result<PointPage> Replica::ListPoints(const PointFilter& filter) const {
   while (it != markers_.begin()) {
     --it;
     if (it->first <= oldest || it->first < manifest_.consistent_from) break;
+    if (GapAtLocked(it->first)) continue;
     if (filter.kind && it->second.kind != *filter.kind) continue;
     int64_t pos = index_.FindSeq(it->first);
     if (pos < 0) continue;
@@ -707,6 +733,10 @@ Status Replica::WriteBatch(std::vector<Writer*>& batch) {
 
 Status Replica::RollSegmentIfNeeded() {
   if (active_->size() < options_.segment_target_bytes) return Status::Ok();
+  return RollTo(next_seq_);
+}
+
+Status Replica::RollTo(uint64_t first_seq) {
   // A sealed segment is complete and durable before records follow it in the next one.
   if (unsynced_) {
     RETURN_IF_ERROR(active_->file()->Sync());
@@ -714,7 +744,7 @@ Status Replica::RollSegmentIfNeeded() {
   }
   SegmentHeader h;
   h.segment_number = active_->segment_number() + 1;
-  h.first_seq = next_seq_;
+  h.first_seq = first_seq;
   h.block_size = manifest_.block_size;
   h.volume_id = manifest_.volume_id;
   ASSIGN_OR_RETURN(auto next, SegmentWriter::Create(env_, journal_dir_, h));

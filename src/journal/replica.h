@@ -177,6 +177,17 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // Ends the initial sync: points from consistent_from on become usable.
   Status FinishInitialSync(uint64_t consistent_from);
 
+  // Resync (docs/protocols/link.md, "Resync"): the source dropped records missing_from..
+  // resume_at-1 and rewrites the blocks they touched after resume_at. Records the window
+  // durably and continues the journal at resume_at; points from missing_from on are not
+  // consistent (latest resolves to missing_from - 1, the newest consistent point) until
+  // EndResync. Calling it again for the same missing_from is harmless.
+  Status BeginResync(uint64_t missing_from, uint64_t resume_at);
+  // Closes the open resync window: points from consistent_from on are consistent.
+  Status EndResync(uint64_t consistent_from);
+  // The open resync window's missing_from, or 0.
+  uint64_t OpenResync() const;
+
   // Points.
   Result<PointInfo> ResolvePoint(const PointSpec& spec) const;
   Result<PointPage> ListPoints(const PointFilter& filter) const;
@@ -228,6 +239,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Status CheckSpace(uint64_t incoming_bytes) const;
   Status WriteBatch(std::vector<Writer*>& batch);
   Status RollSegmentIfNeeded();
+  // Seals the active segment and starts one whose first record will be first_seq.
+  Status RollTo(uint64_t first_seq);
+  // The gap holding seq (not consistent there), or null.
+  const Gap* GapAtLocked(uint64_t seq) const;
   Status MergeTo(uint64_t target);
   // After base_seq moved to target: drops the index entries and segments at or below it.
   Status DropThrough(uint64_t target);

@@ -214,4 +214,62 @@ Status Replica::FinishInitialSync(uint64_t consistent_from) {
   return Status::Ok();
 }
 
+Status Replica::BeginResync(uint64_t missing_from, uint64_t resume_at) {
+  std::lock_guard wl(write_mu_);
+  if (!write_error_.ok()) return write_error_;
+  if (!writers_.empty()) return FailedPrecondition("appends are in progress; a resync starts between them");
+  if (missing_from != next_seq_) {
+    return FailedPrecondition("a resync must start at the next seq " + std::to_string(next_seq_) +
+                              ", not " + std::to_string(missing_from));
+  }
+  if (resume_at < missing_from) {
+    return InvalidArgument("a resync cannot resume at seq " + std::to_string(resume_at) +
+                           " before " + std::to_string(missing_from));
+  }
+  {
+    std::lock_guard ml(meta_mu_);
+    Manifest next = manifest_;
+    // A second drop during an open window adds a jump; EndResync closes them together.
+    std::erase_if(next.gaps, [&](const Gap& g) { return g.missing_from == missing_from; });
+    next.gaps.push_back({missing_from, resume_at, 0});
+    RETURN_IF_ERROR(next.Store(env_, dir_));
+    manifest_ = std::move(next);
+  }
+  if (resume_at != next_seq_) {
+    RETURN_IF_ERROR(RollTo(resume_at));
+    next_seq_ = resume_at;
+  }
+  return Status::Ok();
+}
+
+Status Replica::EndResync(uint64_t consistent_from) {
+  std::lock_guard ml(meta_mu_);
+  Manifest next = manifest_;
+  uint64_t resumed = 0;
+  for (const Gap& g : next.gaps) {
+    if (g.consistent_from == 0) resumed = std::max(resumed, g.resume_at);
+  }
+  if (resumed == 0) return FailedPrecondition("no resync is open on this replica");
+  if (consistent_from < resumed || consistent_from > published_seq_.load()) {
+    return FailedPrecondition("a resync that resumed at seq " + std::to_string(resumed) +
+                              " cannot end at seq " + std::to_string(consistent_from) +
+                              " (the journal holds up to " +
+                              std::to_string(published_seq_.load()) + ")");
+  }
+  for (Gap& g : next.gaps) {
+    if (g.consistent_from == 0) g.consistent_from = consistent_from;
+  }
+  RETURN_IF_ERROR(next.Store(env_, dir_));
+  manifest_ = std::move(next);
+  return Status::Ok();
+}
+
+uint64_t Replica::OpenResync() const {
+  std::lock_guard ml(meta_mu_);
+  for (const Gap& g : manifest_.gaps) {
+    if (g.consistent_from == 0) return g.missing_from;
+  }
+  return 0;
+}
+
 }  // namespace ferry::journal

@@ -39,6 +39,8 @@ Result<RetentionReport> Replica::ApplyRetention(const RetentionPolicy& policy) {
         auto it = markers_.upper_bound(s);
         s = it == markers_.begin() ? oldest : std::prev(it)->first;
       }
+      // Never fold the base into a resync window: the base would not be consistent.
+      if (const Gap* g = GapAtLocked(s)) s = g->missing_from - 1;
       if (s > oldest) target = s;
     }
     if (target != 0) {

@@ -3,7 +3,10 @@
 //
 // A frame's payload travels compressed with one Codec; its header carries the codec number and
 // the exact raw length, so Decompress knows how many bytes to expect and refuses anything else.
-// The Codec numbers are on the wire: never renumber or reuse one.
+// The Codec numbers are on the wire: never renumber or reuse one. Stored forms: kLz4 is one
+// raw LZ4 block (no LZ4 frame header); kZstd is exactly one standard zstd frame that declares
+// its content size and uses no dictionary. Compress always writes that; Decompress refuses
+// anything else (skippable or legacy frames, no declared size, bytes after the frame).
 //
 // Compress and Decompress append to the caller's string and leave it as it was on error. They
 // are pure functions of their arguments (the output bytes depend only on codec, options and

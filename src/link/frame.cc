@@ -11,7 +11,7 @@ namespace {
 
 Status Corrupt(std::string what) { return DataLoss("corrupt frame: " + what); }
 
-bool KnownType(uint8_t t) { return t >= 1 && t <= 8; }
+bool KnownType(uint8_t t) { return t >= 1 && t <= 10; }
 
 }  // namespace
 
@@ -25,6 +25,8 @@ std::string_view MessageTypeName(MessageType type) {
     case MessageType::kSyncData: return "SYNC_DATA";
     case MessageType::kSyncDone: return "SYNC_DONE";
     case MessageType::kPing: return "PING";
+    case MessageType::kResyncBegin: return "RESYNC_BEGIN";
+    case MessageType::kResyncDone: return "RESYNC_DONE";
   }
   return "unknown";
 }

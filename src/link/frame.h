@@ -28,6 +28,8 @@ enum class MessageType : uint8_t {
   kSyncData = 6,
   kSyncDone = 7,
   kPing = 8,
+  kResyncBegin = 9,
+  kResyncDone = 10,
 };
 std::string_view MessageTypeName(MessageType type);
 

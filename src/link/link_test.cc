@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "base/checksum.h"
+#include "capture/dirty_map.h"
 #include "capture/splitter.h"
 #include "env/socket.h"
 #include "journal/view.h"
@@ -288,6 +289,58 @@ TEST_F(LinkTest, TargetRestartResumesFromItsDurableSeq) {
   auto replica = TargetReplica(target);
   ExpectSame(*replica, *m);
   EXPECT_TRUE(replica->OpenView(first_marker).ok());
+  EXPECT_EQ(target.receiver().Inbound()[0].sync_bytes, 0u);
+}
+
+TEST_F(LinkTest, PendingLogOverflowBecomesAResyncOfTheChangedBlocks) {
+  Target target(dir_ + "/target");
+  auto dirty = std::shared_ptr<capture::DirtyMap>(
+      std::move(capture::DirtyMap::Open(Env::Posix(), dir_ + "/dirty.map", kSize)).value());
+  SenderConfig c = Config(target.port());
+  c.dirty = dirty;
+  c.rewrite = [this](uint64_t off, uint64_t len) { return splitter_->Rewrite(off, len); };
+  sender_ = std::make_unique<LinkSender>(c, log_);
+  sender_->Start();
+  auto replica = TargetReplica(target);
+  ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
+  auto before = splitter_->Mark(MarkerKind::kCrashConsistent, "before");
+  ASSERT_TRUE(sender_->WaitAcked(*before, 30'000));
+
+  // The target is unreachable for long: the pending log outgrows its cap and is dropped to
+  // the changed-block map.
+  sender_->Pause();
+  ASSERT_TRUE(Eventually([&] { return sender_->status().state == "paused"; }));
+  for (int i = 0; i < 1200; ++i) {
+    ASSERT_TRUE(splitter_->Write(((i * 13) % 4000) * kBs, Block(50'000 + i), false).ok());
+  }
+  auto dropped = capture::DropToDirtyMap(*splitter_, *log_, *dirty, sender_->status().acked_seq);
+  ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+  EXPECT_GT(log_->Stats().oldest_point, *before) << "nothing was dropped";
+  EXPECT_FALSE(dirty->Empty());
+  // Writes go on after the drop.
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(splitter_->Write(i * kBs, Block(90'000 + i), false).ok());
+
+  sender_->Resume();
+  // A disconnect in the middle of the resync: the next connection learns of the open window
+  // from the target and finishes it.
+  ASSERT_TRUE(Eventually([&] { return replica->OpenResync() != 0; }));
+  sender_->Pause();
+  ASSERT_TRUE(Eventually([&] { return sender_->status().state == "paused"; }));
+  EXPECT_NE(replica->OpenResync(), 0u);
+  EXPECT_EQ(replica->ResolvePoint(journal::PointSpec{})->seq, *before);  // latest stays consistent
+  sender_->Resume();
+  // The resync ends at a marker; then the target is consistent again and equals the source.
+  ASSERT_TRUE(Eventually([&] { return dirty->phase() == capture::DirtyMap::Phase::kDone; }));
+  EXPECT_TRUE(dirty->Empty());
+  auto m = splitter_->Mark(MarkerKind::kCrashConsistent, "after");
+  ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
+  ASSERT_TRUE(Eventually([&] { return replica->OpenResync() == 0; }));
+  ExpectSame(*replica, *m);
+  // The point taken before the drop is still there and still right.
+  EXPECT_TRUE(replica->OpenView(*before).ok());
+  // Points inside the window are not.
+  EXPECT_EQ(replica->OpenView(*before + 1).status().code(), Code::kFailedPrecondition);
+  // No second initial sync.
   EXPECT_EQ(target.receiver().Inbound()[0].sync_bytes, 0u);
 }
 

@@ -2,7 +2,10 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <utility>
 
 #include "base/checksum.h"
 #include "base/coding.h"
@@ -46,6 +49,25 @@ Result<T> DecodeJson(std::string_view name, std::string_view payload, Fn fn) {
   }
 }
 
+// The integer field `key` of j, if T can hold it; throws (DecodeJson makes that a corrupt
+// frame) otherwise. get<T>() alone would truncate a float (undefined behaviour when it is out
+// of range), read a bool as 0 or 1, and wrap a negative or too large number into a plausible
+// value.
+template <typename T>
+T Integer(const json& j, const char* key) {
+  const json& v = j.at(key);
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (std::in_range<T>(u)) return static_cast<T>(u);
+  } else if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    if (std::in_range<T>(i)) return static_cast<T>(i);
+  }
+  throw std::invalid_argument(std::string(key) + " must be an integer from " +
+                              std::to_string(std::numeric_limits<T>::min()) + " to " +
+                              std::to_string(std::numeric_limits<T>::max()));
+}
+
 // Checksum of n zero bytes, as the source journal computed it for an all-zero write.
 uint64_t ZeroChecksum(uint64_t n) {
   static const std::string zeros(1 << 20, '\0');
@@ -57,6 +79,10 @@ uint64_t ZeroChecksum(uint64_t n) {
   }
   return c.Digest();
 }
+
+// Serializes a control message. Strings may hold bytes that are not UTF-8 — an error message
+// quoting a peer's bytes, a name from a file — which become U+FFFD instead of an exception.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 template <typename T>
 T Get(const char* p) {
@@ -77,13 +103,13 @@ std::string EncodeHello(const Hello& m) {
             {"source_last_seq", m.source_last_seq},
             {"codecs", m.codecs},
             {"initial_sync", m.initial_sync}};
-  return j.dump();
+  return Dump(j);
 }
 
 Result<Hello> DecodeHello(std::string_view payload) {
   return DecodeJson<Hello>("HELLO", payload, [](const json& j) -> Result<Hello> {
     Hello m;
-    m.protocol = j.at("protocol").get<int>();
+    m.protocol = Integer<int>(j, "protocol");
     m.volume = j.at("volume").get<std::string>();
     if (!journal::IdFromHex(j.at("volume_id").get<std::string>(), &m.volume_id)) {
       return Corrupt("HELLO: volume_id is not 32 hex digits");
@@ -91,11 +117,11 @@ Result<Hello> DecodeHello(std::string_view payload) {
     if (!ParseHex64(j.at("history_id").get<std::string>(), &m.history_id)) {
       return Corrupt("HELLO: history_id is not 16 hex digits");
     }
-    m.volume_size = j.at("volume_size").get<uint64_t>();
-    m.block_size = j.at("block_size").get<uint32_t>();
+    m.volume_size = Integer<uint64_t>(j, "volume_size");
+    m.block_size = Integer<uint32_t>(j, "block_size");
     m.source_node = j.value("source_node", std::string());
-    m.source_first_seq = j.at("source_first_seq").get<uint64_t>();
-    m.source_last_seq = j.at("source_last_seq").get<uint64_t>();
+    m.source_first_seq = Integer<uint64_t>(j, "source_first_seq");
+    m.source_last_seq = Integer<uint64_t>(j, "source_last_seq");
     m.codecs = j.value("codecs", std::vector<std::string>{});
     m.initial_sync = j.value("initial_sync", false);
     return m;
@@ -106,25 +132,27 @@ std::string EncodeWelcome(const Welcome& m) {
   json j = {{"protocol", m.protocol},
             {"resume_from", m.resume_from},
             {"codec", m.codec},
-            {"initial_sync", {{"needed", m.sync_needed}, {"offset", m.sync_offset}}}};
-  return j.dump();
+            {"initial_sync", {{"needed", m.sync_needed}, {"offset", m.sync_offset}}},
+            {"resync_open", m.resync_open}};
+  return Dump(j);
 }
 
 Result<Welcome> DecodeWelcome(std::string_view payload) {
   return DecodeJson<Welcome>("WELCOME", payload, [](const json& j) -> Result<Welcome> {
     Welcome m;
-    m.protocol = j.at("protocol").get<int>();
-    m.resume_from = j.at("resume_from").get<uint64_t>();
+    m.protocol = Integer<int>(j, "protocol");
+    m.resume_from = Integer<uint64_t>(j, "resume_from");
     m.codec = j.at("codec").get<std::string>();
     const json& s = j.at("initial_sync");
     m.sync_needed = s.at("needed").get<bool>();
-    m.sync_offset = s.at("offset").get<uint64_t>();
+    m.sync_offset = Integer<uint64_t>(s, "offset");
+    m.resync_open = j.contains("resync_open") ? Integer<uint64_t>(j, "resync_open") : 0;
     return m;
   });
 }
 
 std::string EncodeRefuse(const Refuse& m) {
-  return json{{"code", m.code}, {"message", m.message}}.dump();
+  return Dump(json{{"code", m.code}, {"message", m.message}});
 }
 
 Result<Refuse> DecodeRefuse(std::string_view payload) {
@@ -133,13 +161,25 @@ Result<Refuse> DecodeRefuse(std::string_view payload) {
   });
 }
 
+std::string EncodeResyncBegin(const ResyncBegin& m) {
+  return Dump(json{{"missing_from", m.missing_from}, {"resume_at", m.resume_at}});
+}
+
+Result<ResyncBegin> DecodeResyncBegin(std::string_view payload) {
+  return DecodeJson<ResyncBegin>("RESYNC_BEGIN", payload, [](const json& j) -> Result<ResyncBegin> {
+    ResyncBegin m{Integer<uint64_t>(j, "missing_from"), Integer<uint64_t>(j, "resume_at")};
+    if (m.resume_at < m.missing_from) return Corrupt("RESYNC_BEGIN resumes before it starts");
+    return m;
+  });
+}
+
 std::string EncodeSyncDone(const SyncDone& m) {
-  return json{{"consistent_from", m.consistent_from}}.dump();
+  return Dump(json{{"consistent_from", m.consistent_from}});
 }
 
 Result<SyncDone> DecodeSyncDone(std::string_view payload) {
   return DecodeJson<SyncDone>("SYNC_DONE", payload, [](const json& j) -> Result<SyncDone> {
-    return SyncDone{j.at("consistent_from").get<uint64_t>()};
+    return SyncDone{Integer<uint64_t>(j, "consistent_from")};
   });
 }
 
@@ -227,8 +267,8 @@ Result<std::vector<journal::Record>> DecodeRecords(std::string_view payload,
     switch (r.type) {
       case RecordType::kWrite:
         if (flags) {
+          // Its checksum is taken below, once the geometry has bounded the length it hashes.
           if (plen != 0) return Corrupt(where + "zero-flagged write carries data");
-          if (ZeroChecksum(r.length) != checksum) return Corrupt(where + "checksum mismatch");
           r.type = RecordType::kZero;
         } else {
           if (plen != r.length) return Corrupt(where + "payload length differs from length");
@@ -251,6 +291,7 @@ Result<std::vector<journal::Record>> DecodeRecords(std::string_view payload,
     }
     Status v = journal::ValidateRecord(r, volume_size, block_size);
     if (!v.ok()) return Corrupt(where + std::string(v.message()));
+    if (flags && ZeroChecksum(r.length) != checksum) return Corrupt(where + "checksum mismatch");
     out.push_back(std::move(r));
   }
   if (at != payload.size()) return Corrupt("RECORDS batch has trailing bytes");

@@ -42,6 +42,7 @@ struct Welcome {
   std::string codec = "none";
   bool sync_needed = false;
   uint64_t sync_offset = 0;
+  uint64_t resync_open = 0;  // missing_from of the target's open resync window, or 0
 };
 std::string EncodeWelcome(const Welcome& m);
 Result<Welcome> DecodeWelcome(std::string_view payload);
@@ -53,6 +54,13 @@ struct Refuse {
 };
 std::string EncodeRefuse(const Refuse& m);
 Result<Refuse> DecodeRefuse(std::string_view payload);
+
+struct ResyncBegin {
+  uint64_t missing_from = 0;
+  uint64_t resume_at = 0;
+};
+std::string EncodeResyncBegin(const ResyncBegin& m);
+Result<ResyncBegin> DecodeResyncBegin(std::string_view payload);
 
 struct SyncDone {
   uint64_t consistent_from = 0;

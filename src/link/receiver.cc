@@ -160,6 +160,7 @@ ferry::Status LinkReceiver::Handshake(Conn* c) {
   }
   journal::InitialSyncState st_sync = c->replica->GetInitialSync();
   w.sync_needed = st_sync.running;
+  w.resync_open = c->replica->OpenResync();
   w.sync_offset = st_sync.offset;
   c->next_seq = w.resume_from;
   c->sync_saved = st_sync.offset;
@@ -244,6 +245,34 @@ ferry::Status LinkReceiver::Run(Conn* c) {
           c->st.initial_sync = false;
         }
         RETURN_IF_ERROR(ack(kNoSync));
+        break;
+      }
+      case MessageType::kResyncBegin: {
+        ASSIGN_OR_RETURN(ResyncBegin b, DecodeResyncBegin(f->payload));
+        if (b.missing_from != c->next_seq) {
+          return DataLoss("corrupt frame: RESYNC_BEGIN at seq " + std::to_string(b.missing_from) +
+                          " but the replica's next seq is " + std::to_string(c->next_seq));
+        }
+        RETURN_IF_ERROR(replica.BeginResync(b.missing_from, b.resume_at));
+        c->next_seq = b.resume_at;
+        spdlog::warn("link {}: resync: records {}..{} were dropped at the source; points from seq "
+                     "{} on wait for the resync to finish (latest stays at seq {})",
+                     c->hello.volume, b.missing_from, b.resume_at - 1, b.missing_from,
+                     b.missing_from - 1);
+        break;
+      }
+      case MessageType::kResyncDone: {
+        ASSIGN_OR_RETURN(SyncDone d, DecodeSyncDone(f->payload));
+        if (d.consistent_from >= c->next_seq) {
+          return DataLoss("corrupt frame: RESYNC_DONE at seq " + std::to_string(d.consistent_from) +
+                          " before its records arrived");
+        }
+        if (replica.OpenResync() != 0) {
+          RETURN_IF_ERROR(replica.EndResync(d.consistent_from));
+          spdlog::info("link {}: resync finished; recovery points from seq {} on",
+                       c->hello.volume, d.consistent_from);
+        }
+        RETURN_IF_ERROR(ack(replica.GetInitialSync().running ? c->sync_saved : kNoSync));
         break;
       }
       case MessageType::kPing: {

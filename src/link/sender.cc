@@ -23,6 +23,9 @@ struct LinkSender::Session {
   uint64_t sync_done_seq = 0;  // the marker that ends the sync, once appended
   std::unique_ptr<File> disk;
   int64_t last_send_ns = 0;
+  uint64_t target_resync_open = 0;  // the target's open resync window (missing_from), or 0
+  uint64_t resync_cursor = 0;
+  uint64_t rewritten_unsaved = 0;
   // Set by the ack reader (under mu_).
   uint64_t acked = 0;
   uint64_t sync_acked = 0;
@@ -190,6 +193,10 @@ Status LinkSender::RunSession() {
     if (!result.ok()) break;
     result = SendSync(&s, &sent_sync);
     if (!result.ok()) break;
+    bool sent_resync = false;
+    result = SendResync(&s, &sent_resync);
+    if (!result.ok()) break;
+    sent_sync |= sent_resync;
     SampleRates();
     MaybeTrim();
     if (sent_records || sent_sync) continue;
@@ -251,12 +258,29 @@ Status LinkSender::Handshake(Session* s) {
   if (!ParseCodec(w.codec, &codec)) return DataLoss("corrupt frame: target chose codec " + w.codec);
   s->writer->set_codec(codec);
   const uint64_t oldest_held = log_->Stats().oldest_point + 1;
-  if (w.resume_from < oldest_held) {
-    return FailedPrecondition("the target needs seq " + std::to_string(w.resume_from) +
-                              " but the pending log starts at " + std::to_string(oldest_held) +
-                              "; the volume needs a resync");
-  }
   s->next_seq = w.resume_from;
+  s->target_resync_open = w.resync_open;
+  if (config_.dirty) {
+    using Phase = capture::DirtyMap::Phase;
+    if (w.resync_open && config_.dirty->phase() == Phase::kIdle) {
+      // The target waits for a resync this node lost track of: rewriting everything is safe.
+      config_.dirty->SetAll();
+      config_.dirty->SetPhase(Phase::kRewriting);
+      RETURN_IF_ERROR(config_.dirty->Save());
+    } else if (!w.resync_open && config_.dirty->phase() == Phase::kDone) {
+      config_.dirty->SetPhase(Phase::kIdle);  // the target closed the window
+      RETURN_IF_ERROR(config_.dirty->Save());
+    }
+  }
+  if (w.resume_from < oldest_held) {
+    if (!CanResync()) {
+      return FailedPrecondition("the target needs seq " + std::to_string(w.resume_from) +
+                                " but the pending log starts at " + std::to_string(oldest_held) +
+                                " and no changed-block map covers the difference; the volume "
+                                "needs a full resync");
+    }
+    RETURN_IF_ERROR(BeginResync(s, w.resume_from, oldest_held));
+  }
   s->sync = w.sync_needed;
   s->sync_cursor = w.sync_offset;
   s->last_recv_ns = s->last_send_ns = config_.clock->NowNanos();
@@ -341,7 +365,11 @@ void LinkSender::ReadAcks(Session* s) {
 // Trims the pending log: records the target holds durably and the disk holds durably.
 void LinkSender::MaybeTrim() {
   const int64_t now = config_.clock->NowNanos();
-  if (!config_.checkpoint || now - last_checkpoint_ns_ < 2 * kNanosPerSecond) return;
+  if (!config_.checkpoint || now - last_checkpoint_ns_ < kNanosPerSecond / 10) return;
+  if (now - last_checkpoint_ns_ < 2 * kNanosPerSecond &&
+      log_->Stats().journal_bytes < config_.trim_above_bytes) {
+    return;
+  }
   uint64_t acked;
   {
     std::lock_guard l(mu_);
@@ -377,9 +405,13 @@ Status LinkSender::SendRecords(Session* s, bool* sent) {
   auto batch = log_->ReadRecords(s->next_seq, up_to, config_.batch_bytes);
   if (!batch.ok()) {
     if (batch.status().code() == Code::kOutOfRange) {
+      if (CanResync()) {
+        *sent = true;
+        return BeginResync(s, s->next_seq, log_->Stats().oldest_point + 1);
+      }
       return FailedPrecondition("pending log no longer holds seq " + std::to_string(s->next_seq) +
                                 ": " + std::string(batch.status().message()) +
-                                "; the volume needs a resync");
+                                "; the volume needs a full resync");
     }
     return batch.status();
   }
@@ -484,6 +516,79 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
   st_.raw_bytes += payload.size();
   st_.sync_scanned = d.scanned_to;
   st_.sync_total = s->sync_total;
+  return Status::Ok();
+}
+
+bool LinkSender::CanResync() const {
+  return config_.dirty && config_.rewrite &&
+         (!config_.dirty->Empty() || config_.dirty->phase() != capture::DirtyMap::Phase::kIdle);
+}
+
+Status LinkSender::BeginResync(Session* s, uint64_t missing_from, uint64_t resume_at) {
+  RETURN_IF_ERROR(s->writer->Write(MessageType::kResyncBegin,
+                                   EncodeResyncBegin({missing_from, resume_at})).status());
+  config_.dirty->SetPhase(capture::DirtyMap::Phase::kRewriting);
+  RETURN_IF_ERROR(config_.dirty->Save());
+  s->next_seq = resume_at;
+  s->target_resync_open = missing_from;
+  s->resync_cursor = 0;
+  spdlog::warn("link {}: records {}..{} are no longer in the pending log; resyncing {} bytes of "
+               "changed blocks", config_.volume, missing_from, resume_at - 1,
+               config_.dirty->DirtyBytes());
+  return Status::Ok();
+}
+
+// Rewrites the changed blocks into the pending log (they then travel as records), then ends
+// the target's resync window at a marker.
+Status LinkSender::SendResync(Session* s, bool* sent) {
+  if (!config_.dirty) return Status::Ok();
+  using Phase = capture::DirtyMap::Phase;
+  capture::DirtyMap& dirty = *config_.dirty;
+  const Phase phase = dirty.phase();
+  if (phase == Phase::kRewriting && s->target_resync_open) {
+    {
+      std::lock_guard l(mu_);
+      if (inflight_bytes_ >= config_.window_bytes / 2) return Status::Ok();
+      st_.resync = "rewriting";
+      st_.dirty_bytes = dirty.DirtyBytes();
+    }
+    // One rewrite at a time, after the link shipped everything before it: the log grows by
+    // at most one range, whatever the volume's size.
+    if (log_->last_seq() >= s->next_seq) return Status::Ok();
+    auto next = dirty.NextDirty(s->resync_cursor, 4u << 20);
+    if (!next && s->resync_cursor != 0) {
+      s->resync_cursor = 0;  // once more from the start: bits set meanwhile
+      next = dirty.NextDirty(0, 4u << 20);
+    }
+    *sent = true;
+    if (!next) {
+      RETURN_IF_ERROR(log_->Sync());
+      ASSIGN_OR_RETURN(uint64_t m, config_.mark("resync complete"));
+      dirty.SetPhase(Phase::kDone, m);
+      return dirty.Save();
+    }
+    RETURN_IF_ERROR(config_.rewrite(next->first, next->second));
+    dirty.Clear(next->first, next->second);
+    s->resync_cursor = next->first + next->second;
+    s->rewritten_unsaved += next->second;
+    if (s->rewritten_unsaved >= (64u << 20)) {
+      RETURN_IF_ERROR(log_->Sync());  // the rewrites are in the log before their bits go
+      RETURN_IF_ERROR(dirty.Save());
+      s->rewritten_unsaved = 0;
+    }
+    return Status::Ok();
+  }
+  if (phase == Phase::kDone && s->target_resync_open) {
+    const uint64_t m = dirty.consistent_from();
+    if (s->next_seq <= m) return Status::Ok();  // its records go first
+    RETURN_IF_ERROR(s->writer->Write(MessageType::kResyncDone, EncodeSyncDone({m})).status());
+    s->target_resync_open = 0;
+    *sent = true;
+    std::lock_guard l(mu_);
+    st_.resync = "none";
+    st_.dirty_bytes = 0;
+    spdlog::info("link {}: resync sent; consistent from seq {}", config_.volume, m);
+  }
   return Status::Ok();
 }
 

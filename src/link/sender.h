@@ -31,6 +31,7 @@
 #include "env/env.h"
 #include "env/stream.h"
 #include "journal/replica.h"
+#include "capture/dirty_map.h"
 #include "link/throttle.h"
 
 namespace ferry::link {
@@ -45,6 +46,12 @@ struct SenderConfig {
   std::function<Result<uint64_t>(const std::string& label)> mark;
   // Makes the disk durable through the returned seq (see capture::Splitter::Checkpoint).
   std::function<Result<uint64_t>()> checkpoint;
+  // Trim the pending log every 2 s, and at once (every 100 ms at most) when it holds more.
+  uint64_t trim_above_bytes = 256ull << 20;
+  // Resync (optional): blocks whose records were dropped from the pending log, and a way to
+  // append a range's current content to the log (capture::Splitter::Rewrite).
+  std::shared_ptr<capture::DirtyMap> dirty;
+  std::function<Status(uint64_t offset, uint64_t length)> rewrite;
   std::vector<std::string> codecs = {"zstd", "lz4", "none"};
   size_t batch_bytes = 4u << 20;
   size_t window_bytes = 64u << 20;
@@ -72,6 +79,8 @@ struct LinkStatus {
   uint64_t sync_offset = 0;    // acknowledged by the target
   uint64_t sync_scanned = 0;   // sent
   uint64_t sync_total = 0;     // allocated bytes of the volume (estimate)
+  std::string resync = "none";  // none | rewriting | closing
+  uint64_t dirty_bytes = 0;     // still to rewrite
   uint64_t wire_bytes = 0;
   uint64_t raw_bytes = 0;      // payload bytes before compression
   uint64_t records = 0;
@@ -107,6 +116,9 @@ class LinkSender {
   void ReadAcks(Session* s);
   Status SendRecords(Session* s, bool* sent);
   Status SendSync(Session* s, bool* sent);
+  Status SendResync(Session* s, bool* sent);
+  bool CanResync() const;
+  Status BeginResync(Session* s, uint64_t missing_from, uint64_t resume_at);
   void MaybeTrim();
   void SetState(const std::string& state);
   void SampleRates();

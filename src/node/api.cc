@@ -140,6 +140,8 @@ void Api::Routes() {
     };
     auto rate = Field<uint64_t>(*b, "bytes_per_second", 0);
     if (!rate.ok()) bad = rate.status();
+    auto cap = Field<uint64_t>(*b, "pending_cap_bytes", p.pending_cap_bytes);
+    if (!cap.ok() && bad.ok()) bad = cap.status();
     get_str("target", &p.target);
     get_str("mode", &p.mode);
     get_str("freeze_command", &p.freeze_command);
@@ -151,6 +153,7 @@ void Api::Routes() {
     if (!bad.ok()) return ReplyError(res, bad);
     if (p.target.empty()) return ReplyError(res, InvalidArgument("field 'target' (HOST:PORT of the target node's link listener) is required"));
     p.bytes_per_second = *rate;
+    p.pending_cap_bytes = *cap;
     ReplyResult(res, node_->Protect(req.matches[1], p));
   });
   s.Post(R"(/v1/volumes/([^/]+)/link/(pause|resume|stop))",

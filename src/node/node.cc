@@ -9,6 +9,7 @@
 #include "journal/points.h"
 #include "nbd/replica_exports.h"
 #include "nbd/splitter_export.h"
+#include "capture/dirty_map.h"
 #include "node/hooks.h"
 
 namespace ferry::node {
@@ -34,6 +35,8 @@ struct Node::Volume {
   std::string disk;
   std::shared_ptr<journal::Replica> log;
   std::shared_ptr<capture::Splitter> splitter;
+  std::shared_ptr<capture::DirtyMap> dirty;
+  bool dropping = false;
   bool protect = false;
   ProtectParams params;
   std::string link_state = "none";  // none | running | paused | stopped
@@ -232,16 +235,28 @@ Status Node::OpenVolume(const std::string& name) {
       v->params.thaw_command = p.value("thaw_command", std::string());
       v->params.hook_timeout_ms = p.value("hook_timeout_ms", int64_t{10000});
       v->params.app_interval_ms = p.value("app_interval_ms", int64_t{0});
+      v->params.pending_cap_bytes = p.value("pending_cap_bytes", uint64_t{4} << 30);
       v->link_state = p.value("state", std::string("running"));
     }
   } catch (const std::exception& e) {
     return DataLoss(JoinPath(dir, "volume.json") + ": " + e.what());
   }
   journal::ReplicaOptions o;
-  o.segment_target_bytes = 64ull << 20;
+  // Trimming drops whole segments: keep them well below the smallest cap (64 MiB).
+  o.segment_target_bytes = 16ull << 20;
   ASSIGN_OR_RETURN(v->log, journal::Replica::Open(JoinPath(dir, "log"), o));
   ASSIGN_OR_RETURN(auto splitter, capture::Splitter::Open(env, v->disk, v->log));
   v->splitter = std::move(splitter);
+  auto dirty = capture::DirtyMap::Open(env, JoinPath(dir, "dirty.map"), v->log->size());
+  if (!dirty.ok()) {
+    // Changes we can no longer name: resyncing every block is safe.
+    events_.Add("warning", name, dirty.status().ToString() + "; every block will be resynced");
+    RETURN_IF_ERROR(env->RemoveFile(JoinPath(dir, "dirty.map")));
+    ASSIGN_OR_RETURN(dirty, capture::DirtyMap::Open(env, JoinPath(dir, "dirty.map"), v->log->size()));
+    (*dirty)->SetAll();
+    RETURN_IF_ERROR((*dirty)->Save());
+  }
+  v->dirty = std::shared_ptr<capture::DirtyMap>(std::move(*dirty));
   if (v->protect && v->link_state != "stopped") RETURN_IF_ERROR(StartLink(*v));
   std::lock_guard l(mu_);
   volumes_[name] = v;
@@ -260,6 +275,7 @@ Status Node::StoreVolume(const Volume& v) {
                     {"thaw_command", v.params.thaw_command},
                     {"hook_timeout_ms", v.params.hook_timeout_ms},
                     {"app_interval_ms", v.params.app_interval_ms},
+                    {"pending_cap_bytes", v.params.pending_cap_bytes},
                     {"state", v.link_state}};
   }
   const std::string dir = JoinPath(JoinPath(config_.data_dir, "volumes"), v.name);
@@ -286,6 +302,9 @@ Status Node::StartLink(Volume& v) {
     return splitter->Mark(journal::MarkerKind::kCrashConsistent, label);
   };
   c.checkpoint = [splitter] { return splitter->Checkpoint(); };
+  c.dirty = v.dirty;
+  c.trim_above_bytes = v.params.pending_cap_bytes / 4;
+  c.rewrite = [splitter](uint64_t off, uint64_t len) { return splitter->Rewrite(off, len); };
   c.rate_bytes_per_second = v.params.bytes_per_second;
   c.node_throttle = &node_throttle_;
   v.sender = std::make_shared<link::LinkSender>(c, v.log);
@@ -400,6 +419,10 @@ Result<json> Node::Protect(const std::string& name, const ProtectParams& p) {
   }
   if (p.sync_timeout_ms < 1 || p.hook_timeout_ms < 1) {
     return InvalidArgument("sync_timeout_ms and hook_timeout_ms must be positive");
+  }
+  if (p.pending_cap_bytes < (64ull << 20)) {
+    return InvalidArgument("pending_cap_bytes " + std::to_string(p.pending_cap_bytes) +
+                           " is below the minimum of 64 MiB");
   }
   if (p.app_interval_ms != 0 && p.app_interval_ms < 1000) {
     return InvalidArgument("app_interval_ms " + std::to_string(p.app_interval_ms) +
@@ -582,7 +605,7 @@ void Node::MarkerLoop() {
     if (stopping_) return;
     const int64_t now = SystemClock::Default()->NowNanos();
     ExpireBarriers(now);
-    std::vector<std::shared_ptr<Volume>> app_due;
+    std::vector<std::shared_ptr<Volume>> app_due, drop_due;
     for (auto& [name, v] : volumes_) {
       if (v->sender) {
         link::LinkStatus st = v->sender->status();
@@ -599,6 +622,13 @@ void Node::MarkerLoop() {
             st.acked_seq >= st.log_last_seq) {
           *v->sync_active = true;
           events_.Add("info", name, "the link caught up: replication is synchronous again");
+        }
+      }
+      if (v->protect && !v->dropping) {
+        const uint64_t held = v->log->Stats().journal_bytes;
+        if (held > v->params.pending_cap_bytes) {
+          v->dropping = true;
+          drop_due.push_back(v);
         }
       }
       if (v->protect && v->link_state == "running" && v->params.app_interval_ms > 0 &&
@@ -624,6 +654,23 @@ void Node::MarkerLoop() {
     }
     // Hooks may take seconds: run them without the node's lock.
     l.unlock();
+    for (auto& v : drop_due) {
+      const uint64_t acked = v->sender ? v->sender->status().acked_seq : 0;
+      auto before = capture::DropToDirtyMap(*v->splitter, *v->log, *v->dirty, acked);
+      if (before.ok()) {
+        events_.Add("warning", v->name,
+                    "the pending log reached " + std::to_string(*before >> 20) + " MiB, over its cap of " +
+                        std::to_string(v->params.pending_cap_bytes >> 20) +
+                        " MiB: its records were dropped and the changed blocks (" +
+                        std::to_string(v->dirty->DirtyBytes() >> 20) +
+                        " MiB) will be resynced when the target is reachable");
+      } else {
+        events_.Add("error", v->name, "dropping the pending log to the changed-block map failed: " +
+                                          before.status().ToString());
+      }
+      std::lock_guard g(mu_);
+      v->dropping = false;
+    }
     for (auto& v : app_due) {
       (void)AppConsistentMarker(v, "scheduled");
       std::lock_guard g(mu_);
@@ -683,6 +730,7 @@ json Node::VolumeJson(Volume& v, int64_t now) {
                             {"scanned", s.sync_scanned},
                             {"total", s.sync_total}};
     link["last_error"] = s.last_error;
+    link["resync"] = {{"state", s.resync}, {"dirty_bytes", v.dirty->DirtyBytes()}};
   } else {
     link["state"] = "stopped";
   }

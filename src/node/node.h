@@ -60,6 +60,9 @@ struct ProtectParams {
   std::string thaw_command;
   int64_t hook_timeout_ms = 10'000;
   int64_t app_interval_ms = 0;
+  // When the pending log holds more than this (the target unreachable for long), its records
+  // are dropped to a changed-block map and resynced when the link is back.
+  uint64_t pending_cap_bytes = 4ull << 30;
 };
 
 class Node {
