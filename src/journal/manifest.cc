@@ -53,6 +53,7 @@ std::string Manifest::Encode() const {
             {"role", role},
             {"initial_sync", initial_sync},
             {"sync_offset", sync_offset},
+            {"seeded", seeded},
             {"consistent_from", consistent_from},
             {"gaps", gaps_json}};
   return FrameWithChecksum(j.dump());
@@ -87,6 +88,7 @@ Result<Manifest> Manifest::Decode(std::string_view text) {
     m.role = j.value("role", std::string("replica"));
     m.initial_sync = j.value("initial_sync", false);
     m.sync_offset = j.value("sync_offset", uint64_t{0});
+    m.seeded = j.value("seeded", false);
     m.consistent_from = j.value("consistent_from", uint64_t{0});
     if (j.contains("gaps")) {
       for (const json& g : j.at("gaps")) {

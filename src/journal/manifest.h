@@ -51,6 +51,7 @@ struct Manifest {
   // A link's initial sync is filling the base: no point is consistent until it finishes.
   bool initial_sync = false;
   uint64_t sync_offset = 0;      // bytes of the volume below it are durable in the base
+  bool seeded = false;           // the base started as a copy of an older version (digests)
   uint64_t consistent_from = 0;  // points before this seq are not consistent (0: all are)
   std::vector<Gap> gaps;
 

@@ -89,6 +89,33 @@ Result<std::shared_ptr<Replica>> Replica::Create(const std::string& dir, const C
     ASSIGN_OR_RETURN(auto base, env->OpenFile(JoinPath(dir, "base.img"), OpenMode::kCreate));
     RETURN_IF_ERROR(base->Truncate(0));
     RETURN_IF_ERROR(base->Truncate(p.size));
+    if (!p.seed_path.empty()) {
+      if (!p.initial_sync) return InvalidArgument("a seed is only used by an initial sync");
+      ASSIGN_OR_RETURN(auto seed, env->OpenFile(p.seed_path, OpenMode::kRead));
+      ASSIGN_OR_RETURN(uint64_t seed_size, seed->Size());
+      if (seed_size != p.size) {
+        return InvalidArgument("seed " + p.seed_path + " is " + std::to_string(seed_size) +
+                               " bytes; the volume is " + std::to_string(p.size));
+      }
+      // Copy what the seed holds, keeping its holes and skipping zero blocks.
+      std::string buf;
+      for (uint64_t off = 0; off < p.size;) {
+        ASSIGN_OR_RETURN(uint64_t data, seed->NextData(off));
+        if (data >= p.size) break;
+        data -= data % p.block_size;
+        const uint64_t n = std::min<uint64_t>(4u << 20, p.size - data);
+        buf.resize(n);
+        ASSIGN_OR_RETURN(size_t got, seed->ReadAt(data, n, buf.data()));
+        if (got < n) std::fill(buf.begin() + static_cast<std::ptrdiff_t>(got), buf.end(), '\0');
+        for (uint64_t b = 0; b < n; b += p.block_size) {
+          std::string_view block(buf.data() + b, p.block_size);
+          if (block.find_first_not_of('\0') == std::string_view::npos) continue;
+          RETURN_IF_ERROR(base->WriteAt(data + b, block));
+        }
+        off = data + n;
+      }
+      m.seeded = true;
+    }
     RETURN_IF_ERROR(base->Sync());
   }
   // The MANIFEST is written last: a directory without one holds no replica.

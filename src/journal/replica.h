@@ -78,6 +78,9 @@ struct CreateParams {
                                // source's numbering)
   bool pending_log = false;    // role "pending-log" (see DiscardThrough)
   bool initial_sync = false;   // the base will be filled by a link's initial sync
+  // With initial_sync: start the base as a copy of this file (an older version of the volume,
+  // e.g. the disk a failover left behind), so the sync sends only what differs.
+  std::string seed_path;
 };
 
 // A record as the journal stores it, with the payload checksum computed when it was appended
@@ -89,6 +92,7 @@ struct StoredRecord {
 
 struct InitialSyncState {
   bool running = false;
+  bool seeded = false;
   uint64_t offset = 0;           // bytes below it are durable in the base
   uint64_t consistent_from = 0;  // points before this seq are not consistent
 };
@@ -172,6 +176,9 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // base while journal records keep arriving; WriteBase is refused once it finished.
   InitialSyncState GetInitialSync() const;
   Status WriteBase(uint64_t offset, std::string_view data);
+  Status ZeroBase(uint64_t offset, uint64_t length);
+  // Reads the base (for a seeded sync's digests).
+  Status ReadBase(uint64_t offset, size_t n, void* dst) const;
   // Makes the base durable and records that every byte below offset is in it.
   Status SaveSyncProgress(uint64_t offset);
   // Ends the initial sync: points from consistent_from on become usable.

@@ -2,6 +2,7 @@
 // appends, trimming a pending log, and the initial sync's writes into the base.
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <map>
 
 #include "base/checksum.h"
@@ -164,7 +165,12 @@ Status Replica::DiscardThrough(uint64_t seq) {
 
 InitialSyncState Replica::GetInitialSync() const {
   std::lock_guard ml(meta_mu_);
-  return {manifest_.initial_sync, manifest_.sync_offset, manifest_.consistent_from};
+  InitialSyncState st;
+  st.running = manifest_.initial_sync;
+  st.seeded = manifest_.seeded;
+  st.offset = manifest_.sync_offset;
+  st.consistent_from = manifest_.consistent_from;
+  return st;
 }
 
 Status Replica::WriteBase(uint64_t offset, std::string_view data) {
@@ -183,6 +189,29 @@ Status Replica::WriteBase(uint64_t offset, std::string_view data) {
                            "volume of " + std::to_string(manifest_.size) + " bytes");
   }
   return base_->WriteAt(offset, data);
+}
+
+Status Replica::ZeroBase(uint64_t offset, uint64_t length) {
+  {
+    std::lock_guard ml(meta_mu_);
+    if (!manifest_.initial_sync) {
+      return FailedPrecondition("no initial sync is running on this replica");
+    }
+  }
+  const uint64_t bs = manifest_.block_size;
+  if (offset % bs || length % bs || offset > manifest_.size || length > manifest_.size - offset) {
+    return InvalidArgument("base zero range is not whole blocks inside the volume");
+  }
+  return base_->PunchHole(offset, length);
+}
+
+Status Replica::ReadBase(uint64_t offset, size_t n, void* dst) const {
+  if (offset > manifest_.size || n > manifest_.size - offset) {
+    return OutOfRange("base read past the volume's end");
+  }
+  ASSIGN_OR_RETURN(size_t got, base_->ReadAt(offset, n, dst));
+  if (got < n) std::memset(static_cast<char*>(dst) + got, 0, n - got);
+  return Status::Ok();
 }
 
 Status Replica::SaveSyncProgress(uint64_t offset) {

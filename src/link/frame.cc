@@ -11,7 +11,7 @@ namespace {
 
 Status Corrupt(std::string what) { return DataLoss("corrupt frame: " + what); }
 
-bool KnownType(uint8_t t) { return t >= 1 && t <= 10; }
+bool KnownType(uint8_t t) { return t >= 1 && t <= 12; }
 
 }  // namespace
 
@@ -27,6 +27,8 @@ std::string_view MessageTypeName(MessageType type) {
     case MessageType::kPing: return "PING";
     case MessageType::kResyncBegin: return "RESYNC_BEGIN";
     case MessageType::kResyncDone: return "RESYNC_DONE";
+    case MessageType::kDigestRequest: return "DIGEST_REQUEST";
+    case MessageType::kDigests: return "DIGESTS";
   }
   return "unknown";
 }

@@ -30,6 +30,8 @@ enum class MessageType : uint8_t {
   kPing = 8,
   kResyncBegin = 9,
   kResyncDone = 10,
+  kDigestRequest = 11,
+  kDigests = 12,
 };
 std::string_view MessageTypeName(MessageType type);
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
 #include <stdexcept>
 #include <utility>
 
@@ -132,7 +133,7 @@ std::string EncodeWelcome(const Welcome& m) {
   json j = {{"protocol", m.protocol},
             {"resume_from", m.resume_from},
             {"codec", m.codec},
-            {"initial_sync", {{"needed", m.sync_needed}, {"offset", m.sync_offset}}},
+            {"initial_sync", {{"needed", m.sync_needed}, {"offset", m.sync_offset}, {"seeded", m.sync_seeded}}},
             {"resync_open", m.resync_open}};
   return Dump(j);
 }
@@ -146,6 +147,7 @@ Result<Welcome> DecodeWelcome(std::string_view payload) {
     const json& s = j.at("initial_sync");
     m.sync_needed = s.at("needed").get<bool>();
     m.sync_offset = Integer<uint64_t>(s, "offset");
+    m.sync_seeded = s.contains("seeded") && s.at("seeded").get<bool>();
     m.resync_open = j.contains("resync_open") ? Integer<uint64_t>(j, "resync_open") : 0;
     return m;
   });
@@ -305,6 +307,12 @@ void EncodeSyncData(const SyncData& m, std::string* out) {
   AppendFixed<uint64_t>(out, m.total_bytes);
   for (const SyncExtent& e : m.extents) {
     AppendFixed<uint64_t>(out, e.offset);
+    if (e.zero_length) {
+      AppendFixed<uint32_t>(out, e.zero_length);
+      AppendFixed<uint32_t>(out, 1);  // flags: zero extent, no data
+      AppendFixed<uint64_t>(out, 0);
+      continue;
+    }
     AppendFixed<uint32_t>(out, static_cast<uint32_t>(e.data.size()));
     AppendFixed<uint32_t>(out, 0);
     AppendFixed<uint64_t>(out, Checksum64(e.data));
@@ -329,13 +337,23 @@ Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
     SyncExtent e;
     e.offset = Get<uint64_t>(p);
     const uint32_t len = Get<uint32_t>(p + 8);
+    const uint32_t flags = Get<uint32_t>(p + 12);
     const uint64_t checksum = Get<uint64_t>(p + 16);
     at += kSyncExtentHeaderSize;
-    if (len > payload.size() - at) return Corrupt("SYNC_DATA extent data cut short");
+    if (flags > 1) return Corrupt("SYNC_DATA extent with unknown flags");
+    const bool zero = flags == 1;
+    if (zero && checksum != 0) return Corrupt("SYNC_DATA zero extent with a checksum");
+    if (!zero && len > payload.size() - at) return Corrupt("SYNC_DATA extent data cut short");
     if (e.offset % block_size || len % block_size || len == 0 || e.offset > volume_size ||
         len > volume_size - e.offset || e.offset < prev_end || e.offset + len > m.scanned_to) {
       return Corrupt("SYNC_DATA extent at " + std::to_string(e.offset) + " of " +
                      std::to_string(len) + " bytes is misplaced");
+    }
+    prev_end = e.offset + len;
+    if (zero) {
+      e.zero_length = len;
+      m.extents.push_back(std::move(e));
+      continue;
     }
     std::string_view data(payload.data() + at, len);
     if (Checksum64(data) != checksum) {
@@ -343,10 +361,82 @@ Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
     }
     e.data.assign(data);
     at += len;
-    prev_end = e.offset + len;
     m.extents.push_back(std::move(e));
   }
   if (at != payload.size()) return Corrupt("SYNC_DATA has trailing bytes");
+  return m;
+}
+
+Digest128 DigestOf(std::string_view data) {
+  XXH128_hash_t h = XXH3_128bits(data.data(), data.size());
+  return {h.low64, h.high64};
+}
+
+void EncodeDigestRequest(const DigestRequest& m, std::string* out) {
+  AppendFixed<uint32_t>(out, static_cast<uint32_t>(m.ranges.size()));
+  AppendFixed<uint32_t>(out, m.granularity);
+  for (const DigestRange& r : m.ranges) {
+    AppendFixed<uint64_t>(out, r.offset);
+    AppendFixed<uint64_t>(out, r.length);
+  }
+}
+
+Result<DigestRequest> DecodeDigestRequest(std::string_view payload, uint64_t volume_size,
+                                          uint32_t block_size) {
+  if (payload.size() < 8) return Corrupt("DIGEST_REQUEST cut short");
+  DigestRequest m;
+  const uint32_t count = Get<uint32_t>(payload.data());
+  m.granularity = Get<uint32_t>(payload.data() + 4);
+  if (payload.size() != 8 + uint64_t{count} * 16) return Corrupt("DIGEST_REQUEST length");
+  if (m.granularity < block_size || m.granularity % block_size || m.granularity > (64u << 20)) {
+    return Corrupt("DIGEST_REQUEST granularity " + std::to_string(m.granularity));
+  }
+  uint64_t granules = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    DigestRange r{Get<uint64_t>(payload.data() + 8 + i * 16), Get<uint64_t>(payload.data() + 16 + i * 16)};
+    if (r.offset % block_size || r.length == 0 || r.offset > volume_size ||
+        r.length > volume_size - r.offset) {
+      return Corrupt("DIGEST_REQUEST range outside the volume");
+    }
+    granules += (r.length + m.granularity - 1) / m.granularity;
+    m.ranges.push_back(r);
+  }
+  if (granules > (1u << 20)) return Corrupt("DIGEST_REQUEST asks for too many digests");
+  return m;
+}
+
+void EncodeDigests(const Digests& m, std::string* out) {
+  AppendFixed<uint32_t>(out, static_cast<uint32_t>(m.ranges.size()));
+  AppendFixed<uint32_t>(out, m.granularity);
+  for (const DigestRange& r : m.ranges) {
+    AppendFixed<uint64_t>(out, r.offset);
+    AppendFixed<uint64_t>(out, r.length);
+  }
+  for (const Digest128& d : m.digests) {
+    AppendFixed<uint64_t>(out, d.low);
+    AppendFixed<uint64_t>(out, d.high);
+  }
+}
+
+Result<Digests> DecodeDigests(std::string_view payload) {
+  if (payload.size() < 8) return Corrupt("DIGESTS cut short");
+  Digests m;
+  const uint32_t count = Get<uint32_t>(payload.data());
+  m.granularity = Get<uint32_t>(payload.data() + 4);
+  if (m.granularity == 0 || count > payload.size() / 16) return Corrupt("DIGESTS header");
+  size_t at = 8;
+  uint64_t granules = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    DigestRange r{Get<uint64_t>(payload.data() + at), Get<uint64_t>(payload.data() + at + 8)};
+    at += 16;
+    granules += (r.length + m.granularity - 1) / m.granularity;
+    if (granules > (1u << 20)) return Corrupt("DIGESTS holds too many digests");
+    m.ranges.push_back(r);
+  }
+  if (payload.size() - at != granules * 16) return Corrupt("DIGESTS length");
+  for (uint64_t i = 0; i < granules; ++i, at += 16) {
+    m.digests.push_back({Get<uint64_t>(payload.data() + at), Get<uint64_t>(payload.data() + at + 8)});
+  }
   return m;
 }
 

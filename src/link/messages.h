@@ -42,6 +42,7 @@ struct Welcome {
   std::string codec = "none";
   bool sync_needed = false;
   uint64_t sync_offset = 0;
+  bool sync_seeded = false;  // the target's base holds an older version: compare digests first
   uint64_t resync_open = 0;  // missing_from of the target's open resync window, or 0
 };
 std::string EncodeWelcome(const Welcome& m);
@@ -87,7 +88,8 @@ Result<std::vector<journal::Record>> DecodeRecords(std::string_view payload,
 // SYNC_DATA.
 struct SyncExtent {
   uint64_t offset = 0;
-  std::string data;
+  std::string data;     // empty for a zero extent
+  uint32_t zero_length = 0;  // > 0: this range reads as zeros (seeded sync), no data
 };
 struct SyncData {
   uint64_t scanned_to = 0;
@@ -99,5 +101,32 @@ inline constexpr size_t kSyncExtentHeaderSize = 24;
 void EncodeSyncData(const SyncData& m, std::string* out);
 Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
                                 uint32_t block_size);
+
+// Seeded sync (the target's base starts as a copy of an older version of the volume): the
+// source asks for digests of ranges of the target's base and sends only what differs.
+// A digest is XXH3-128 of one granule (16 bytes, low 64 bits first).
+struct DigestRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+struct DigestRequest {
+  uint32_t granularity = 0;
+  std::vector<DigestRange> ranges;
+};
+void EncodeDigestRequest(const DigestRequest& m, std::string* out);
+Result<DigestRequest> DecodeDigestRequest(std::string_view payload, uint64_t volume_size,
+                                          uint32_t block_size);
+struct Digest128 {
+  uint64_t low = 0, high = 0;
+  bool operator==(const Digest128&) const = default;
+};
+Digest128 DigestOf(std::string_view data);
+struct Digests {
+  uint32_t granularity = 0;
+  std::vector<DigestRange> ranges;
+  std::vector<Digest128> digests;  // every granule of every range, in order
+};
+void EncodeDigests(const Digests& m, std::string* out);
+Result<Digests> DecodeDigests(std::string_view payload);
 
 }  // namespace ferry::link

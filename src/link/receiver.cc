@@ -162,6 +162,7 @@ ferry::Status LinkReceiver::Handshake(Conn* c) {
   w.sync_needed = st_sync.running;
   w.resync_open = c->replica->OpenResync();
   w.sync_offset = st_sync.offset;
+  w.sync_seeded = st_sync.seeded;
   c->next_seq = w.resume_from;
   c->sync_saved = st_sync.offset;
   {
@@ -212,6 +213,10 @@ ferry::Status LinkReceiver::Run(Conn* c) {
                                                     replica.block_size()));
         uint64_t bytes = 0;
         for (const SyncExtent& e : d.extents) {
+          if (e.zero_length) {
+            RETURN_IF_ERROR(replica.ZeroBase(e.offset, e.zero_length));
+            continue;
+          }
           RETURN_IF_ERROR(replica.WriteBase(e.offset, e.data));
           bytes += e.data.size();
         }
@@ -273,6 +278,31 @@ ferry::Status LinkReceiver::Run(Conn* c) {
                        c->hello.volume, d.consistent_from);
         }
         RETURN_IF_ERROR(ack(replica.GetInitialSync().running ? c->sync_saved : kNoSync));
+        break;
+      }
+      case MessageType::kDigestRequest: {
+        ASSIGN_OR_RETURN(DigestRequest q, DecodeDigestRequest(f->payload, replica.size(),
+                                                               replica.block_size()));
+        Digests d;
+        d.granularity = q.granularity;
+        d.ranges = q.ranges;
+        std::string buf;
+        for (const DigestRange& r : q.ranges) {
+          for (uint64_t off = r.offset; off < r.offset + r.length;) {
+            const uint64_t n = std::min<uint64_t>(std::max<uint64_t>(q.granularity, 4u << 20) / q.granularity * q.granularity,
+                                                  r.offset + r.length - off);
+            buf.resize(n);
+            RETURN_IF_ERROR(replica.ReadBase(off, n, buf.data()));
+            for (uint64_t g = 0; g < n; g += q.granularity) {
+              d.digests.push_back(DigestOf(std::string_view(buf).substr(g, std::min<uint64_t>(q.granularity, n - g))));
+            }
+            off += n;
+          }
+        }
+        std::string payload;
+        EncodeDigests(d, &payload);
+        auto r = c->writer->Write(MessageType::kDigests, payload);
+        if (!r.ok()) return r.status();
         break;
       }
       case MessageType::kPing: {

@@ -86,6 +86,25 @@ Result<std::shared_ptr<journal::Replica>> ReplicaStore::ReplicaFor(const Hello& 
   return r;
 }
 
+Result<std::shared_ptr<journal::Replica>> ReplicaStore::Prepare(const std::string& name,
+                                                               const journal::CreateParams& params) {
+  const std::string id = journal::IdToHex(params.volume_id);
+  std::lock_guard l(mu_);
+  if (by_id_.count(id)) return AlreadyExists("a replica of volume " + id + " exists already");
+  for (const auto& [other, e] : by_id_) {
+    if (e.name == name) return AlreadyExists("a replica named " + name + " exists already");
+  }
+  Env* env = options_.env;
+  RETURN_IF_ERROR(env->CreateDir(root_));
+  const std::string dir = JoinPath(root_, id);
+  journal::CreateParams p = params;
+  p.initial_sync = true;
+  ASSIGN_OR_RETURN(auto replica, journal::Replica::Create(dir, p, options_));
+  RETURN_IF_ERROR(WriteFileAtomically(env, JoinPath(dir, kNameFile), name));
+  by_id_[id] = Entry{name, id, replica};
+  return replica;
+}
+
 Result<std::shared_ptr<journal::Replica>> ReplicaStore::Find(const std::string& name_or_id) const {
   std::lock_guard l(mu_);
   auto it = by_id_.find(name_or_id);

@@ -26,6 +26,11 @@ class ReplicaStore final : public ReplicaDirectory {
   Status OpenAll();
 
   Result<std::shared_ptr<journal::Replica>> ReplicaFor(const Hello& hello) override;
+  // Creates the replica a source will fill before it connects, with its base seeded from a
+  // local file holding an older version of the volume (reprotect, failback): the initial
+  // sync then sends only the blocks that differ. first_seq: the source's next seq.
+  Result<std::shared_ptr<journal::Replica>> Prepare(const std::string& name,
+                                                    const journal::CreateParams& params);
   // By volume name (as the source named it) or volume id hex.
   Result<std::shared_ptr<journal::Replica>> Find(const std::string& name_or_id) const;
   struct Entry {

@@ -7,6 +7,7 @@
 #include "link/codec.h"
 #include "link/frame.h"
 #include "link/messages.h"
+#include "link/frame.h"
 
 namespace ferry::link {
 
@@ -21,6 +22,8 @@ struct LinkSender::Session {
   uint64_t sync_cursor = 0;    // next byte to scan
   uint64_t sync_total = 0;
   uint64_t sync_done_seq = 0;  // the marker that ends the sync, once appended
+  bool seeded = false;         // the target's base holds an older version: compare digests
+  std::deque<std::string> digests;  // DIGESTS payloads from the ack reader (under mu_)
   std::unique_ptr<File> disk;
   int64_t last_send_ns = 0;
   uint64_t target_resync_open = 0;  // the target's open resync window (missing_from), or 0
@@ -283,6 +286,7 @@ Status LinkSender::Handshake(Session* s) {
   }
   s->sync = w.sync_needed;
   s->sync_cursor = w.sync_offset;
+  s->seeded = w.sync_seeded;
   s->last_recv_ns = s->last_send_ns = config_.clock->NowNanos();
   if (s->sync) {
     ASSIGN_OR_RETURN(s->disk, config_.env->OpenFile(config_.disk_path, OpenMode::kRead));
@@ -313,6 +317,13 @@ void LinkSender::ReadAcks(Session* s) {
     if (f->type == MessageType::kPing) {
       std::lock_guard l(mu_);
       s->last_recv_ns = now;
+      continue;
+    }
+    if (f->type == MessageType::kDigests) {
+      std::lock_guard l(mu_);
+      s->last_recv_ns = now;
+      s->digests.push_back(std::move(f->payload));
+      cv_.notify_all();
       continue;
     }
     if (f->type == MessageType::kRefuse) {
@@ -466,6 +477,7 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
     std::lock_guard l(mu_);
     if (s->sync_cursor >= s->sync_acked + config_.sync_window_bytes) return Status::Ok();
   }
+  if (s->seeded) return SendSeededWindow(s, sent);
   if (s->sync_total == 0) {
     // Allocated bytes, for progress: walk the data extents once.
     uint64_t total = 0;
@@ -589,6 +601,113 @@ Status LinkSender::SendResync(Session* s, bool* sent) {
     st_.dirty_bytes = 0;
     spdlog::info("link {}: resync sent; consistent from seq {}", config_.volume, m);
   }
+  return Status::Ok();
+}
+
+Result<Digests> LinkSender::AskDigests(Session* s, uint32_t granularity,
+                                       const std::vector<DigestRange>& ranges) {
+  DigestRequest q;
+  q.granularity = granularity;
+  q.ranges = ranges;
+  std::string payload;
+  EncodeDigestRequest(q, &payload);
+  ASSIGN_OR_RETURN(size_t wire, s->writer->Write(MessageType::kDigestRequest, payload));
+  std::string reply;
+  {
+    std::unique_lock l(mu_);
+    st_.wire_bytes += wire;
+    st_.raw_bytes += payload.size();
+    cv_.wait_for(l, std::chrono::milliseconds(config_.dead_after_ms),
+                 [&] { return !s->digests.empty() || s->reader_done || stopping_ || paused_; });
+    if (s->digests.empty()) return Aborted("no digests from the target");
+    reply = std::move(s->digests.front());
+    s->digests.pop_front();
+    st_.wire_bytes += reply.size() + kFrameHeaderSize;  // what came back counts too
+  }
+  ASSIGN_OR_RETURN(Digests d, DecodeDigests(reply));
+  uint64_t granules = 0;
+  for (const DigestRange& r : ranges) granules += (r.length + granularity - 1) / granularity;
+  if (d.granularity != granularity || d.digests.size() != granules) {
+    return DataLoss("corrupt frame: DIGESTS do not answer the request");
+  }
+  return d;
+}
+
+// Seeded sync of one window: compare digests from coarse to fine (1 MiB, 64 KiB, a block),
+// then send only the blocks that differ (zero blocks as zero extents).
+Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
+  const uint64_t size = log_->size();
+  const uint32_t bs = log_->block_size();
+  const uint64_t start = s->sync_cursor;
+  const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
+  std::string buf(window, '\0');
+  ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(start, window, buf.data()));
+  (void)got;
+  std::vector<DigestRange> ranges = {{start, window}};
+  for (uint32_t g : {uint32_t{1} << 20, uint32_t{64} << 10, bs}) {
+    if (g < bs || g % bs) continue;
+    ASSIGN_OR_RETURN(Digests d, AskDigests(s, g, ranges));
+    std::vector<DigestRange> next;
+    size_t i = 0;
+    for (const DigestRange& r : ranges) {
+      for (uint64_t off = r.offset; off < r.offset + r.length; off += g, ++i) {
+        const uint64_t len = std::min<uint64_t>(g, r.offset + r.length - off);
+        if (DigestOf(std::string_view(buf).substr(off - start, len)) == d.digests[i]) continue;
+        if (!next.empty() && next.back().offset + next.back().length == off) {
+          next.back().length += len;
+        } else {
+          next.push_back({off, len});
+        }
+      }
+    }
+    ranges = std::move(next);
+    if (ranges.empty()) break;
+  }
+  // ranges now hold the differing blocks.
+  SyncData d;
+  d.total_bytes = size;
+  size_t payload_bytes = 0;
+  auto flush = [&](uint64_t scanned_to) -> Status {
+    d.scanned_to = scanned_to;
+    std::string payload;
+    EncodeSyncData(d, &payload);
+    RETURN_IF_ERROR(throttle_.Acquire(payload.size()));
+    ASSIGN_OR_RETURN(size_t wire, s->writer->Write(MessageType::kSyncData, payload));
+    std::lock_guard l(mu_);
+    st_.wire_bytes += wire;
+    st_.raw_bytes += payload.size();
+    d.extents.clear();
+    payload_bytes = 0;
+    return Status::Ok();
+  };
+  for (const DigestRange& r : ranges) {
+    for (uint64_t b = r.offset; b < r.offset + r.length;) {
+      const bool zero = IsAllZero(std::string_view(buf).substr(b - start, bs));
+      uint64_t e = b + bs;
+      while (e < r.offset + r.length &&
+             IsAllZero(std::string_view(buf).substr(e - start, bs)) == zero && e - b < (4u << 20)) {
+        e += bs;
+      }
+      SyncExtent x;
+      x.offset = b;
+      if (zero) {
+        x.zero_length = static_cast<uint32_t>(e - b);
+      } else {
+        x.data = buf.substr(b - start, e - b);
+        payload_bytes += x.data.size();
+      }
+      d.extents.push_back(std::move(x));
+      if (payload_bytes >= (4u << 20)) RETURN_IF_ERROR(flush(e));
+      b = e;
+    }
+  }
+  RETURN_IF_ERROR(flush(start + window));
+  s->sync_cursor = start + window;
+  s->last_send_ns = config_.clock->NowNanos();
+  *sent = true;
+  std::lock_guard l(mu_);
+  st_.sync_scanned = s->sync_cursor;
+  st_.sync_total = size;
   return Status::Ok();
 }
 

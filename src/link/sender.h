@@ -32,6 +32,7 @@
 #include "env/stream.h"
 #include "journal/replica.h"
 #include "capture/dirty_map.h"
+#include "link/messages.h"
 #include "link/throttle.h"
 
 namespace ferry::link {
@@ -117,6 +118,9 @@ class LinkSender {
   Status SendRecords(Session* s, bool* sent);
   Status SendSync(Session* s, bool* sent);
   Status SendResync(Session* s, bool* sent);
+  Status SendSeededWindow(Session* s, bool* sent);
+  Result<Digests> AskDigests(Session* s, uint32_t granularity,
+                             const std::vector<DigestRange>& ranges);
   bool CanResync() const;
   Status BeginResync(Session* s, uint64_t missing_from, uint64_t resume_at);
   void MaybeTrim();

@@ -216,6 +216,22 @@ void Api::Routes() {
   s.Post(R"(/v1/barriers/([^/]+)/release)", [this](const httplib::Request& req, httplib::Response& res) {
     ReplyStatus(res, node_->BarrierRelease(req.matches[1]));
   });
+  s.Post("/v1/replicas", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto name = Field<std::string>(*b, "name", "");
+    auto vid = Field<std::string>(*b, "volume_id", "");
+    auto hid = Field<std::string>(*b, "history_id", "");
+    auto size = Field<uint64_t>(*b, "size", 0);
+    auto bs = Field<uint32_t>(*b, "block_size", 4096);
+    auto first = Field<uint64_t>(*b, "first_seq", 0);
+    auto seed = Field<std::string>(*b, "seed", "");
+    for (const Status& st : {name.status(), vid.status(), hid.status(), size.status(), bs.status(),
+                             first.status(), seed.status()}) {
+      if (!st.ok()) return ReplyError(res, st);
+    }
+    ReplyResult(res, node_->PrepareReplica(*name, *vid, *hid, *size, *bs, *first, *seed), 201);
+  });
   s.Get(R"(/v1/replicas/([^/]+)/points)", [this](const httplib::Request& req, httplib::Response& res) {
     size_t limit = 100;
     uint64_t before = 0;

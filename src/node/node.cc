@@ -697,6 +697,10 @@ json Node::VolumeJson(Volume& v, int64_t now) {
             {"size", v.log->size()},
             {"export", v.name},
             {"uri", ExportUri(v.name)},
+            {"volume_id", journal::IdToHex(v.log->volume_id())},
+            {"history_id", fmt::format("{:016x}", v.log->history_id())},
+            {"block_size", v.log->block_size()},
+            {"log_last_seq", v.log->last_seq()},
             {"churn_bytes_per_second", v.churn}};
   if (!v.protect) {
     j["link"] = nullptr;
@@ -800,6 +804,30 @@ json Node::StatusJson() {
                         {"link", link_address()}}},
               {"volumes", volumes},
               {"replicas", replicas}};
+}
+
+Result<json> Node::PrepareReplica(const std::string& name, const std::string& volume_id,
+                                  const std::string& history_id, uint64_t size,
+                                  uint32_t block_size, uint64_t first_seq, const std::string& seed) {
+  if (!ValidName(name)) return InvalidArgument("replica name '" + name + "': use letters, digits, '-', '_' and '.'");
+  journal::CreateParams p;
+  if (!journal::IdFromHex(volume_id, &p.volume_id)) return InvalidArgument("volume_id: give 32 hex digits");
+  try {
+    size_t used = 0;
+    p.history_id = std::stoull(history_id, &used, 16);
+    if (used != history_id.size() || history_id.size() > 16) throw std::invalid_argument("x");
+  } catch (const std::exception&) {
+    return InvalidArgument("history_id: give up to 16 hex digits");
+  }
+  if (first_seq == 0) return InvalidArgument("first_seq: the source's next seq (its log_last_seq + 1)");
+  if (!seed.empty() && seed[0] != '/') return InvalidArgument("seed: give an absolute path");
+  p.size = size;
+  p.block_size = block_size;
+  p.first_seq = first_seq;
+  p.seed_path = seed;
+  ASSIGN_OR_RETURN(auto r, replicas_.Prepare(name, p));
+  return json{{"name", name}, {"volume_id", volume_id}, {"seeded", !seed.empty()},
+              {"initial_sync", r->GetInitialSync().running}};
 }
 
 Result<json> Node::ListPoints(const std::string& replica, const std::string& kind, size_t limit,

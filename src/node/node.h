@@ -97,6 +97,11 @@ class Node {
   Status BarrierRelease(const std::string& id);
   json Events(uint64_t after);
 
+  // Creates a replica a source will fill, its base seeded from a local file holding an older
+  // version of the volume (reprotect, failback): only differing blocks travel.
+  Result<json> PrepareReplica(const std::string& name, const std::string& volume_id,
+                              const std::string& history_id, uint64_t size, uint32_t block_size,
+                              uint64_t first_seq, const std::string& seed);
   Result<json> ListPoints(const std::string& replica, const std::string& kind, size_t limit,
                           uint64_t before_seq);
   Result<json> OpenView(const std::string& replica, const std::string& point);
