@@ -9,7 +9,9 @@
 #      releases; a barrier that is not released expires (event) and cannot be marked;
 #   4. a pending log over its cap (target down) drops to the changed-block map; when the
 #      target is back the link resyncs those blocks and the target equals the source again;
-#   5. bad requests get clear errors.
+#   5. scan capture: a disk the machine writes directly is read and compared each cycle; only
+#      changed chunks travel, and the target's point at each cycle equals the disk;
+#   6. bad requests get clear errors.
 # Usage: node_features.sh FERRY_BINARY
 set -euo pipefail
 ferry=$(realpath "$1")
@@ -153,7 +155,29 @@ api b GET /v1/replicas/disk3/points | json "[p['seq'] for p in j['points']]" | g
   fail "the point taken before the outage is gone"
 echo "overflow: pending log dropped at its cap, changed blocks resynced, target equals source, older point kept"
 
-# 5. Bad requests.
+# 5. Scan capture of a disk written behind the node's back.
+truncate -s 64M "$work/scan0.img"
+dd if=/dev/urandom of="$work/scan0.img" bs=1M count=6 seek=3 conv=notrunc status=none
+api a POST /v1/volumes "{\"name\": \"scan0\", \"disk\": \"$work/scan0.img\", \"capture\": \"scan\", \"scan_interval_ms\": 3600000}" >/dev/null
+api a POST /v1/volumes/scan0/protect "{\"target\": \"127.0.0.1:${link_port[b]}\"}" >/dev/null
+replica_ready scan0
+dd if=/dev/urandom of="$work/scan0.img" bs=1M count=1 seek=40 conv=notrunc status=none
+cycle=$(api a POST /v1/volumes/scan0/scan)
+seq=$(echo "$cycle" | json 'j["seq"]')
+changed=$(echo "$cycle" | json 'j["changed_chunks"]')
+[[ $changed -eq 16 ]] || fail "a 1 MiB change should be 16 chunks of 64 KiB, the cycle sent $changed: $cycle"
+wait_acked "$seq" scan0
+for _ in $(seq 200); do
+  curl -sf -o /dev/null -H "Authorization: Bearer $token" -X POST --data '{"point": "'"$seq"'"}' \
+    "http://127.0.0.1:${api_port[b]}/v1/replicas/scan0/views" && break
+  sleep 0.05
+done
+qemu-img compare -f raw -F raw "$work/scan0.img" "$(uri "scan0@$seq" b)" >"$work/compare.log" 2>&1 ||
+  fail "scan capture: the target differs from the disk: $(cat "$work/compare.log")"
+if qemu-img info "$(uri scan0 a)" >/dev/null 2>&1; then fail "a scan volume must not have an NBD export"; fi
+echo "scan capture: first cycle synced the disk, the next sent only the 16 changed chunks; target equals disk"
+
+# 6. Bad requests.
 expect_http() {  # expect_http CODE TEXT METHOD PATH [BODY]
   local want=$1 text=$2 method=$3 path=$4 body=${5:-}
   local out

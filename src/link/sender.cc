@@ -288,7 +288,9 @@ Status LinkSender::Handshake(Session* s) {
   s->sync_cursor = w.sync_offset;
   s->seeded = w.sync_seeded;
   s->last_recv_ns = s->last_send_ns = config_.clock->NowNanos();
-  if (s->sync) {
+  if (s->sync && config_.reset_capture) {
+    config_.reset_capture();  // the next full cycle carries the whole disk
+  } else if (s->sync) {
     ASSIGN_OR_RETURN(s->disk, config_.env->OpenFile(config_.disk_path, OpenMode::kRead));
   }
   std::lock_guard l(mu_);
@@ -457,6 +459,15 @@ Status LinkSender::SendRecords(Session* s, bool* sent) {
 Status LinkSender::SendSync(Session* s, bool* sent) {
   if (!s->sync) return Status::Ok();
   const uint64_t size = log_->size();
+  if (config_.reset_capture) {
+    if (s->sync_done_seq == 0) s->sync_done_seq = config_.full_cycle_marker();
+    if (s->sync_done_seq == 0 || s->next_seq <= s->sync_done_seq) return Status::Ok();
+    RETURN_IF_ERROR(
+        s->writer->Write(MessageType::kSyncDone, EncodeSyncDone({s->sync_done_seq})).status());
+    s->sync = false;
+    *sent = true;
+    return Status::Ok();
+  }
   if (s->sync_cursor >= size) {
     if (s->sync_done_seq == 0) {
       // Every byte was read: the marker appended now orders after all of those reads.

@@ -53,6 +53,11 @@ struct SenderConfig {
   // append a range's current content to the log (capture::Splitter::Rewrite).
   std::shared_ptr<capture::DirtyMap> dirty;
   std::function<Status(uint64_t offset, uint64_t length)> rewrite;
+  // Scan-captured volumes: instead of copying the disk, the initial sync asks the capture to
+  // send everything again (reset_capture) and ends at the marker of the first full cycle
+  // after that (full_cycle_marker returns it, 0 until then).
+  std::function<void()> reset_capture;
+  std::function<uint64_t()> full_cycle_marker;
   std::vector<std::string> codecs = {"zstd", "lz4", "none"};
   size_t batch_bytes = 4u << 20;
   size_t window_bytes = 64u << 20;

@@ -117,10 +117,12 @@ void Api::Routes() {
     auto name = Field<std::string>(*b, "name", "");
     auto disk = Field<std::string>(*b, "disk", "");
     auto size = Field<uint64_t>(*b, "create_size", 0);
-    if (!name.ok()) return ReplyError(res, name.status());
-    if (!disk.ok()) return ReplyError(res, disk.status());
-    if (!size.ok()) return ReplyError(res, size.status());
-    ReplyResult(res, node_->AddVolume(*name, *disk, *size), 201);
+    auto capture = Field<std::string>(*b, "capture", "splitter");
+    auto interval = Field<int64_t>(*b, "scan_interval_ms", 60000);
+    for (const Status& st : {name.status(), disk.status(), size.status(), capture.status(), interval.status()}) {
+      if (!st.ok()) return ReplyError(res, st);
+    }
+    ReplyResult(res, node_->AddVolume(*name, *disk, *size, *capture, *interval), 201);
   });
   s.Delete(R"(/v1/volumes/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     ReplyStatus(res, node_->RemoveVolume(req.matches[1]));
@@ -174,6 +176,9 @@ void Api::Routes() {
     if (!rate.ok()) return ReplyError(res, rate.status());
     node_->SetNodeRate(*rate);
     Reply(res, json{{"ok", true}});
+  });
+  s.Post(R"(/v1/volumes/([^/]+)/scan)", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyResult(res, node_->Scan(req.matches[1]), 201);
   });
   s.Post(R"(/v1/volumes/([^/]+)/markers)", [this](const httplib::Request& req, httplib::Response& res) {
     auto b = Body(req);

@@ -10,6 +10,7 @@
 #include "nbd/replica_exports.h"
 #include "nbd/splitter_export.h"
 #include "capture/dirty_map.h"
+#include "capture/scan_capture.h"
 #include "node/hooks.h"
 
 namespace ferry::node {
@@ -33,6 +34,15 @@ double Percent(uint64_t done, uint64_t total) {
 struct Node::Volume {
   std::string name;
   std::string disk;
+  std::string capture = "splitter";  // or "scan"
+  int64_t scan_interval_ms = 60'000;
+  std::shared_ptr<capture::ScanCapture> scan;
+  std::mutex scan_mu;  // one cycle at a time
+  int64_t last_scan_ns = 0;
+  bool scan_due_running = false;
+  std::atomic<bool> reset_pending{false};
+  std::atomic<uint64_t> full_cycle_marker{0};
+  json last_scan = nullptr;
   std::shared_ptr<journal::Replica> log;
   std::shared_ptr<capture::Splitter> splitter;
   std::shared_ptr<capture::DirtyMap> dirty;
@@ -59,6 +69,10 @@ class Node::Catalog final : public nbd::ExportCatalog {
   explicit Catalog(Node* node) : node_(node) {}
   Result<std::shared_ptr<nbd::Export>> Find(const std::string& name) override {
     if (auto v = node_->FindVolume(name); v.ok()) {
+      if (!(*v)->splitter) {
+        return NotFound("volume " + name + " is scan-captured: it has no NBD export (the "
+                        "machine writes to its own disk)");
+      }
       return std::shared_ptr<nbd::Export>(std::make_shared<nbd::SplitterExport>((*v)->splitter));
     }
     size_t at = name.find('@');
@@ -88,7 +102,9 @@ class Node::Catalog final : public nbd::ExportCatalog {
   std::vector<std::pair<std::string, std::string>> List() override {
     std::vector<std::pair<std::string, std::string>> out;
     std::lock_guard l(node_->mu_);
-    for (const auto& [name, v] : node_->volumes_) out.push_back({name, "capture volume " + v->disk});
+    for (const auto& [name, v] : node_->volumes_) {
+      if (v->splitter) out.push_back({name, "capture volume " + v->disk});
+    }
     return out;
   }
 
@@ -178,7 +194,7 @@ void Node::Stop() {
     barriers_.clear();
   }
   for (auto& [name, v] : volumes) {
-    v->splitter->SetAckWaiter(nullptr);
+    if (v->splitter) v->splitter->SetAckWaiter(nullptr);
     if (v->sender) v->sender->Stop();
   }
   if (nbd_) nbd_->Stop();
@@ -223,6 +239,8 @@ Status Node::OpenVolume(const std::string& name) {
     json j = json::parse(text);
     v->name = j.at("name").get<std::string>();
     v->disk = j.at("disk").get<std::string>();
+    v->capture = j.value("capture", std::string("splitter"));
+    v->scan_interval_ms = j.value("scan_interval_ms", int64_t{60000});
     if (j.contains("protect")) {
       const json& p = j.at("protect");
       v->protect = true;
@@ -245,8 +263,29 @@ Status Node::OpenVolume(const std::string& name) {
   // Trimming drops whole segments: keep them well below the smallest cap (64 MiB).
   o.segment_target_bytes = 16ull << 20;
   ASSIGN_OR_RETURN(v->log, journal::Replica::Open(JoinPath(dir, "log"), o));
-  ASSIGN_OR_RETURN(auto splitter, capture::Splitter::Open(env, v->disk, v->log));
-  v->splitter = std::move(splitter);
+  if (v->capture == "scan") {
+    capture::ScanOptions so;
+    Volume* vol = v.get();
+    auto hook = [this, vol](bool freeze) -> Status {
+      ProtectParams p;
+      {
+        std::lock_guard l(mu_);
+        p = vol->params;
+      }
+      const std::string& cmd = freeze ? p.freeze_command : p.thaw_command;
+      if (cmd.empty()) return Status::Ok();
+      return RunHook(cmd, {{"FERRY_VOLUME", vol->name}, {"FERRY_DISK", vol->disk},
+                           {"FERRY_HOOK", freeze ? "freeze" : "thaw"}},
+                     p.hook_timeout_ms);
+    };
+    so.freeze = [hook] { return hook(true); };
+    so.thaw = [hook] { return hook(false); };
+    ASSIGN_OR_RETURN(auto scan, capture::ScanCapture::Open(env, v->disk, v->log, JoinPath(dir, "scan"), so));
+    v->scan = std::move(scan);
+  } else {
+    ASSIGN_OR_RETURN(auto splitter, capture::Splitter::Open(env, v->disk, v->log));
+    v->splitter = std::move(splitter);
+  }
   auto dirty = capture::DirtyMap::Open(env, JoinPath(dir, "dirty.map"), v->log->size());
   if (!dirty.ok()) {
     // Changes we can no longer name: resyncing every block is safe.
@@ -264,7 +303,8 @@ Status Node::OpenVolume(const std::string& name) {
 }
 
 Status Node::StoreVolume(const Volume& v) {
-  json j = {{"name", v.name}, {"disk", v.disk}};
+  json j = {{"name", v.name}, {"disk", v.disk}, {"capture", v.capture},
+            {"scan_interval_ms", v.scan_interval_ms}};
   if (v.protect) {
     j["protect"] = {{"target", v.params.target},
                     {"bytes_per_second", v.params.bytes_per_second},
@@ -297,20 +337,35 @@ Status Node::StartLink(Volume& v) {
     return std::unique_ptr<Stream>(std::move(t));
   };
   c.disk_path = v.disk;
-  auto splitter = v.splitter;
-  c.mark = [splitter](const std::string& label) {
-    return splitter->Mark(journal::MarkerKind::kCrashConsistent, label);
-  };
-  c.checkpoint = [splitter] { return splitter->Checkpoint(); };
-  c.dirty = v.dirty;
   c.trim_above_bytes = v.params.pending_cap_bytes / 4;
-  c.rewrite = [splitter](uint64_t off, uint64_t len) { return splitter->Rewrite(off, len); };
+  if (v.scan) {
+    auto log = v.log;
+    auto scan = v.scan;
+    Volume* vol = &v;
+    c.mark = [log](const std::string& label) {
+      return log->Append(journal::Record::Marker(journal::MarkerKind::kCrashConsistent, label));
+    };
+    c.checkpoint = [scan] { return scan->Checkpoint(); };
+    c.reset_capture = [vol] {
+      vol->full_cycle_marker = 0;
+      vol->reset_pending = true;
+    };
+    c.full_cycle_marker = [vol] { return vol->full_cycle_marker.load(); };
+  } else {
+    auto splitter = v.splitter;
+    c.mark = [splitter](const std::string& label) {
+      return splitter->Mark(journal::MarkerKind::kCrashConsistent, label);
+    };
+    c.checkpoint = [splitter] { return splitter->Checkpoint(); };
+    c.dirty = v.dirty;
+    c.rewrite = [splitter](uint64_t off, uint64_t len) { return splitter->Rewrite(off, len); };
+  }
   c.rate_bytes_per_second = v.params.bytes_per_second;
   c.node_throttle = &node_throttle_;
   v.sender = std::make_shared<link::LinkSender>(c, v.log);
   if (v.link_state == "paused") v.sender->Pause();
   v.sender->Start();
-  if (v.params.mode == "sync") {
+  if (v.params.mode == "sync" && v.splitter) {
     *v.sync_active = true;
     std::shared_ptr<link::LinkSender> sender = v.sender;
     auto active = v.sync_active;
@@ -326,7 +381,7 @@ Status Node::StartLink(Volume& v) {
                     " ms; writes are answered without waiting until the link has caught up");
       }
     });
-  } else {
+  } else if (v.splitter) {
     v.splitter->SetAckWaiter(nullptr);
   }
   return Status::Ok();
@@ -339,7 +394,15 @@ Result<std::shared_ptr<Node::Volume>> Node::FindVolume(const std::string& name) 
   return it->second;
 }
 
-Result<json> Node::AddVolume(const std::string& name, const std::string& disk, uint64_t create_size) {
+Result<json> Node::AddVolume(const std::string& name, const std::string& disk, uint64_t create_size,
+                             const std::string& capture, int64_t scan_interval_ms) {
+  if (capture != "splitter" && capture != "scan") {
+    return InvalidArgument("capture '" + capture + "': use splitter or scan");
+  }
+  if (capture == "scan" && scan_interval_ms < 1000) {
+    return InvalidArgument("scan_interval_ms " + std::to_string(scan_interval_ms) +
+                           " is below the minimum of 1000");
+  }
   if (!ValidName(name)) {
     return InvalidArgument("volume name '" + name + "': use letters, digits, '-', '_' and '.'");
   }
@@ -380,6 +443,8 @@ Result<json> Node::AddVolume(const std::string& name, const std::string& disk, u
   Volume v;
   v.name = name;
   v.disk = disk;
+  v.capture = capture;
+  v.scan_interval_ms = scan_interval_ms;
   RETURN_IF_ERROR(StoreVolume(v));
   RETURN_IF_ERROR(OpenVolume(name));
   spdlog::info("volume {} added: disk {} ({} bytes)", name, disk, size);
@@ -460,7 +525,7 @@ Status Node::LinkAction(const std::string& name, const std::string& action) {
     v->sender->Resume();
     v->link_state = "running";
   } else if (action == "stop") {
-    v->splitter->SetAckWaiter(nullptr);
+    if (v->splitter) v->splitter->SetAckWaiter(nullptr);
     v->sender->Stop();
     v->sender.reset();
     v->link_state = "stopped";
@@ -487,7 +552,12 @@ Result<json> Node::Mark(const std::string& name, const std::string& kind, const 
     return InvalidArgument("marker kind '" + kind + "': use crash-consistent, app-consistent or group-consistent");
   }
   uint64_t seq;
-  if (k == journal::MarkerKind::kAppConsistent) {
+  if (v->scan) {
+    // A marker between cycles stands for the last cycle's state; an app-consistent one is a
+    // cycle run inside the freeze and thaw hooks.
+    if (k == journal::MarkerKind::kAppConsistent) return RunScan(v);
+    ASSIGN_OR_RETURN(seq, v->log->Append(journal::Record::Marker(k, label)));
+  } else if (k == journal::MarkerKind::kAppConsistent) {
     ASSIGN_OR_RETURN(seq, AppConsistentMarker(v, label));
   } else {
     ASSIGN_OR_RETURN(seq, v->splitter->Mark(k, label));
@@ -538,6 +608,10 @@ Result<json> Node::BarrierHold(const std::vector<std::string>& names, int64_t ti
   Barrier b;
   for (const std::string& n : names) {
     ASSIGN_OR_RETURN(auto v, FindVolume(n));
+    if (!v->splitter) {
+      return FailedPrecondition("volume " + n + " is scan-captured: its writes cannot be held; "
+                                "consistency groups need splitter volumes");
+    }
     b.volumes.push_back(v);
   }
   b.deadline_ns = SystemClock::Default()->NowNanos() + timeout_ms * 1'000'000;
@@ -589,6 +663,49 @@ void Node::ExpireBarriers(int64_t now) {
   }
 }
 
+Result<json> Node::RunScan(const std::shared_ptr<Volume>& v) {
+  if (!v->scan) return FailedPrecondition("volume " + v->name + " is not scan-captured");
+  std::lock_guard sl(v->scan_mu);
+  // A new target needs everything again: forget the map, so this cycle sends every chunk.
+  const bool full = v->reset_pending.exchange(false);
+  if (full) {
+    Status rm = Env::Posix()->RemoveFile(v->scan->map_path());
+    if (!rm.ok() && rm.code() != Code::kNotFound && Env::Posix()->Exists(v->scan->map_path())) {
+      v->reset_pending = true;
+      return rm;
+    }
+  }
+  ProtectParams p;
+  {
+    std::lock_guard l(mu_);
+    p = v->params;
+    v->last_scan_ns = SystemClock::Default()->NowNanos();
+  }
+  const auto kind = p.freeze_command.empty() ? journal::MarkerKind::kCrashConsistent
+                                             : journal::MarkerKind::kAppConsistent;
+  auto r = v->scan->RunCycle(kind, full ? "scan (full)" : "scan");
+  if (!r.ok()) {
+    if (full) v->reset_pending = true;
+    events_.Add("warning", v->name, "scan cycle failed: " + r.status().ToString() +
+                                        "; the next cycle sends what this one did not");
+    return r.status();
+  }
+  if (full) v->full_cycle_marker = r->marker_seq;
+  json j = {{"volume", v->name}, {"seq", r->marker_seq},
+            {"kind", std::string(journal::MarkerKindName(kind))},
+            {"bytes_read", r->bytes_read}, {"chunks", r->chunks},
+            {"changed_chunks", r->changed_chunks}, {"bytes_changed", r->bytes_changed},
+            {"full", full}, {"seconds", static_cast<double>(r->duration_ns) / kNanosPerSecond}};
+  std::lock_guard l(mu_);
+  v->last_scan = j;
+  return j;
+}
+
+Result<json> Node::Scan(const std::string& name) {
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  return RunScan(v);
+}
+
 json Node::Events(uint64_t after) {
   json out = json::array();
   for (const Event& e : events_.Since(after)) {
@@ -605,7 +722,7 @@ void Node::MarkerLoop() {
     if (stopping_) return;
     const int64_t now = SystemClock::Default()->NowNanos();
     ExpireBarriers(now);
-    std::vector<std::shared_ptr<Volume>> app_due, drop_due;
+    std::vector<std::shared_ptr<Volume>> app_due, drop_due, scan_due;
     for (auto& [name, v] : volumes_) {
       if (v->sender) {
         link::LinkStatus st = v->sender->status();
@@ -624,18 +741,26 @@ void Node::MarkerLoop() {
           events_.Add("info", name, "the link caught up: replication is synchronous again");
         }
       }
-      if (v->protect && !v->dropping) {
+      if (v->protect && !v->dropping && v->splitter) {
         const uint64_t held = v->log->Stats().journal_bytes;
         if (held > v->params.pending_cap_bytes) {
           v->dropping = true;
           drop_due.push_back(v);
         }
       }
-      if (v->protect && v->link_state == "running" && v->params.app_interval_ms > 0 &&
+      if (v->protect && v->link_state == "running" && v->params.app_interval_ms > 0 && v->splitter &&
           !v->app_running && now - v->last_app_ns >= v->params.app_interval_ms * 1'000'000) {
         v->last_app_ns = now;
         v->app_running = true;
         app_due.push_back(v);
+      }
+      if (v->scan) {
+        if (v->protect && v->link_state == "running" && !v->scan_due_running &&
+            (v->reset_pending.load() || now - v->last_scan_ns >= v->scan_interval_ms * 1'000'000)) {
+          v->scan_due_running = true;
+          scan_due.push_back(v);
+        }
+        continue;  // cycles make the markers; no splitter, no cap
       }
       if (now - v->sample_ns >= kNanosPerSecond) {
         const uint64_t b = v->splitter->bytes_changed();
@@ -671,6 +796,11 @@ void Node::MarkerLoop() {
       std::lock_guard g(mu_);
       v->dropping = false;
     }
+    for (auto& v : scan_due) {
+      (void)RunScan(v);
+      std::lock_guard g(mu_);
+      v->scan_due_running = false;
+    }
     for (auto& v : app_due) {
       (void)AppConsistentMarker(v, "scheduled");
       std::lock_guard g(mu_);
@@ -693,15 +823,19 @@ std::string Node::ExportUri(const std::string& export_name) const {
 json Node::VolumeJson(Volume& v, int64_t now) {
   json j = {{"name", v.name},
             {"role", "source"},
+            {"capture", v.capture},
             {"disk", v.disk},
             {"size", v.log->size()},
-            {"export", v.name},
-            {"uri", ExportUri(v.name)},
+            {"export", v.splitter ? json(v.name) : json(nullptr)},
+            {"uri", v.splitter ? json(ExportUri(v.name)) : json(nullptr)},
             {"volume_id", journal::IdToHex(v.log->volume_id())},
             {"history_id", fmt::format("{:016x}", v.log->history_id())},
             {"block_size", v.log->block_size()},
             {"log_last_seq", v.log->last_seq()},
             {"churn_bytes_per_second", v.churn}};
+  if (v.scan) {
+    j["scan"] = {{"interval_ms", v.scan_interval_ms}, {"last_cycle", v.last_scan}};
+  }
   if (!v.protect) {
     j["link"] = nullptr;
     return j;

@@ -78,7 +78,12 @@ class Node {
   std::string link_address() const;
 
   json StatusJson();
-  Result<json> AddVolume(const std::string& name, const std::string& disk, uint64_t create_size);
+  // capture: "splitter" (writes go through the node's NBD export) or "scan" (the disk is read
+  // and compared every scan_interval_ms; for disks that cannot go through the splitter).
+  Result<json> AddVolume(const std::string& name, const std::string& disk, uint64_t create_size,
+                         const std::string& capture = "splitter", int64_t scan_interval_ms = 60'000);
+  // Scan volumes: run a cycle now (freeze/thaw hooks of the protection, if any).
+  Result<json> Scan(const std::string& name);
   Status RemoveVolume(const std::string& name);
   Result<json> Protect(const std::string& name, const ProtectParams& p);
   Status LinkAction(const std::string& name, const std::string& action);  // pause|resume|stop
@@ -121,6 +126,7 @@ class Node {
   Result<std::shared_ptr<Volume>> FindVolume(const std::string& name);
   void MarkerLoop();
   Result<uint64_t> AppConsistentMarker(const std::shared_ptr<Volume>& v, const std::string& label);
+  Result<json> RunScan(const std::shared_ptr<Volume>& v);
   void ExpireBarriers(int64_t now);
   void AcceptLinks();
   std::string ExportUri(const std::string& export_name) const;
