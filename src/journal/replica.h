@@ -158,6 +158,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // Makes every record appended so far durable (after kWritten appends).
   Status Sync();
   uint64_t last_seq() const;
+  // The seq the next appended record gets (after a resync jump, the resume point).
+  uint64_t next_seq() const;
   // Every record with seq <= synced_seq() is on stable storage.
   uint64_t synced_seq() const { return synced_seq_.load(); }
   // Waits up to timeout_ms for a record with seq > after_seq; returns last_seq().

@@ -16,6 +16,11 @@ uint64_t Replica::last_seq() const {
   return std::max(published_seq_.load(), manifest_.base_seq);
 }
 
+uint64_t Replica::next_seq() const {
+  std::lock_guard wl(write_mu_);
+  return next_seq_;
+}
+
 uint64_t Replica::WaitForAppend(uint64_t after_seq, int64_t timeout_ms) const {
   std::unique_lock l(append_mu_);
   append_cv_.wait_for(l, std::chrono::milliseconds(timeout_ms),

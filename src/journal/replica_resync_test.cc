@@ -83,8 +83,13 @@ TEST_F(ReplicaResyncTest, PointsInsideTheWindowAreRefusedAndLatestStaysConsisten
 TEST_F(ReplicaResyncTest, AnOpenWindowSurvivesARestart) {
   Write(0, 'a');
   ASSERT_TRUE(r_->BeginResync(2, 7).ok());
+  // Regression: a link that reconnected before any record followed the jump was told to
+  // resume at last_seq() + 1 = 2 instead of 7, and every later handshake failed.
+  EXPECT_EQ(r_->last_seq(), 1u);
+  EXPECT_EQ(r_->next_seq(), 7u);
   r_.reset();
   r_ = std::move(Replica::Open(dir_)).value();
+  EXPECT_EQ(r_->next_seq(), 7u);
   EXPECT_EQ(r_->OpenResync(), 2u);
   EXPECT_EQ(r_->ResolvePoint(PointSpec{})->seq, 1u);
   Record rec = Record::Write(0, std::string(4096, 'z'));

@@ -140,7 +140,8 @@ ferry::Status LinkReceiver::Handshake(Conn* c) {
     return replica.status();
   }
   c->replica = *replica;
-  const uint64_t last = c->replica->last_seq();
+  // The next seq, not last_seq() + 1: after a resync jump the journal continues further on.
+  const uint64_t last = c->replica->next_seq() - 1;
   if (last > hello->source_last_seq) {
     std::string m = "the target holds records up to seq " + std::to_string(last) +
                     " but the source's newest is " + std::to_string(hello->source_last_seq) +

@@ -920,6 +920,10 @@ json Node::ReplicaJson(const link::ReplicaStore::Entry& e, int64_t now) {
   return j;
 }
 
+Result<std::shared_ptr<nbd::Export>> Node::Export(const std::string& name) {
+  return catalog_->Find(name);
+}
+
 json Node::StatusJson() {
   const int64_t now = SystemClock::Default()->NowNanos();
   std::vector<std::shared_ptr<Volume>> vols;

@@ -78,6 +78,9 @@ class Node {
   std::string link_address() const;
 
   json StatusJson();
+  // The export the NBD server serves under this name ("VOLUME", "REPLICA@POINT",
+  // "REPLICA/overlay/NAME"), for users in the same process.
+  Result<std::shared_ptr<nbd::Export>> Export(const std::string& name);
   // capture: "splitter" (writes go through the node's NBD export) or "scan" (the disk is read
   // and compared every scan_interval_ms; for disks that cannot go through the splitter).
   Result<json> AddVolume(const std::string& name, const std::string& disk, uint64_t create_size,
