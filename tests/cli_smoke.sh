@@ -61,6 +61,7 @@ expect_error "is not a size" "$ferry" replica create "$work/r2" --size lots
 expect_error "in use by another process" flock "$work/r/LOCK" "$ferry" replica inspect "$work/r"
 # Corrupt a record payload in place: verify reports the segment and offset.
 seg=$(ls "$work/r/journal" | head -1)
-printf 'X' | dd of="$work/r/journal/$seg" bs=1 seek=200 conv=notrunc status=none
+# Flip the byte (writing a fixed one would leave it unchanged when the random data held it).
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(200); b = f.read(1); f.seek(200); f.write(bytes([b[0] ^ 0xff]))' "$work/r/journal/$seg"
 expect_error "segment 1 offset" "$ferry" replica verify "$work/r"
 echo "cli smoke: all checks passed"
