@@ -135,22 +135,26 @@ Result<std::vector<StoredRecord>> Replica::ReadRecords(uint64_t from_seq, uint64
 
 Status Replica::DiscardThrough(uint64_t seq) {
   std::lock_guard mt(maintenance_mu_);
-  uint64_t target;
   {
     std::lock_guard ml(meta_mu_);
     if (manifest_.role != "pending-log") {
       return FailedPrecondition("only a pending log discards records; a replica's history is "
                                 "trimmed by retention");
     }
+  }
+  // The segments, taken in lock order (write_mu_ before meta_mu_; never the reverse).
+  std::vector<std::pair<uint32_t, std::shared_ptr<File>>> files;
+  uint32_t active;
+  {
+    std::lock_guard wl(write_mu_);
+    std::shared_lock il(index_mu_);
+    files.assign(segments_.begin(), segments_.end());
+    active = static_cast<uint32_t>(active_->segment_number());
+  }
+  uint64_t target;
+  {
+    std::lock_guard ml(meta_mu_);
     // Whole segments only: the target is the last seq of the newest sealed segment <= seq.
-    std::vector<std::pair<uint32_t, std::shared_ptr<File>>> files;
-    uint32_t active;
-    {
-      std::lock_guard wl(write_mu_);
-      std::shared_lock il(index_mu_);
-      files.assign(segments_.begin(), segments_.end());
-      active = static_cast<uint32_t>(active_->segment_number());
-    }
     target = manifest_.base_seq;
     for (size_t i = 0; i + 1 < files.size() && files[i].first != active; ++i) {
       ASSIGN_OR_RETURN(SegmentHeader next, ReadSegmentHeader(files[i + 1].second.get(),
