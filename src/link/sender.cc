@@ -212,16 +212,22 @@ Status LinkSender::RunSession() {
       s.last_send_ns = config_.clock->NowNanos();
     }
     // Idle: wait for new records or for acks that open the window.
-    bool window_full;
-    {
-      std::lock_guard l(mu_);
-      window_full = inflight_bytes_ >= config_.window_bytes;
-    }
-    if (window_full) {
-      std::unique_lock l(mu_);
-      cv_.wait_for(l, std::chrono::milliseconds(200),
-                   [&] { return inflight_bytes_ < config_.window_bytes || s.reader_done || stopping_; });
+    // Idle: wait for acks when a window is full (an ack wakes cv_), else for new records.
+    // The sync window counts too: a sync blocked on it used to sleep the full timeout on the
+    // log's condition variable, which no ack wakes.
+    auto window_full = [&] {
+      return inflight_bytes_ >= config_.window_bytes ||
+             (s.sync && !config_.reset_capture && !s.seeded && s.sync_cursor < log_->size() &&
+              s.sync_cursor >= s.sync_acked + config_.sync_window_bytes);
+    };
+    std::unique_lock l(mu_);
+    if (window_full()) {
+      const uint64_t acked = s.acked, sync_acked = s.sync_acked;
+      cv_.wait_for(l, std::chrono::milliseconds(200), [&] {
+        return s.acked != acked || s.sync_acked != sync_acked || s.reader_done || stopping_;
+      });
     } else {
+      l.unlock();
       log_->WaitForAppend(s.next_seq - 1, 200);
     }
   }
