@@ -15,6 +15,7 @@ std::string_view CodeName(Code code) {
     case Code::kIoError: return "IoError";
     case Code::kAborted: return "Aborted";
     case Code::kInternal: return "Internal";
+    case Code::kUnavailable: return "Unavailable";
   }
   return "Unknown";
 }

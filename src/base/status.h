@@ -37,6 +37,8 @@ enum class Code : int {
   kIoError,
   kAborted,
   kInternal,
+  // A peer (a node, the server) could not be reached or did not answer; retry later.
+  kUnavailable,
 };
 
 std::string_view CodeName(Code code);
@@ -73,6 +75,7 @@ inline Status DataLoss(std::string m) { return {Code::kDataLoss, std::move(m)}; 
 inline Status IoError(std::string m) { return {Code::kIoError, std::move(m)}; }
 inline Status Aborted(std::string m) { return {Code::kAborted, std::move(m)}; }
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 
 // Result<T> holds either a T or a non-ok Status.
 template <typename T>

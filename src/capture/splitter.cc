@@ -90,12 +90,29 @@ Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, Reco
     return OutOfRange("request at " + std::to_string(offset) + "+" + std::to_string(n) +
                       " ends past the disk (" + std::to_string(size_) + " bytes)");
   }
+  // Counted before the fence is checked (both sequentially consistent): a Fence that does not
+  // see this change counted is seen by it, so it is refused.
+  changing_.fetch_add(1);
+  uint64_t seq = 0;
+  Status s = fenced_.load() ? FailedPrecondition("the volume is fenced (its source was shut down); "
+                                                 "writes are refused until it is unfenced")
+                            : LogAndApply(offset, n, data, type, fua, &seq);
+  if (changing_.fetch_sub(1) == 1 && fenced_.load()) {
+    std::lock_guard l(fence_mu_);
+    fence_cv_.notify_all();
+  }
+  RETURN_IF_ERROR(s);
+  HoldReply(seq);
+  return Status::Ok();
+}
+
+Status Splitter::LogAndApply(uint64_t offset, uint64_t n, std::string_view data, RecordType type,
+                             bool fua, uint64_t* seq) {
   const uint64_t bs = block_size_;
   const uint64_t chunk_bytes = bs * journal::kChunkBlocks;
   uint64_t pos = offset;
   const uint64_t end = offset + n;
   std::string block(bs, '\0');
-  uint64_t seq = 0;
   while (pos < end) {
     const uint64_t b = pos / bs;
     std::lock_guard stripe(Stripe(b));
@@ -109,7 +126,7 @@ Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, Reco
       } else {
         std::memset(block.data() + in_block, 0, len);
       }
-      RETURN_IF_ERROR(Apply(RecordType::kWrite, b, 1, block, &seq));
+      RETURN_IF_ERROR(Apply(RecordType::kWrite, b, 1, block, seq));
       pos += len;
       continue;
     }
@@ -117,16 +134,23 @@ Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, Reco
     uint64_t run_end = std::min((pos / chunk_bytes + 1) * chunk_bytes, end - (end % bs));
     uint64_t count = (run_end - pos) / bs;
     if (type == RecordType::kWrite) {
-      RETURN_IF_ERROR(Apply(type, b, count, data.substr(pos - offset, run_end - pos), &seq));
+      RETURN_IF_ERROR(Apply(type, b, count, data.substr(pos - offset, run_end - pos), seq));
     } else {
-      RETURN_IF_ERROR(Apply(type, b, count, {}, &seq));
+      RETURN_IF_ERROR(Apply(type, b, count, {}, seq));
     }
     pos = run_end;
   }
   if (fua) RETURN_IF_ERROR(Flush());
-  HoldReply(seq);
   return Status::Ok();
 }
+
+void Splitter::Fence() {
+  fenced_.store(true);
+  std::unique_lock l(fence_mu_);
+  fence_cv_.wait(l, [&] { return changing_.load() == 0; });
+}
+
+void Splitter::Unfence() { fenced_.store(false); }
 
 Status Splitter::Rewrite(uint64_t offset, uint64_t n) {
   const uint64_t bs = block_size_;

@@ -12,8 +12,9 @@
 //
 // Sub-block writes are completed from the disk (read-modify-write) so the log holds whole
 // blocks. Thread-safe: all methods may be called concurrently.
-// Errors: kOutOfRange past the end; the log's errors (kResourceExhausted when it is full —
-// the disk is then left unchanged) and the disk's I/O errors.
+// Errors: kOutOfRange past the end; kFailedPrecondition for changes while fenced (the NBD
+// server answers EPERM); the log's errors (kResourceExhausted when it is full — the disk is
+// then left unchanged) and the disk's I/O errors.
 #pragma once
 
 #include <array>
@@ -66,6 +67,14 @@ class Splitter {
   // asynchronous). Null: answer at once.
   void SetAckWaiter(std::function<void(uint64_t seq)> waiter);
 
+  // Fencing (the control plane shuts the source down): once Fence returns, every later
+  // Write, WriteZeroes and Trim fails with kFailedPrecondition and changes nothing, and
+  // every change admitted before is in the log, so a Mark after Fence follows all of them.
+  // Reads, Flush, Mark, Checkpoint and Rewrite still work. Unfence admits changes again.
+  void Fence();
+  void Unfence();
+  bool fenced() const { return fenced_.load(); }
+
   // Bytes written, zeroed or trimmed since open (for churn rates).
   uint64_t bytes_changed() const { return bytes_changed_.load(); }
 
@@ -76,6 +85,8 @@ class Splitter {
                uint64_t* seq);
   void HoldReply(uint64_t seq);
   Status Modify(uint64_t offset, uint64_t n, std::string_view data, journal::RecordType type, bool fua);
+  Status LogAndApply(uint64_t offset, uint64_t n, std::string_view data, journal::RecordType type,
+                     bool fua, uint64_t* seq);
   std::mutex& Stripe(uint64_t block);
   Status Redo();
 
@@ -89,6 +100,11 @@ class Splitter {
   std::condition_variable gate_cv_;
   bool held_ = false;
   std::function<void(uint64_t)> ack_waiter_;
+  // Fencing: changes in progress are counted so that Fence can wait for them.
+  std::atomic<bool> fenced_{false};
+  std::atomic<uint64_t> changing_{0};
+  std::mutex fence_mu_;
+  std::condition_variable fence_cv_;
 };
 
 }  // namespace ferry::capture

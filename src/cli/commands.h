@@ -25,5 +25,12 @@ void AddDemoCommand(CLI::App& app);
 void AddCaptureCommands(CLI::App& app);
 // `ferry node --config FILE`: the node daemon.
 void AddNodeCommand(CLI::App& app);
+// The verbs that drive the control plane through the server's REST API (control_commands.cc,
+// docs/cli.md); `node list|show|enroll` go under the `node` command, so call after AddNodeCommand.
+void AddControlCommands(CLI::App& app);
+// `ferry server`: the control plane.
+void AddServerCommand(CLI::App& app);
+// `ferry up` (a server and two local sites) and `ferry demo` (the whole cycle on them).
+void AddUpCommands(CLI::App& app);
 
 }  // namespace ferry::cli

@@ -315,7 +315,7 @@ void RunDemo(const std::string& dir_arg, bool keep, uint64_t records) {
 }  // namespace
 
 void AddDemoCommand(CLI::App& app) {
-  auto* cmd = app.add_subcommand("demo", "Demonstrate the replica engine end to end, checking each step");
+  auto* cmd = app.add_subcommand("demo-engine", "Demonstrate the replica engine alone, checking each step");
   auto dir = std::make_shared<std::string>();
   auto keep = std::make_shared<bool>(false);
   auto records = std::make_shared<uint64_t>(5000);

@@ -72,23 +72,30 @@ bool ParseDuration(const std::string& text, int64_t* nanos) {
   return true;
 }
 
-void PrintTable(const std::vector<std::string>& header,
-                const std::vector<std::vector<std::string>>& rows) {
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(header.size());
   for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
   for (const auto& row : rows) {
     for (size_t c = 0; c < row.size() && c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
   }
-  auto print_row = [&](const std::vector<std::string>& row) {
-    std::string line;
+  std::string out;
+  auto add_row = [&](const std::vector<std::string>& row) {
     for (size_t c = 0; c < row.size(); ++c) {
-      line += row[c];
-      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
+      out += row[c];
+      if (c + 1 < row.size() && c < width.size()) out += std::string(width[c] - row[c].size() + 2, ' ');
     }
-    std::printf("%s\n", line.c_str());
+    while (!out.empty() && out.back() == ' ') out.pop_back();  // an empty last cell
+    out += '\n';
   };
-  print_row(header);
-  for (const auto& row : rows) print_row(row);
+  add_row(header);
+  for (const auto& row : rows) add_row(row);
+  return out;
+}
+
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows) {
+  std::fputs(FormatTable(header, rows).c_str(), stdout);
 }
 
 }  // namespace ferry::cli

@@ -14,7 +14,11 @@ bool ParseBytes(const std::string& text, uint64_t* bytes);
 // Parses "90s", "15m", "2h", "7d" into nanoseconds. False if malformed.
 bool ParseDuration(const std::string& text, int64_t* nanos);
 
-// Prints rows as an aligned table with a header line.
+// Rows as an aligned table with a header line: columns two spaces apart, the last one not
+// padded, no trailing blanks; every line ends with '\n'.
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows);
+// Prints FormatTable to stdout.
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);
 

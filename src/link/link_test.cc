@@ -406,6 +406,35 @@ TEST_F(LinkTest, WrongHistoryIsRefusedAndNothingApplied) {
   EXPECT_EQ(replica->last_seq(), 1u);
 }
 
+// Removing a replica while its source is connected: the connection ends, the files go, and
+// when the source reconnects the target makes a fresh replica that a new initial sync fills.
+TEST_F(LinkTest, RemovedReplicaIsMadeAfreshWhenTheSourceReconnects) {
+  Target target(dir_ + "/target");
+  sender_ = std::make_unique<LinkSender>(Config(target.port()), log_);
+  sender_->Start();
+  auto m = splitter_->Mark(MarkerKind::kCrashConsistent, "one");
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
+  auto old = TargetReplica(target);
+  const std::string id = journal::IdToHex(log_->volume_id());
+  ASSERT_TRUE(target.store().Remove(id).ok());
+  target.receiver().Close(id);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/target/.deleted-" + id));
+  EXPECT_EQ(target.store().Remove(id).code(), Code::kNotFound);
+  std::shared_ptr<Replica> fresh;
+  ASSERT_TRUE(Eventually([&] {
+    auto f = target.store().Find("disk0");
+    if (f.ok()) fresh = *f;
+    return f.ok() && *f != old;
+  }));
+  ASSERT_TRUE(splitter_->Write(0, Block(77), false).ok());
+  ASSERT_TRUE(Eventually([&] { return !fresh->GetInitialSync().running; }));
+  auto m2 = splitter_->Mark(MarkerKind::kCrashConsistent, "two");
+  ASSERT_TRUE(m2.ok());
+  ASSERT_TRUE(sender_->WaitAcked(*m2, 30'000));
+  ExpectSame(*fresh, *m2);
+}
+
 // A hand-driven source: HELLO, then frames of our choosing.
 class RawSource {
  public:

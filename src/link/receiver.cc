@@ -17,6 +17,7 @@ struct LinkReceiver::Conn {
   uint64_t sync_saved = 0;
   mutable std::mutex mu;  // guards st
   InboundStatus st;
+  bool closed = false;  // by Close: its status is not kept (guarded by the receiver's mu_)
 };
 
 LinkReceiver::LinkReceiver(ReplicaDirectory* directory, ReceiverOptions options)
@@ -28,6 +29,16 @@ void LinkReceiver::Stop() {
   std::lock_guard l(mu_);
   stopping_ = true;
   for (auto& [k, c] : by_volume_) c->stream->Shutdown();
+}
+
+void LinkReceiver::Close(const std::string& volume_id) {
+  std::lock_guard l(mu_);
+  auto it = by_volume_.find(volume_id);
+  if (it != by_volume_.end()) {
+    it->second->stream->Shutdown();
+    it->second->closed = true;
+  }
+  last_.erase(volume_id);
 }
 
 std::vector<InboundStatus> LinkReceiver::Inbound() const {
@@ -101,7 +112,7 @@ ferry::Status LinkReceiver::Serve(std::unique_ptr<Stream> stream) {
     std::lock_guard cl(c->mu);
     c->st.connected = false;
     if (!s.ok() && s.code() != Code::kAborted) c->st.last_error = s.ToString();
-    last_[c->key] = c->st;
+    if (!c->closed) last_[c->key] = c->st;
     auto it = by_volume_.find(c->key);
     if (it != by_volume_.end() && it->second == c) by_volume_.erase(it);
   }

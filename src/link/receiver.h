@@ -7,7 +7,8 @@
 // reconnects before the target noticed). A corrupt frame ends the connection with REFUSE
 // corrupt_frame and nothing of that frame applied.
 //
-// Thread-safety: Serve is called from one thread per connection; Inbound and Stop from any.
+// Thread-safety: Serve is called from one thread per connection; Inbound, Close and Stop from
+// any.
 #pragma once
 
 #include <atomic>
@@ -65,6 +66,9 @@ class LinkReceiver {
   Status Serve(std::unique_ptr<Stream> stream);
   // Ends every connection; Serve calls return.
   void Stop();
+  // Ends the connection of this volume id (hex), if any, and forgets its status (its replica
+  // was removed). The source may connect again.
+  void Close(const std::string& volume_id);
   std::vector<InboundStatus> Inbound() const;
 
  private:

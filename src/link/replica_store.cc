@@ -1,7 +1,10 @@
 #include "link/replica_store.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cinttypes>
 #include <cstdio>
+#include <filesystem>
 
 #include "env/env.h"
 
@@ -11,6 +14,15 @@ namespace {
 
 // The volume's name lives beside the replica (the replica format does not carry it).
 constexpr char kNameFile[] = "VOLUME_NAME";
+constexpr char kDeletedPrefix[] = ".deleted-";
+
+// Deletes a directory tree that is already out of the way (renamed to .deleted-*).
+Status RemoveTree(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) return IoError("removing " + dir + ": " + ec.message());
+  return Status::Ok();
+}
 
 std::string HistoryHex(uint64_t v) {
   char buf[20];
@@ -29,6 +41,11 @@ Status ReplicaStore::OpenAll() {
   ASSIGN_OR_RETURN(auto names, env->ListDir(root_));
   std::lock_guard l(mu_);
   for (const std::string& id : names) {
+    if (id.rfind(kDeletedPrefix, 0) == 0) {
+      // A removal that a crash interrupted.
+      RETURN_IF_ERROR(RemoveTree(JoinPath(root_, id)));
+      continue;
+    }
     journal::Id128 vid;
     if (!journal::IdFromHex(id, &vid) || by_id_.count(id)) continue;
     const std::string dir = JoinPath(root_, id);
@@ -113,6 +130,27 @@ Result<std::shared_ptr<journal::Replica>> ReplicaStore::Find(const std::string& 
     if (e.name == name_or_id) return e.replica;
   }
   return NotFound("no replica of volume " + name_or_id + " on this node");
+}
+
+Status ReplicaStore::Remove(const std::string& volume_id) {
+  journal::Id128 vid;
+  if (!journal::IdFromHex(volume_id, &vid)) return InvalidArgument("volume id " + volume_id + " is not 32 hex digits");
+  Env* env = options_.env;
+  const std::string dir = JoinPath(root_, volume_id);
+  const std::string trash = JoinPath(root_, kDeletedPrefix + volume_id);
+  {
+    // Under the lock: a HELLO arriving now finds neither the entry nor the directory, and
+    // creates a fresh replica.
+    std::lock_guard l(mu_);
+    const bool open = by_id_.erase(volume_id) > 0;
+    if (!env->Exists(dir)) return open ? Status::Ok() : NotFound("no replica of volume " + volume_id + " on this node");
+    if (env->Exists(trash)) RETURN_IF_ERROR(RemoveTree(trash));
+    RETURN_IF_ERROR(env->Rename(dir, trash));
+    RETURN_IF_ERROR(env->SyncDir(root_));
+  }
+  Status s = RemoveTree(trash);
+  if (!s.ok()) spdlog::warn("replica {} is removed, but deleting its files failed: {}; the next start retries", volume_id, s.ToString());
+  return Status::Ok();
 }
 
 std::vector<ReplicaStore::Entry> ReplicaStore::List() const {

@@ -6,6 +6,9 @@
 // Thread-safety: all methods may be called from any thread.
 // Errors: ReplicaFor returns kFailedPrecondition "history …" when the replica has another
 // history id, "volume …" when size or block size differ.
+//
+// Removal renames a replica's directory to ROOT/.deleted-<id> before deleting it, so a crash
+// part way never leaves a half-deleted replica for OpenAll (which finishes such deletions).
 #pragma once
 
 #include <map>
@@ -39,6 +42,13 @@ class ReplicaStore final : public ReplicaDirectory {
     std::shared_ptr<journal::Replica> replica;
   };
   std::vector<Entry> List() const;
+  std::string root() const { return root_; }
+  // Forgets the replica of this volume id (hex) and deletes its directory. Whoever still holds
+  // the Replica keeps an object whose files are gone (appends land nowhere), so close its
+  // users first where that matters. A HELLO for the volume afterwards creates a fresh replica.
+  // Works also before OpenAll and on a directory that is no longer open; kNotFound when
+  // there is neither an open replica nor a directory.
+  Status Remove(const std::string& volume_id);
 
  private:
   const std::string root_;

@@ -189,6 +189,12 @@ void Api::Routes() {
     if (!label.ok()) return ReplyError(res, label.status());
     ReplyResult(res, node_->Mark(req.matches[1], *kind, *label), 201);
   });
+  s.Post(R"(/v1/volumes/([^/]+)/fence)", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyResult(res, node_->Fence(req.matches[1]));
+  });
+  s.Post(R"(/v1/volumes/([^/]+)/unfence)", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyStatus(res, node_->Unfence(req.matches[1]));
+  });
   s.Get("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
     uint64_t after = 0;
     try {
@@ -236,6 +242,25 @@ void Api::Routes() {
       if (!st.ok()) return ReplyError(res, st);
     }
     ReplyResult(res, node_->PrepareReplica(*name, *vid, *hid, *size, *bs, *first, *seed), 201);
+  });
+  s.Delete(R"(/v1/replicas/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    bool force = false;
+    if (req.has_param("force")) {
+      const std::string f = req.get_param_value("force");
+      if (f != "true" && f != "false") return ReplyError(res, InvalidArgument("force must be true or false"));
+      force = f == "true";
+    }
+    ReplyStatus(res, node_->DeleteReplica(req.matches[1], force));
+  });
+  s.Post(R"(/v1/replicas/([^/]+)/promote)", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto volume = Field<std::string>(*b, "volume", "");
+    auto disk = Field<std::string>(*b, "disk", "");
+    if (!volume.ok()) return ReplyError(res, volume.status());
+    if (!disk.ok()) return ReplyError(res, disk.status());
+    if (volume->empty()) return ReplyError(res, InvalidArgument("field 'volume' (the new capture volume's name) is required"));
+    ReplyResult(res, node_->Promote(req.matches[1], *volume, *disk), 201);
   });
   s.Get(R"(/v1/replicas/([^/]+)/points)", [this](const httplib::Request& req, httplib::Response& res) {
     size_t limit = 100;

@@ -68,6 +68,17 @@ Result<NodeConfig> ParseNodeConfig(const std::string& text, const std::string& o
   }
   RETURN_IF_ERROR(str(t["api_auth"]["token"], "api_auth.token", false, &c.api_token));
   RETURN_IF_ERROR(str(t["server"]["url"], "server.url", false, &c.server_url));
+  RETURN_IF_ERROR(str(t["server"]["enroll_token"], "server.enroll_token", false, &c.enroll_token));
+  RETURN_IF_ERROR(str(t["server"]["advertise_host"], "server.advertise_host", false, &c.advertise_host));
+  if (!c.server_url.empty()) {
+    if (c.server_url.rfind("https://", 0) == 0) {
+      return bad("server.url", "uses https, which the node's server client does not support yet; "
+                               "use an http:// URL");
+    }
+    if (c.server_url.rfind("http://", 0) != 0 || c.server_url.size() <= 7) {
+      return bad("server.url", "must be http://HOST[:PORT], e.g. \"http://ferry.example:7443\"");
+    }
+  }
   if (auto v = t["throttle"]["bytes_per_second"]) {
     auto n = v.value<int64_t>();
     if (!n || *n < 0) return bad("throttle.bytes_per_second", "must be a number >= 0");

@@ -13,9 +13,16 @@
 //   [api_auth]
 //   token = "…"                      # bearer token the command interface requires
 //   [server]                         # the control plane to register with (optional)
-//   url = "https://ferry.example:7443"
+//   url = "http://ferry.example:7443" # http only for now: https is refused
+//   enroll_token = "…"               # one-time token from POST /api/v1/nodes/enrollments;
+//                                    # spent at the first registration
+//   advertise_host = "10.0.0.5"      # the host the server is told for this node's
+//                                    # listeners bound to 0.0.0.0 or :: (default 127.0.0.1)
 //   [throttle]
 //   bytes_per_second = 0             # for all links together; 0 = unlimited
+//
+// With server.url set, the node registers with the control plane at start (once: the identity
+// it gets is kept in DATA/server.json) and sends it a heartbeat every 5 s (node/server_client.h).
 //
 // Relative paths are relative to the file's directory. Errors are kInvalidArgument naming the
 // file, the key and what to write instead.
@@ -38,7 +45,9 @@ struct NodeConfig {
   std::string tls_cert, tls_key, tls_ca;
   bool insecure = false;
   std::string api_token;
-  std::string server_url;
+  std::string server_url;  // "" : no registration, no heartbeats
+  std::string enroll_token;
+  std::string advertise_host;
   uint64_t throttle_bytes_per_second = 0;
 };
 

@@ -7,15 +7,11 @@
 
 #include "env/env.h"
 #include "journal/points.h"
-#include "nbd/replica_exports.h"
-#include "nbd/splitter_export.h"
-#include "capture/dirty_map.h"
-#include "capture/scan_capture.h"
 #include "node/hooks.h"
+#include "node/node_internal.h"
+#include "node/promotion.h"
 
 namespace ferry::node {
-
-namespace {
 
 bool ValidName(const std::string& n) {
   if (n.empty() || n.size() > 128) return false;
@@ -24,95 +20,6 @@ bool ValidName(const std::string& n) {
   }
   return n[0] != '.';
 }
-
-double Percent(uint64_t done, uint64_t total) {
-  return total ? std::min(100.0, 100.0 * static_cast<double>(done) / static_cast<double>(total)) : 0;
-}
-
-}  // namespace
-
-struct Node::Volume {
-  std::string name;
-  std::string disk;
-  std::string capture = "splitter";  // or "scan"
-  int64_t scan_interval_ms = 60'000;
-  std::shared_ptr<capture::ScanCapture> scan;
-  std::mutex scan_mu;  // one cycle at a time
-  int64_t last_scan_ns = 0;
-  bool scan_due_running = false;
-  std::atomic<bool> reset_pending{false};
-  std::atomic<uint64_t> full_cycle_marker{0};
-  json last_scan = nullptr;
-  std::shared_ptr<journal::Replica> log;
-  std::shared_ptr<capture::Splitter> splitter;
-  std::shared_ptr<capture::DirtyMap> dirty;
-  bool dropping = false;
-  bool protect = false;
-  ProtectParams params;
-  std::string link_state = "none";  // none | running | paused | stopped
-  std::shared_ptr<link::LinkSender> sender;
-  int64_t last_marker_ns = 0;
-  int64_t last_app_ns = 0;
-  bool app_running = false;
-  std::shared_ptr<std::atomic<bool>> sync_active = std::make_shared<std::atomic<bool>>(false);
-  std::string last_state;
-  // Churn sampling (marker thread).
-  int64_t sample_ns = 0;
-  uint64_t sample_bytes = 0;
-  double churn = 0;
-};
-
-// NBD names: "VOLUME" (a capture volume's splitter), "REPLICA@POINT" and
-// "REPLICA/overlay/NAME" (a replica's recovery point or overlay).
-class Node::Catalog final : public nbd::ExportCatalog {
- public:
-  explicit Catalog(Node* node) : node_(node) {}
-  Result<std::shared_ptr<nbd::Export>> Find(const std::string& name) override {
-    if (auto v = node_->FindVolume(name); v.ok()) {
-      if (!(*v)->splitter) {
-        return NotFound("volume " + name + " is scan-captured: it has no NBD export (the "
-                        "machine writes to its own disk)");
-      }
-      return std::shared_ptr<nbd::Export>(std::make_shared<nbd::SplitterExport>((*v)->splitter));
-    }
-    size_t at = name.find('@');
-    size_t ov = name.find("/overlay/");
-    std::string replica, rest;
-    if (at != std::string::npos && (ov == std::string::npos || at < ov)) {
-      replica = name.substr(0, at);
-      rest = name.substr(at);
-    } else if (ov != std::string::npos) {
-      replica = name.substr(0, ov);
-      rest = name.substr(ov + 1);
-    } else {
-      return NotFound("no export '" + name + "' on node " + node_->config_.name +
-                      ": name a capture volume, REPLICA@POINT or REPLICA/overlay/NAME");
-    }
-    auto r = node_->replicas_.Find(replica);
-    if (!r.ok()) return r.status();
-    std::shared_ptr<nbd::ReplicaCatalog> cat;
-    {
-      std::lock_guard l(mu_);
-      auto& c = catalogs_[replica];
-      if (!c) c = std::make_shared<nbd::ReplicaCatalog>(*r, nullptr);
-      cat = c;
-    }
-    return cat->Find(rest);
-  }
-  std::vector<std::pair<std::string, std::string>> List() override {
-    std::vector<std::pair<std::string, std::string>> out;
-    std::lock_guard l(node_->mu_);
-    for (const auto& [name, v] : node_->volumes_) {
-      if (v->splitter) out.push_back({name, "capture volume " + v->disk});
-    }
-    return out;
-  }
-
- private:
-  Node* node_;
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<nbd::ReplicaCatalog>> catalogs_;
-};
 
 Node::Node(NodeConfig config)
     : config_(std::move(config)),
@@ -139,11 +46,20 @@ Status Node::Open() {
     ASSIGN_OR_RETURN(tls_server_, TlsContext::Server(files));
     ASSIGN_OR_RETURN(tls_client_, TlsContext::Client(files));
   }
+  // Before the replicas open: a promote that passed its commit point has moved (or will
+  // move) its replica's image out, so that replica must go first.
+  Promotion promotion(env, JoinPath(config_.data_dir, "volumes"),
+                      [this](const std::string& id) { return RemoveReplicaFiles(id); });
+  RETURN_IF_ERROR(promotion.Recover());
   RETURN_IF_ERROR(replicas_.OpenAll());
   ASSIGN_OR_RETURN(auto names, env->ListDir(JoinPath(config_.data_dir, "volumes")));
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
     if (!ValidName(name)) continue;
+    if (!env->Exists(JoinPath(JoinPath(JoinPath(config_.data_dir, "volumes"), name), "volume.json"))) {
+      // What a removed volume left: the disk that a promote placed in its directory.
+      continue;
+    }
     Status s = OpenVolume(name);
     if (!s.ok()) return s.WithContext("volume " + name);
   }
@@ -241,6 +157,9 @@ Status Node::OpenVolume(const std::string& name) {
     v->disk = j.at("disk").get<std::string>();
     v->capture = j.value("capture", std::string("splitter"));
     v->scan_interval_ms = j.value("scan_interval_ms", int64_t{60000});
+    v->fenced = j.value("fenced", false);
+    v->aliases = j.value("aliases", std::vector<std::string>{});
+    v->promoted_from = j.value("promoted_from", json(nullptr));
     if (j.contains("protect")) {
       const json& p = j.at("protect");
       v->protect = true;
@@ -285,6 +204,7 @@ Status Node::OpenVolume(const std::string& name) {
   } else {
     ASSIGN_OR_RETURN(auto splitter, capture::Splitter::Open(env, v->disk, v->log));
     v->splitter = std::move(splitter);
+    if (v->fenced) v->splitter->Fence();
   }
   auto dirty = capture::DirtyMap::Open(env, JoinPath(dir, "dirty.map"), v->log->size());
   if (!dirty.ok()) {
@@ -302,9 +222,12 @@ Status Node::OpenVolume(const std::string& name) {
   return Status::Ok();
 }
 
-Status Node::StoreVolume(const Volume& v) {
+json Node::VolumeSettings(const Volume& v) {
   json j = {{"name", v.name}, {"disk", v.disk}, {"capture", v.capture},
             {"scan_interval_ms", v.scan_interval_ms}};
+  if (v.fenced) j["fenced"] = true;
+  if (!v.aliases.empty()) j["aliases"] = v.aliases;
+  if (!v.promoted_from.is_null()) j["promoted_from"] = v.promoted_from;
   if (v.protect) {
     j["protect"] = {{"target", v.params.target},
                     {"bytes_per_second", v.params.bytes_per_second},
@@ -318,6 +241,11 @@ Status Node::StoreVolume(const Volume& v) {
                     {"pending_cap_bytes", v.params.pending_cap_bytes},
                     {"state", v.link_state}};
   }
+  return j;
+}
+
+Status Node::StoreVolume(const Volume& v) {
+  const json j = VolumeSettings(v);
   const std::string dir = JoinPath(JoinPath(config_.data_dir, "volumes"), v.name);
   return WriteFileAtomically(Env::Posix(), JoinPath(dir, "volume.json"), j.dump(2) + "\n");
 }
@@ -463,11 +391,29 @@ Status Node::RemoveVolume(const std::string& name) {
     volumes_.erase(name);
   }
   const std::string dir = JoinPath(JoinPath(config_.data_dir, "volumes"), name);
-  // The pending log's files go; the disk itself stays.
+  // The pending log's files go; the disk itself stays (a promoted volume's may be in dir).
+  // volume.json goes first: a directory without it is no volume.
+  Env* env = Env::Posix();
+  RETURN_IF_ERROR(env->RemoveFile(JoinPath(dir, "volume.json")));
+  RETURN_IF_ERROR(env->SyncDir(dir));
+  ASSIGN_OR_RETURN(auto entries, env->ListDir(dir));
   std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
-  if (ec) return IoError("removing " + dir + ": " + ec.message());
+  for (const std::string& entry : entries) {
+    const std::string path = JoinPath(dir, entry);
+    if (path == v->disk) continue;
+    std::filesystem::remove_all(path, ec);
+    if (ec) return IoError("removing " + path + ": " + ec.message());
+  }
+  std::filesystem::remove(dir, ec);  // fails, as it should, when the disk is in it
   return Status::Ok();
+}
+
+std::shared_ptr<Node::Volume> Node::FindVolumeByAlias(const std::string& name) {
+  std::lock_guard l(mu_);
+  for (const auto& [n, v] : volumes_) {
+    if (std::find(v->aliases.begin(), v->aliases.end(), name) != v->aliases.end()) return v;
+  }
+  return nullptr;
 }
 
 Result<json> Node::Protect(const std::string& name, const ProtectParams& p) {
@@ -563,6 +509,48 @@ Result<json> Node::Mark(const std::string& name, const std::string& kind, const 
     ASSIGN_OR_RETURN(seq, v->splitter->Mark(k, label));
   }
   return json{{"volume", name}, {"seq", seq}, {"kind", std::string(journal::MarkerKindName(k))}};
+}
+
+Result<json> Node::Fence(const std::string& name) {
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  if (!v->splitter) {
+    return FailedPrecondition("volume " + name + " is scan-captured: the node is not in its "
+                              "write path and cannot fence it; shut the machine down another way");
+  }
+  v->splitter->Fence();
+  {
+    std::lock_guard l(mu_);
+    if (!v->fenced) {
+      v->fenced = true;
+      Status stored = StoreVolume(*v);
+      if (!stored.ok()) {
+        v->fenced = false;
+        v->splitter->Unfence();
+        return stored;
+      }
+      spdlog::info("volume {} fenced: writes are refused", name);
+    }
+  }
+  // After the fence: it follows every write that was answered.
+  ASSIGN_OR_RETURN(uint64_t seq, v->splitter->Mark(journal::MarkerKind::kCrashConsistent, "fence"));
+  return json{{"volume", name}, {"seq", seq}};
+}
+
+Status Node::Unfence(const std::string& name) {
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  if (!v->splitter) return FailedPrecondition("volume " + name + " is scan-captured: it is never fenced");
+  std::lock_guard l(mu_);
+  if (v->fenced) {
+    v->fenced = false;
+    Status stored = StoreVolume(*v);
+    if (!stored.ok()) {
+      v->fenced = true;
+      return stored;
+    }
+    spdlog::info("volume {} unfenced: writes are accepted again", name);
+  }
+  v->splitter->Unfence();
+  return Status::Ok();
 }
 
 Result<uint64_t> Node::AppConsistentMarker(const std::shared_ptr<Volume>& v, const std::string& label) {
@@ -808,221 +796,6 @@ void Node::MarkerLoop() {
     }
     l.lock();
   }
-}
-
-std::string Node::ExportUri(const std::string& export_name) const {
-  for (const std::string& a : nbd_addresses_) {
-    if (a.rfind("unix://", 0) == 0) return "nbd+unix:///" + export_name + "?socket=" + a.substr(7);
-  }
-  for (const std::string& a : nbd_addresses_) {
-    if (a.rfind("tcp://", 0) == 0) return "nbd://" + a.substr(6) + "/" + export_name;
-  }
-  return "";
-}
-
-json Node::VolumeJson(Volume& v, int64_t now) {
-  json j = {{"name", v.name},
-            {"role", "source"},
-            {"capture", v.capture},
-            {"disk", v.disk},
-            {"size", v.log->size()},
-            {"export", v.splitter ? json(v.name) : json(nullptr)},
-            {"uri", v.splitter ? json(ExportUri(v.name)) : json(nullptr)},
-            {"volume_id", journal::IdToHex(v.log->volume_id())},
-            {"history_id", fmt::format("{:016x}", v.log->history_id())},
-            {"block_size", v.log->block_size()},
-            {"log_last_seq", v.log->last_seq()},
-            {"churn_bytes_per_second", v.churn}};
-  if (v.scan) {
-    j["scan"] = {{"interval_ms", v.scan_interval_ms}, {"last_cycle", v.last_scan}};
-  }
-  if (!v.protect) {
-    j["link"] = nullptr;
-    return j;
-  }
-  json link = {{"target", v.params.target},
-               {"setting", v.link_state},
-               {"marker_interval_ms", v.params.marker_interval_ms},
-               {"app_interval_ms", v.params.app_interval_ms},
-               {"mode", v.params.mode},
-               {"synchronous", v.params.mode == "sync" && v.sync_active->load()}};
-  if (v.sender) {
-    link::LinkStatus s = v.sender->status();
-    link["state"] = s.state;
-    link["peer"] = s.peer;
-    link["acked_seq"] = s.acked_seq;
-    link["sent_seq"] = s.sent_seq;
-    link["log_last_seq"] = s.log_last_seq;
-    link["pending_bytes"] = s.pending_bytes;
-    link["wire_bytes"] = s.wire_bytes;
-    link["raw_bytes"] = s.raw_bytes;
-    link["upload_bytes_per_second"] = s.upload_bytes_per_second;
-    link["bytes_per_second_limit"] = s.rate_bytes_per_second;
-    link["connects"] = s.connects;
-    link["newest_acked_marker_seq"] = s.newest_acked_marker_seq;
-    link["rpo_seconds"] = s.newest_acked_marker_ns
-                              ? json(static_cast<double>(now - s.newest_acked_marker_ns) / kNanosPerSecond)
-                              : json(nullptr);
-    link["initial_sync"] = {{"running", s.initial_sync},
-                            {"acked_offset", s.sync_offset},
-                            {"scanned", s.sync_scanned},
-                            {"total", s.sync_total}};
-    link["last_error"] = s.last_error;
-    link["resync"] = {{"state", s.resync}, {"dirty_bytes", v.dirty->DirtyBytes()}};
-  } else {
-    link["state"] = "stopped";
-  }
-  j["link"] = link;
-  return j;
-}
-
-json Node::ReplicaJson(const link::ReplicaStore::Entry& e, int64_t now) {
-  const journal::Replica& r = *e.replica;
-  auto stats = r.Stats();
-  auto sync = r.GetInitialSync();
-  auto health = r.GetHealth();
-  json j = {{"name", e.name},
-            {"role", "target"},
-            {"volume_id", e.volume_id},
-            {"size", r.size()},
-            {"last_seq", stats.last_seq},
-            {"oldest_point", stats.oldest_point},
-            {"consistent_from", sync.consistent_from},
-            {"markers", stats.markers},
-            {"journal_bytes", stats.journal_bytes},
-            {"health", std::string(journal::HealthLevelName(health.level))},
-            {"problems", health.problems},
-            {"export_prefix", e.name + "@"}};
-  json in = nullptr;
-  for (const auto& s : receiver_.Inbound()) {
-    if (s.volume_id != e.volume_id) continue;
-    in = {{"connected", s.connected}, {"peer", s.peer}, {"durable_seq", s.durable_seq},
-          {"records", s.records}, {"wire_bytes", s.wire_bytes}, {"last_error", s.last_error}};
-    if (sync.running) {
-      const double secs = static_cast<double>(now - s.sync_started_ns) / kNanosPerSecond;
-      const double rate = secs > 0 ? static_cast<double>(s.sync_bytes) / secs : 0;
-      const uint64_t left = s.sync_total > s.sync_bytes ? s.sync_total - s.sync_bytes : 0;
-      j["initial_sync"] = {{"running", true},
-                           {"bytes_done", s.sync_bytes},
-                           {"bytes_total", s.sync_total},
-                           {"scanned_to", s.sync_offset},
-                           {"durable_offset", sync.offset},
-                           {"percent", Percent(s.sync_offset, r.size())},
-                           {"bytes_per_second", rate},
-                           {"eta_seconds", rate > 0 ? json(static_cast<double>(left) / rate) : json(nullptr)}};
-    }
-  }
-  if (!j.contains("initial_sync")) {
-    j["initial_sync"] = {{"running", sync.running}, {"durable_offset", sync.offset},
-                         {"percent", sync.running ? Percent(sync.offset, r.size()) : 100.0}};
-  }
-  j["link"] = in;
-  return j;
-}
-
-Result<std::shared_ptr<nbd::Export>> Node::Export(const std::string& name) {
-  return catalog_->Find(name);
-}
-
-json Node::StatusJson() {
-  const int64_t now = SystemClock::Default()->NowNanos();
-  std::vector<std::shared_ptr<Volume>> vols;
-  {
-    std::lock_guard l(mu_);
-    for (auto& [n, v] : volumes_) vols.push_back(v);
-  }
-  json volumes = json::array();
-  for (auto& v : vols) {
-    std::lock_guard l(mu_);
-    volumes.push_back(VolumeJson(*v, now));
-  }
-  json replicas = json::array();
-  for (const auto& e : replicas_.List()) replicas.push_back(ReplicaJson(e, now));
-  return json{{"node", {{"name", config_.name}, {"site", config_.site}, {"nbd", nbd_addresses_},
-                        {"link", link_address()}}},
-              {"volumes", volumes},
-              {"replicas", replicas}};
-}
-
-Result<json> Node::PrepareReplica(const std::string& name, const std::string& volume_id,
-                                  const std::string& history_id, uint64_t size,
-                                  uint32_t block_size, uint64_t first_seq, const std::string& seed) {
-  if (!ValidName(name)) return InvalidArgument("replica name '" + name + "': use letters, digits, '-', '_' and '.'");
-  journal::CreateParams p;
-  if (!journal::IdFromHex(volume_id, &p.volume_id)) return InvalidArgument("volume_id: give 32 hex digits");
-  try {
-    size_t used = 0;
-    p.history_id = std::stoull(history_id, &used, 16);
-    if (used != history_id.size() || history_id.size() > 16) throw std::invalid_argument("x");
-  } catch (const std::exception&) {
-    return InvalidArgument("history_id: give up to 16 hex digits");
-  }
-  if (first_seq == 0) return InvalidArgument("first_seq: the source's next seq (its log_last_seq + 1)");
-  if (!seed.empty() && seed[0] != '/') return InvalidArgument("seed: give an absolute path");
-  p.size = size;
-  p.block_size = block_size;
-  p.first_seq = first_seq;
-  p.seed_path = seed;
-  ASSIGN_OR_RETURN(auto r, replicas_.Prepare(name, p));
-  return json{{"name", name}, {"volume_id", volume_id}, {"seeded", !seed.empty()},
-              {"initial_sync", r->GetInitialSync().running}};
-}
-
-Result<json> Node::ListPoints(const std::string& replica, const std::string& kind, size_t limit,
-                              uint64_t before_seq) {
-  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
-  journal::PointFilter f;
-  f.limit = limit;
-  f.before_seq = before_seq;
-  if (!kind.empty()) {
-    journal::MarkerKind k;
-    if (!journal::ParseMarkerKind(kind, &k)) {
-      return InvalidArgument("kind '" + kind + "': use crash-consistent, app-consistent or group-consistent");
-    }
-    f.kind = k;
-  }
-  ASSIGN_OR_RETURN(auto page, r->ListPoints(f));
-  json points = json::array();
-  for (const auto& p : page.points) {
-    points.push_back({{"seq", p.seq},
-                      {"time", FormatTime(p.timestamp_ns)},
-                      {"kind", std::string(journal::MarkerKindName(p.marker.kind))},
-                      {"label", p.marker.label}});
-  }
-  return json{{"points", points}, {"next_token", page.next_token}};
-}
-
-Result<json> Node::OpenView(const std::string& replica, const std::string& point) {
-  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
-  ASSIGN_OR_RETURN(auto spec, journal::PointSpec::Parse(point.empty() ? "latest" : point));
-  ASSIGN_OR_RETURN(auto p, r->ResolvePoint(spec));
-  const std::string name = replica + "@" + std::to_string(p.seq);
-  // Opening through the catalog keeps the view for the NBD clients that come.
-  ASSIGN_OR_RETURN(auto e, catalog_->Find(name));
-  (void)e;
-  return json{{"export", name}, {"seq", p.seq}, {"time", FormatTime(p.timestamp_ns)},
-              {"uri", ExportUri(name)}};
-}
-
-Result<json> Node::CreateOverlay(const std::string& replica, const std::string& overlay,
-                                 const std::string& point) {
-  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
-  ASSIGN_OR_RETURN(auto spec, journal::PointSpec::Parse(point.empty() ? "latest" : point));
-  ASSIGN_OR_RETURN(auto p, r->ResolvePoint(spec));
-  ASSIGN_OR_RETURN(auto o, r->CreateOverlay(overlay, p.seq));
-  (void)o;
-  const std::string name = replica + "/overlay/" + overlay;
-  return json{{"export", name}, {"seq", p.seq}, {"uri", ExportUri(name)}};
-}
-
-Status Node::DiscardOverlay(const std::string& replica, const std::string& overlay) {
-  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
-  return r->DiscardOverlay(overlay);
-}
-
-Status Node::CommitOverlay(const std::string& replica, const std::string& overlay) {
-  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
-  return r->StartCommit(overlay);
 }
 
 }  // namespace ferry::node

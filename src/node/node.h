@@ -8,9 +8,10 @@
 // docs/protocols/node-api.md); this class is what they call. Results are JSON objects, the
 // same the interface returns.
 //
-// Persistence: DATA/volumes/NAME/volume.json (disk path and link settings; rewritten
-// atomically), DATA/volumes/NAME/log/ (pending log), DATA/replicas/VOLUME_ID/ (replicas).
-// A restart reopens all of them and restarts the links that were running.
+// Persistence: DATA/volumes/NAME/volume.json (disk path, link settings, fencing, aliases;
+// rewritten atomically), DATA/volumes/NAME/log/ (pending log), DATA/replicas/VOLUME_ID/
+// (replicas). A restart finishes an interrupted promote (node/promotion.h), reopens all of
+// them and restarts the links that were running.
 //
 // Thread-safety: every public method may be called from any thread.
 // Errors: kNotFound (no such volume/replica/overlay), kAlreadyExists, kInvalidArgument (bad
@@ -37,6 +38,7 @@
 #include "link/sender.h"
 #include "link/throttle.h"
 #include "link/tls.h"
+#include "nbd/forwarding_export.h"
 #include "nbd/server.h"
 #include "node/config.h"
 #include "node/events.h"
@@ -94,6 +96,12 @@ class Node {
   void SetNodeRate(uint64_t bytes_per_second);
   // kind "app-consistent" runs the volume's freeze and thaw hooks around the marker.
   Result<json> Mark(const std::string& name, const std::string& kind, const std::string& label);
+  // Fencing a splitter volume (the control plane shuts its source down): every later write,
+  // zero and trim fails (NBD EPERM), reads work; then a crash-consistent marker labelled
+  // "fence" follows every write answered. Returns {"volume", "seq"}; again when already
+  // fenced, with a new marker. kFailedPrecondition for scan volumes. Persisted.
+  Result<json> Fence(const std::string& name);
+  Status Unfence(const std::string& name);
 
   // Consistency-group barrier over some of this node's volumes: Hold stops answering their
   // writes (they are still captured), Mark appends the same group-consistent marker to each,
@@ -104,6 +112,10 @@ class Node {
                            const std::string& group_id, const std::string& label);
   Status BarrierRelease(const std::string& id);
   json Events(uint64_t after);
+  // Adds an event (for the node's other parts, e.g. the server client); volume may be "".
+  void AddEvent(const std::string& severity, const std::string& volume, const std::string& message) {
+    events_.Add(severity, volume, message);
+  }
 
   // Creates a replica a source will fill, its base seeded from a local file holding an older
   // version of the volume (reprotect, failback): only differing blocks travel.
@@ -117,6 +129,19 @@ class Node {
                              const std::string& point);
   Status DiscardOverlay(const std::string& replica, const std::string& overlay);
   Status CommitOverlay(const std::string& replica, const std::string& overlay);
+  // Reprotect after a failover: the replica's committed overlay image becomes the disk of a
+  // new splitter volume `volume` (new volume and history ids), moved to `disk` ("" is
+  // DATA/volumes/NAME/disk.img; same filesystem), and the replica is removed. The overlay's
+  // NBD name stays an alias of the volume, and its connected sessions continue on the
+  // volume's splitter. Crash-safe and idempotent (node/promotion.h). Returns the volume's
+  // status object. Errors: kNotFound (no replica), kFailedPrecondition (commit not done; disk
+  // on another filesystem), kAlreadyExists (name or disk taken; replica promoted already),
+  // kInvalidArgument (bad name or path).
+  Result<json> Promote(const std::string& replica, const std::string& volume, const std::string& disk);
+  // Removes a replica and its files and closes its source's link. Without force,
+  // kFailedPrecondition while overlays are active or committing (named); with force they go
+  // too (their sessions get errors). A source that connects later gets a fresh replica.
+  Status DeleteReplica(const std::string& replica, bool force);
 
  private:
   struct Volume;
@@ -127,6 +152,12 @@ class Node {
   Status StoreVolume(const Volume& v);
   Status StartLink(Volume& v);
   Result<std::shared_ptr<Volume>> FindVolume(const std::string& name);
+  // The volume that has this NBD alias, or null.
+  std::shared_ptr<Volume> FindVolumeByAlias(const std::string& name);
+  // The volume's volume.json.
+  static json VolumeSettings(const Volume& v);
+  // Removes a replica's files and closes its inbound link (promote, DeleteReplica, start).
+  Status RemoveReplicaFiles(const std::string& volume_id);
   void MarkerLoop();
   Result<uint64_t> AppConsistentMarker(const std::shared_ptr<Volume>& v, const std::string& label);
   Result<json> RunScan(const std::shared_ptr<Volume>& v);
@@ -161,6 +192,7 @@ class Node {
   };
   std::map<std::string, Barrier> barriers_;
   uint64_t next_barrier_ = 1;
+  std::mutex promote_mu_;  // one promote (or replica removal) at a time
 };
 
 }  // namespace ferry::node

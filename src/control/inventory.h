@@ -1,0 +1,83 @@
+// Inventory: the control plane's sites, nodes (enrollment, registration, heartbeats),
+// replication policies and machines, in the store. Results are the API's JSON objects
+// (docs/protocols/server-api.md). References in bodies accept an id ("site-1") or a name.
+//
+// Node health is computed when read: Healthy while heartbeats arrive, Warning after
+// kHeartbeatWarningSeconds without one, Critical after kHeartbeatCriticalSeconds.
+//
+// Thread-safety: every method may be called from any thread (the store serializes).
+// Errors: kInvalidArgument (a field, named), kNotFound, kAlreadyExists (a name taken),
+// kFailedPrecondition (an enrollment token spent or expired).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "base/clock.h"
+#include "control/node_client.h"
+#include "store/database.h"
+
+namespace ferry::control {
+
+using nlohmann::json;
+
+inline constexpr int64_t kHeartbeatWarningSeconds = 15;
+inline constexpr int64_t kHeartbeatCriticalSeconds = 60;
+
+struct Page {
+  int limit = 50;
+  int64_t after_id = 0;  // from the previous page's next_page_token
+};
+// Parses "limit" and "page_token" query values.
+Result<Page> ParsePage(const std::string& limit, const std::string& token);
+
+class Inventory {
+ public:
+  Inventory(store::Database* db, Clock* clock) : db_(db), clock_(clock) {}
+
+  // Creates the "default" policy on a new database.
+  Status Init();
+
+  Result<json> CreateSite(const json& body);
+  Result<json> ListSites(const Page& page);
+  Result<json> GetSite(const std::string& ref);
+  Result<int64_t> SiteId(store::Sql& sql, const std::string& ref);
+
+  Result<json> CreateEnrollment(const json& body);
+  Result<json> RegisterNode(const json& body);
+  // kNotFound for an unknown node; kFailedPrecondition (reported as 401) for a wrong secret.
+  Status Heartbeat(const std::string& node_ref, const std::string& secret, const json& body);
+  Result<json> ListNodes(const Page& page);
+  Result<json> GetNode(const std::string& ref);
+  Result<int64_t> NodeId(store::Sql& sql, const std::string& ref);
+  // A client for the node's command interface.
+  Result<NodeClient> Client(int64_t node_id);
+  // The node's latest heartbeat status (GET /v1/status of the node) and its age in seconds.
+  Result<std::pair<json, double>> LastStatus(int64_t node_id);
+  std::string NodeHealth(int64_t last_heartbeat_ns) const;
+
+  Result<json> CreatePolicy(const json& body);
+  Result<json> ListPolicies(const Page& page);
+  Result<json> GetPolicy(const std::string& ref);
+  Result<int64_t> PolicyId(store::Sql& sql, const std::string& ref);
+  Result<json> PolicyById(store::Sql& sql, int64_t id);
+
+  Result<json> CreateMachine(const json& body);
+  Result<json> ListMachines(const Page& page);
+  Result<json> GetMachine(const std::string& ref);
+  Result<int64_t> MachineId(store::Sql& sql, const std::string& ref);
+  Result<json> MachineById(store::Sql& sql, int64_t id);
+
+  Result<std::string> SiteName(store::Sql& sql, int64_t id);
+  Result<std::string> NodeName(store::Sql& sql, int64_t id);
+
+ private:
+  Result<json> NodeJson(store::Sql& sql, int64_t id);
+  store::Database* db_;
+  Clock* clock_;
+};
+
+// Paged list envelope: {"items": [...], "next_page_token": "..."}.
+json PageJson(json items, int64_t next_after);
+
+}  // namespace ferry::control

@@ -1,0 +1,371 @@
+// Workflows that set replication up or take it down: enable, disable, update, reprotect.
+//
+// enable:    preflight → add-volumes → protect → initial-sync → finish (Protected)
+//            undo: remove-replication → (item Disabled)
+// disable:   remove-replication (no return) → finish (Disabled)
+// update:    save
+// reprotect: preflight → promote → prepare-target → protect → sync → finish (Protected, the
+//            direction swapped); undo: stop-reverse-link → (item Committed)
+#include <spdlog/spdlog.h>
+
+#include "control/fields.h"
+#include "control/step_helpers.h"
+#include "control/workflows.h"
+
+namespace ferry::control {
+
+using namespace steps;
+
+namespace {
+
+StepOutcome Preflight(JobContext& c, bool need_source) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  std::vector<int64_t> nodes{it.target_node};
+  if (need_source) nodes.push_back(it.source_node);
+  for (int64_t n : nodes) {
+    STEP_ASSIGN(NodeClient node, Node(c, n));
+    STEP_ASSIGN(json st, NodeStatus(node));
+  }
+  return StepOutcome::Done("nodes reachable");
+}
+
+// Stops the links, removes the capture volumes (their disks stay) and the replicas.
+StepOutcome RemoveReplication(JobContext& c) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
+  STEP_ASSIGN(NodeClient dst, Node(c, it.target_node));
+  for (const json& d : it.disks) {
+    std::string vol = d["volume"];
+    auto stop = src.Post("/v1/volumes/" + vol + "/link/stop");
+    if (!stop.ok() && !IsCode(stop.status(), Code::kNotFound) && !IsCode(stop.status(), Code::kFailedPrecondition)) {
+      return FromError(stop.status());
+    }
+    auto del = src.Delete("/v1/volumes/" + vol);
+    if (!del.ok() && !IsCode(del.status(), Code::kNotFound)) return FromError(del.status());
+    auto rep = dst.Delete("/v1/replicas/" + vol + "?force=true");
+    if (!rep.ok() && !IsCode(rep.status(), Code::kNotFound)) return FromError(rep.status());
+  }
+  return StepOutcome::Done("links stopped, volumes and replicas removed (the source disks are kept)");
+}
+
+StepOutcome FinishDisabled(JobContext& c) {
+  STEP_CHECK(SaveItem(c, [](ItemRecord& it) {
+    it.state = "Disabled";
+    it.active_job = 0;
+    it.failover = nullptr;
+    it.test_failover = nullptr;
+  }));
+  return StepOutcome::Done();
+}
+
+// Waits until the target holds every disk completely with a recovery point.
+StepOutcome WaitSynced(JobContext& c) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  STEP_ASSIGN(NodeClient dst, Node(c, it.target_node));
+  STEP_ASSIGN(json st, NodeStatus(dst));
+  double total = 0;
+  bool done = true;
+  std::string msg;
+  for (const json& d : it.disks) {
+    std::string vol = d["volume"];
+    const json* r = Find(st, "replicas", vol);
+    double pct = 0;
+    std::string eta;
+    bool disk_done = false;
+    if (r) {
+      const json& is = r->value("initial_sync", json::object());
+      pct = is.value("percent", 0.0);
+      if (is.contains("eta_seconds") && is["eta_seconds"].is_number()) {
+        eta = ", ETA " + std::to_string(static_cast<int64_t>(is["eta_seconds"].get<double>())) + " s";
+      }
+      disk_done = !is.value("running", false) && pct >= 100.0 && r->value("markers", 0) > 0;
+    }
+    if (disk_done) pct = 100;
+    done = done && disk_done;
+    total += pct;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.1f%%", pct);
+    msg += (msg.empty() ? "" : "; ") + d["name"].get<std::string>() + " " + buf + eta;
+  }
+  if (done) return StepOutcome::Done(msg);
+  return StepOutcome::Wait(msg, it.disks.empty() ? 100 : total / static_cast<double>(it.disks.size()), 1000);
+}
+
+StepOutcome AddVolumes(JobContext& c) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
+  STEP_ASSIGN(json st, NodeStatus(src));
+  json disks = it.disks;
+  for (json& d : disks) {
+    std::string vol = d["volume"];
+    const json* v = Find(st, "volumes", vol);
+    json made;
+    if (v) {
+      if (v->value("disk", "") != d["path"]) {
+        return StepOutcome::Fail(WithAction(Code::kAlreadyExists,
+                                            "node " + src.name() + " already has a volume '" + vol + "' on disk " +
+                                                v->value("disk", "") + ", not " + d["path"].get<std::string>(),
+                                            "remove that volume from the node or give the item another name"));
+      }
+      made = *v;
+    } else {
+      STEP_ASSIGN(made, src.Post("/v1/volumes", json{{"name", vol}, {"disk", d["path"]}, {"create_size", d["size"]}}));
+    }
+    d["size"] = made.value("size", d["size"].get<int64_t>());
+  }
+  STEP_CHECK(SaveItem(c, [&](ItemRecord& i) { i.disks = disks; }));
+  return StepOutcome::Done();
+}
+
+StepOutcome Protect(JobContext& c, bool set_initial_sync) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
+  STEP_ASSIGN(std::string link, LinkAddress(c, it.target_node));
+  STEP_ASSIGN(json body, ProtectBody(c, it, link));
+  STEP_ASSIGN(json st, NodeStatus(src));
+  for (const json& d : it.disks) {
+    std::string vol = d["volume"];
+    const json* v = Find(st, "volumes", vol);
+    if (v && v->contains("link") && (*v)["link"].is_object() && (*v)["link"].value("setting", "") != "stopped") {
+      continue;  // protected by an earlier run of this step
+    }
+    STEP_ASSIGN(json ignored, src.Post("/v1/volumes/" + vol + "/protect", body));
+  }
+  if (set_initial_sync) STEP_CHECK(SaveItem(c, [](ItemRecord& i) { i.state = "InitialSync"; }));
+  return StepOutcome::Done("replicating toward " + link);
+}
+
+class EnableWorkflow : public Workflow {
+ public:
+  std::vector<StepDef> Steps(const json&) const override {
+    return {
+        {"preflight", "Check the nodes", 1, [](JobContext& c) { return Preflight(c, true); }},
+        {"add-volumes", "Add the disks to the source node", 1, AddVolumes},
+        {"protect", "Start replication", 1, [](JobContext& c) { return Protect(c, true); }},
+        {"initial-sync", "Initial sync", 20, WaitSynced},
+        {"finish", "Mark the item protected", 1,
+         [](JobContext& c) {
+           STEP_CHECK(SaveItem(c, [](ItemRecord& it) {
+             it.state = "Protected";
+             it.active_job = 0;
+           }));
+           return StepOutcome::Done();
+         }},
+    };
+  }
+  std::vector<StepDef> UndoSteps(const json&) const override {
+    return {{"remove-replication", "Remove the replication", 1, RemoveReplication},
+            {"finish-undo", "Mark the item disabled", 1, FinishDisabled}};
+  }
+};
+
+class DisableWorkflow : public Workflow {
+ public:
+  std::vector<StepDef> Steps(const json&) const override {
+    return {{"remove-replication", "Remove the replication", 1, RemoveReplication, true},
+            {"finish", "Mark the item disabled", 1, FinishDisabled}};
+  }
+  std::vector<StepDef> UndoSteps(const json&) const override {
+    return {{"finish-undo", "Release the item", 1, [](JobContext& c) {
+               STEP_CHECK(SaveItem(c, [](ItemRecord& it) { it.active_job = 0; }));
+               return StepOutcome::Done();
+             }}};
+  }
+};
+
+class UpdateWorkflow : public Workflow {
+ public:
+  std::vector<StepDef> Steps(const json&) const override {
+    return {{"save", "Save the properties", 1, [](JobContext& c) {
+               STEP_CHECK(SaveItem(c, [&](ItemRecord& it) {
+                 it.properties = c.spec()["properties"];
+                 it.active_job = 0;
+               }));
+               return StepOutcome::Done();
+             }}};
+  }
+  std::vector<StepDef> UndoSteps(const json&) const override {
+    return {{"finish-undo", "Release the item", 1, [](JobContext& c) {
+               STEP_CHECK(SaveItem(c, [](ItemRecord& it) { it.active_job = 0; }));
+               return StepOutcome::Done();
+             }}};
+  }
+};
+
+// Reprotect: the committed disks at the target become the source (promote), the old source's
+// disks become the seeds of the new replicas (original location: only differing blocks
+// travel) and replication runs the other way.
+StepOutcome Promote(JobContext& c) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  STEP_ASSIGN(NodeClient dst, Node(c, it.target_node));
+  STEP_ASSIGN(json st, NodeStatus(dst));
+  for (const json& d : it.disks) {
+    std::string vol = d["volume"];
+    if (Find(st, "volumes", vol)) continue;  // promoted by an earlier run
+    json body = {{"volume", vol}};
+    std::string dir = c.spec().value("disk_dir", "");
+    if (!dir.empty()) body["disk"] = dir + "/" + vol + ".img";
+    STEP_ASSIGN(json ignored, dst.Post("/v1/replicas/" + vol + "/promote", body));
+  }
+  return StepOutcome::Done("the recovered disks are now captured at " + dst.name());
+}
+
+StepOutcome PrepareTarget(JobContext& c) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  STEP_ASSIGN(NodeClient src, Node(c, it.source_node));  // the old source: the new target
+  STEP_ASSIGN(NodeClient dst, Node(c, it.target_node));  // the new source
+  STEP_ASSIGN(json src_st, NodeStatus(src));
+  STEP_ASSIGN(json dst_st, NodeStatus(dst));
+  const bool original = c.spec().value("location", "original") == "original";
+  json disks = it.disks;
+  for (json& d : disks) {
+    std::string vol = d["volume"];
+    if (const json* old = Find(src_st, "volumes", vol)) {
+      // Remember the old disk before its volume goes: it seeds the new replica.
+      d["seed"] = old->value("disk", "");
+      STEP_CHECK(SaveItem(c, [&](ItemRecord& i) { i.disks = disks; }));
+      auto stop = src.Post("/v1/volumes/" + vol + "/link/stop");
+      if (!stop.ok() && !IsCode(stop.status(), Code::kFailedPrecondition)) return FromError(stop.status());
+      STEP_ASSIGN(json ignored, src.Delete("/v1/volumes/" + vol));
+    }
+    if (Find(src_st, "replicas", vol)) continue;  // prepared by an earlier run
+    const json* nv = Find(dst_st, "volumes", vol);
+    if (!nv) {
+      return StepOutcome::Fail(Internal("volume " + vol + " is missing on " + dst.name() + " after promote"));
+    }
+    json body = {{"name", vol}, {"volume_id", (*nv)["volume_id"]}, {"history_id", (*nv)["history_id"]},
+                 {"size", (*nv)["size"]}, {"block_size", nv->value("block_size", 4096)},
+                 {"first_seq", nv->value("log_last_seq", int64_t{0}) + 1}};
+    if (original) body["seed"] = d.value("seed", "");
+    STEP_ASSIGN(json ignored, src.Post("/v1/replicas", body));
+  }
+  STEP_CHECK(SaveItem(c, [&](ItemRecord& i) { i.disks = disks; }));
+  return StepOutcome::Done(original ? "replicas seeded from the original disks" : "empty replicas (full copy)");
+}
+
+class ReprotectWorkflow : public Workflow {
+ public:
+  std::vector<StepDef> Steps(const json&) const override {
+    return {
+        {"preflight", "Check both nodes", 1,
+         [](JobContext& c) {
+           // Where replication came from: the swap and its undo compare the item with it, so
+           // that each is idempotent whatever was persisted before a crash.
+           if (!c.data().contains("orig_source")) {
+             STEP_ASSIGN(ItemRecord it, LoadItem(c));
+             c.data()["orig_source"] = it.source_node;
+           }
+           return Preflight(c, true);
+         }},
+        {"promote", "Capture the recovered disks", 1, Promote},
+        {"prepare-target", "Prepare the replicas at the other site", 2, PrepareTarget},
+        {"swap", "Reverse the direction", 1,
+         [](JobContext& c) {
+           STEP_ASSIGN(ItemRecord it, LoadItem(c));
+           if (it.source_node == c.data()["orig_source"].get<int64_t>()) {
+             STEP_CHECK(c.ctl().db().Transaction([&](store::Sql& tx) -> Status {
+               std::swap(it.source_node, it.target_node);
+               std::swap(it.source_site, it.target_site);
+               it.direction = it.direction == "forward" ? "reverse" : "forward";
+               for (json& d : it.disks) {
+                 d["path"] = "";  // filled in by the protect step from the new source's status
+               }
+               RETURN_IF_ERROR(c.ctl().items().Store(tx, it));
+               return tx.Exec("DELETE FROM recovery_points WHERE item_id = $1", {it.id}).status();
+             }));
+           }
+           return StepOutcome::Done();
+         }},
+        {"protect", "Start replication in the reverse direction", 1,
+         [](JobContext& c) {
+           StepOutcome o = Protect(c, false);
+           if (o.kind != StepOutcome::Kind::kDone) return o;
+           STEP_ASSIGN(ItemRecord it, LoadItem(c));
+           STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
+           STEP_ASSIGN(json st, NodeStatus(src));
+           json disks = it.disks;
+           for (json& d : disks) {
+             if (const json* v = Find(st, "volumes", d["volume"].get<std::string>())) d["path"] = v->value("disk", "");
+           }
+           STEP_CHECK(SaveItem(c, [&](ItemRecord& i) { i.disks = disks; }));
+           return o;
+         }},
+        {"sync", "Sync the differences", 20,
+         [](JobContext& c) {
+           StepOutcome o = WaitSynced(c);
+           if (o.kind != StepOutcome::Kind::kDone) return o;
+           // What travelled: the new source's links count their bytes.
+           STEP_ASSIGN(ItemRecord it, LoadItem(c));
+           STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
+           STEP_ASSIGN(json st, NodeStatus(src));
+           int64_t wire = 0, raw = 0;
+           for (const json& d : it.disks) {
+             if (const json* v = Find(st, "volumes", d["volume"].get<std::string>())) {
+               const json& l = v->value("link", json::object());
+               if (l.is_object()) {
+                 wire += l.value("wire_bytes", int64_t{0});
+                 raw += l.value("raw_bytes", int64_t{0});
+               }
+             }
+           }
+           c.data()["wire_bytes"] = wire;
+           c.data()["raw_bytes"] = raw;
+           o.message += "; sent " + std::to_string(wire) + " bytes on the wire (" + std::to_string(raw) +
+                        " bytes of records)";
+           return o;
+         }},
+        {"finish", "Mark the item protected", 1,
+         [](JobContext& c) {
+           STEP_CHECK(SaveItem(c, [](ItemRecord& it) {
+             it.state = "Protected";
+             it.failover = nullptr;
+             it.active_job = 0;
+           }));
+           return StepOutcome::Done();
+         }},
+    };
+  }
+  std::vector<StepDef> UndoSteps(const json&) const override {
+    return {{"stop-reverse-link", "Stop the reverse replication", 1,
+             [](JobContext& c) {
+               STEP_ASSIGN(ItemRecord it, LoadItem(c));
+               if (!c.data().contains("orig_source") || it.source_node == c.data()["orig_source"].get<int64_t>()) {
+                 return StepOutcome::Done("nothing to stop");
+               }
+               STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
+               for (const json& d : it.disks) {
+                 auto r = src.Post("/v1/volumes/" + d["volume"].get<std::string>() + "/link/stop");
+                 if (!r.ok() && !IsCode(r.status(), Code::kNotFound) && !IsCode(r.status(), Code::kFailedPrecondition)) {
+                   return FromError(r.status());
+                 }
+               }
+               return StepOutcome::Done();
+             }},
+            {"finish-undo", "Return the item to Committed", 1, [](JobContext& c) {
+               // Back to the committed item's direction; the prepared replicas and the seeds
+               // stay for the next reprotect.
+               int64_t orig = c.data().value("orig_source", int64_t{0});
+               STEP_CHECK(SaveItem(c, [&](ItemRecord& it) {
+                 if (orig != 0 && it.source_node != orig) {
+                   std::swap(it.source_node, it.target_node);
+                   std::swap(it.source_site, it.target_site);
+                   it.direction = it.direction == "forward" ? "reverse" : "forward";
+                 }
+                 it.state = "Committed";
+                 it.active_job = 0;
+               }));
+               return StepOutcome::Done("the recovered machine keeps running unprotected; reprotect again");
+             }}};
+  }
+};
+
+}  // namespace
+
+void RegisterProtectWorkflows(JobEngine& engine) {
+  engine.Register("enable", std::make_unique<EnableWorkflow>());
+  engine.Register("disable", std::make_unique<DisableWorkflow>());
+  engine.Register("update", std::make_unique<UpdateWorkflow>());
+  engine.Register("reprotect", std::make_unique<ReprotectWorkflow>());
+}
+
+}  // namespace ferry::control

@@ -1,0 +1,290 @@
+// Node: the replica commands (target role): prepare, points, views, overlays, commit,
+// promote and removal.
+#include <spdlog/spdlog.h>
+
+#include "journal/overlay.h"
+#include "journal/points.h"
+#include "node/node_internal.h"
+#include "nbd/splitter_export.h"
+#include "node/promotion.h"
+
+namespace ferry::node {
+
+namespace {
+
+// The name the replica is known by on this node (as the source named it), or its id.
+std::string NameOf(const link::ReplicaStore& store, const std::shared_ptr<journal::Replica>& r) {
+  for (const auto& e : store.List()) {
+    if (e.replica == r) return e.name;
+  }
+  return journal::IdToHex(r->volume_id());
+}
+
+}  // namespace
+
+Result<json> Node::PrepareReplica(const std::string& name, const std::string& volume_id,
+                                  const std::string& history_id, uint64_t size,
+                                  uint32_t block_size, uint64_t first_seq, const std::string& seed) {
+  if (!ValidName(name)) return InvalidArgument("replica name '" + name + "': use letters, digits, '-', '_' and '.'");
+  journal::CreateParams p;
+  if (!journal::IdFromHex(volume_id, &p.volume_id)) return InvalidArgument("volume_id: give 32 hex digits");
+  try {
+    size_t used = 0;
+    p.history_id = std::stoull(history_id, &used, 16);
+    if (used != history_id.size() || history_id.size() > 16) throw std::invalid_argument("x");
+  } catch (const std::exception&) {
+    return InvalidArgument("history_id: give up to 16 hex digits");
+  }
+  if (first_seq == 0) return InvalidArgument("first_seq: the source's next seq (its log_last_seq + 1)");
+  if (!seed.empty() && seed[0] != '/') return InvalidArgument("seed: give an absolute path");
+  p.size = size;
+  p.block_size = block_size;
+  p.first_seq = first_seq;
+  p.seed_path = seed;
+  ASSIGN_OR_RETURN(auto r, replicas_.Prepare(name, p));
+  return json{{"name", name}, {"volume_id", volume_id}, {"seeded", !seed.empty()},
+              {"initial_sync", r->GetInitialSync().running}};
+}
+
+Result<json> Node::ListPoints(const std::string& replica, const std::string& kind, size_t limit,
+                              uint64_t before_seq) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  journal::PointFilter f;
+  f.limit = limit;
+  f.before_seq = before_seq;
+  if (!kind.empty()) {
+    journal::MarkerKind k;
+    if (!journal::ParseMarkerKind(kind, &k)) {
+      return InvalidArgument("kind '" + kind + "': use crash-consistent, app-consistent or group-consistent");
+    }
+    f.kind = k;
+  }
+  ASSIGN_OR_RETURN(auto page, r->ListPoints(f));
+  json points = json::array();
+  for (const auto& p : page.points) {
+    points.push_back({{"seq", p.seq},
+                      {"time", FormatTime(p.timestamp_ns)},
+                      {"kind", std::string(journal::MarkerKindName(p.marker.kind))},
+                      {"label", p.marker.label}});
+  }
+  return json{{"points", points}, {"next_token", page.next_token}};
+}
+
+Result<json> Node::OpenView(const std::string& replica, const std::string& point) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  ASSIGN_OR_RETURN(auto spec, journal::PointSpec::Parse(point.empty() ? "latest" : point));
+  ASSIGN_OR_RETURN(auto p, r->ResolvePoint(spec));
+  const std::string name = replica + "@" + std::to_string(p.seq);
+  // Opening through the catalog keeps the view for the NBD clients that come.
+  ASSIGN_OR_RETURN(auto e, catalog_->Find(name));
+  (void)e;
+  return json{{"export", name}, {"seq", p.seq}, {"time", FormatTime(p.timestamp_ns)},
+              {"uri", ExportUri(name)}};
+}
+
+Result<json> Node::CreateOverlay(const std::string& replica, const std::string& overlay,
+                                 const std::string& point) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  ASSIGN_OR_RETURN(auto spec, journal::PointSpec::Parse(point.empty() ? "latest" : point));
+  ASSIGN_OR_RETURN(auto p, r->ResolvePoint(spec));
+  ASSIGN_OR_RETURN(auto o, r->CreateOverlay(overlay, p.seq));
+  (void)o;
+  const std::string name = replica + "/overlay/" + overlay;
+  return json{{"export", name}, {"seq", p.seq}, {"uri", ExportUri(name)}};
+}
+
+Status Node::DiscardOverlay(const std::string& replica, const std::string& overlay) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  return r->DiscardOverlay(overlay);
+}
+
+Status Node::CommitOverlay(const std::string& replica, const std::string& overlay) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  return r->StartCommit(overlay);
+}
+
+Status Node::RemoveReplicaFiles(const std::string& volume_id) {
+  // The files first: a source that reconnects from now on gets a fresh replica, never this one.
+  Status s = replicas_.Remove(volume_id);
+  receiver_.Close(volume_id);
+  return s;
+}
+
+Status Node::DeleteReplica(const std::string& replica, bool force) {
+  std::lock_guard pl(promote_mu_);
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  const std::string id = journal::IdToHex(r->volume_id());
+  std::vector<std::string> in_use;
+  std::string names;
+  for (const std::string& name : r->ListOverlays()) {
+    auto o = r->GetOverlay(name);
+    if (!o.ok() || (*o)->state() == journal::OverlayState::kCommitted) continue;
+    in_use.push_back(name);
+    names += (names.empty() ? "" : ", ") + name + " (" +
+             std::string(journal::OverlayStateName((*o)->state())) + ")";
+  }
+  if (!in_use.empty() && !force) {
+    return FailedPrecondition("replica " + replica + " has overlays in use: " + names +
+                              "; discard them first, or delete the replica with force=true");
+  }
+  // Active overlays are discarded; a committing one goes with the files (its commit ends
+  // when the last user lets go of the replica).
+  for (const std::string& name : in_use) (void)r->DiscardOverlay(name);
+  RETURN_IF_ERROR(RemoveReplicaFiles(id));
+  catalog_->ForgetReplica(id, nullptr);
+  spdlog::info("replica {} ({}) deleted{}", replica, id, in_use.empty() ? "" : " with its overlays " + names);
+  return Status::Ok();
+}
+
+// The steps on disk and their crash states are in node/promotion.h. Around them, for the NBD
+// sessions of the overlay:
+//   1. the sessions' shared export is held: calls wait from here on, and new sessions for
+//      the overlay's names get the same export (BeginAliases);
+//   2. the overlay is flushed: every write answered is in the image;
+//   3. Stage, Commit (the commit point), Finish: the image is the volume's disk, the
+//      replica is gone;
+//   4. the volume opens; the held export switches to its splitter and is released: the
+//      waiting calls run on the splitter, and are captured.
+// An error before the commit point releases the export on the overlay (nothing changed); an
+// error after it makes the sessions' calls fail until a retry (or a restart) finishes.
+Result<json> Node::Promote(const std::string& replica, const std::string& name, const std::string& disk) {
+  if (!ValidName(name)) {
+    return InvalidArgument("volume '" + name + "': use 1 to 128 letters, digits, '-', '_' or '.', "
+                           "not starting with '.'");
+  }
+  if (!disk.empty() && (disk[0] != '/' || disk.back() == '/')) {
+    return InvalidArgument("disk '" + disk + "': give an absolute file path, or none");
+  }
+  std::lock_guard pl(promote_mu_);
+  Env* env = Env::Posix();
+  const std::string volumes_root = JoinPath(config_.data_dir, "volumes");
+  Promotion promotion(env, volumes_root, [this](const std::string& id) { return RemoveReplicaFiles(id); });
+  auto from_this = [&](const json& from) {
+    return from.is_object() &&
+           (from.value("replica", "") == replica || from.value("volume_id", "") == replica);
+  };
+  if (auto v = FindVolume(name); v.ok()) {
+    std::lock_guard l(mu_);
+    // A retry whose answer was lost: the same result.
+    if (from_this((*v)->promoted_from)) return VolumeJson(**v, SystemClock::Default()->NowNanos());
+    return AlreadyExists("volume " + name + " exists on node " + config_.name + "; choose another name");
+  }
+  auto found = replicas_.Find(replica);
+  if (!found.ok()) {
+    std::lock_guard l(mu_);
+    for (const auto& [n, v] : volumes_) {
+      if (from_this(v->promoted_from)) {
+        return AlreadyExists("replica " + replica + " was promoted to volume " + n + " already");
+      }
+    }
+    if (env->Exists(JoinPath(promotion.VolumeDir(name), "volume.json"))) {
+      return FailedPrecondition("a promote to volume " + name + " stopped part way; restart the "
+                                "node to finish it");
+    }
+    return found.status();
+  }
+  const std::shared_ptr<journal::Replica> r = *found;
+  const std::string id = journal::IdToHex(r->volume_id());
+  const std::string rname = NameOf(replicas_, r);
+  if (auto other = replicas_.Find(name); other.ok() && *other != r) {
+    return AlreadyExists(name + " names another replica on this node; choose another volume name");
+  }
+  if (!r->committed()) {
+    const journal::CommitProgress p = r->GetCommitProgress();
+    if (p.running) {
+      return FailedPrecondition("the commit of overlay " + p.overlay + " is still running (" +
+                                fmt::format("{:.1f}", Percent(p.blocks_done, p.blocks_total)) +
+                                "% done); retry promote when it is done");
+    }
+    if (!p.status.ok()) {
+      return FailedPrecondition("the commit of overlay " + p.overlay + " failed: " +
+                                p.status.ToString() + "; commit it again, then promote");
+    }
+    return FailedPrecondition("replica " + replica + " is not committed: commit an overlay first "
+                              "(POST /v1/replicas/" + replica + "/overlays/NAME/commit), then promote");
+  }
+  std::shared_ptr<journal::Overlay> overlay;
+  for (const std::string& o : r->ListOverlays()) {
+    auto got = r->GetOverlay(o);
+    if (got.ok() && (*got)->state() == journal::OverlayState::kCommitted) overlay = *got;
+  }
+  if (!overlay) return Internal("replica " + replica + " is committed but has no committed overlay");
+
+  ASSIGN_OR_RETURN(std::string pending, promotion.Pending(name));
+  const std::string target = disk.empty() ? JoinPath(promotion.VolumeDir(name), "disk.img") : disk;
+  if (pending.empty()) {
+    if (env->Exists(promotion.VolumeDir(name))) {
+      return AlreadyExists(promotion.VolumeDir(name) + " exists (what a removed volume left?); "
+                           "move it away or choose another name");
+    }
+    if (!disk.empty()) {
+      if (env->Exists(disk)) {
+        return AlreadyExists("disk " + disk + " exists; promote does not overwrite a file: "
+                             "remove it or give another path");
+      }
+      if (!env->Exists(DirName(disk))) {
+        return InvalidArgument("disk " + disk + ": the directory " + DirName(disk) + " does not exist");
+      }
+    }
+    RETURN_IF_ERROR(promotion.CheckRename(DirName(overlay->data_path()),
+                                          disk.empty() ? volumes_root : DirName(disk)));
+  } else if (pending != id) {
+    return AlreadyExists("volume " + name + " holds an unfinished promote of another replica; "
+                         "restart the node to finish it");
+  }
+
+  std::vector<std::string> aliases = {rname + "/overlay/" + overlay->name()};
+  if (rname != id) aliases.push_back(id + "/overlay/" + overlay->name());
+  ASSIGN_OR_RETURN(auto sessions, catalog_->OverlayExport(r, overlay->name()));
+  catalog_->BeginAliases(aliases, sessions);
+  auto hold = sessions->Hold();
+  Status s = overlay->Flush();
+  if (s.ok() && pending.empty()) {
+    Volume v;
+    v.name = name;
+    v.disk = target;
+    v.aliases = aliases;
+    v.promoted_from = {{"replica", rname}, {"volume_id", id}, {"overlay", overlay->name()}};
+    PromotePlan plan;
+    plan.name = name;
+    plan.image = overlay->data_path();
+    plan.replica_id = id;
+    plan.size = r->size();
+    plan.block_size = r->block_size();
+    plan.settings = VolumeSettings(v);
+    s = promotion.Stage(plan);
+    if (s.ok()) s = promotion.Commit(name);
+  }
+  if (!s.ok()) {
+    hold.unlock();
+    catalog_->EndAliases(aliases);
+    return s.WithContext("promote of replica " + replica + " (nothing changed)");
+  }
+  // Past the commit point.
+  s = promotion.Finish(name);
+  if (s.ok()) s = OpenVolume(name);
+  std::shared_ptr<Volume> vol;
+  if (s.ok()) {
+    auto v = FindVolume(name);
+    s = v.status();
+    if (v.ok()) vol = *v;
+  }
+  if (!s.ok()) {
+    (void)sessions->Replace(std::make_shared<nbd::UnavailableExport>(
+                                sessions->size(), "promote to volume " + name +
+                                                      " stopped part way; it finishes on retry or restart"),
+                            hold);
+    return s.WithContext("promote of replica " + replica + " to volume " + name +
+                         " passed its commit point; retry it, or restart the node, to finish");
+  }
+  (void)sessions->Replace(std::make_shared<nbd::SplitterExport>(vol->splitter), hold);
+  hold.unlock();
+  catalog_->EndAliases(aliases);
+  catalog_->ForgetReplica(id, sessions.get());
+  spdlog::info("replica {} promoted to volume {} (disk {}); NBD name {} now serves the volume",
+               rname, name, target, aliases[0]);
+  std::lock_guard l(mu_);
+  return VolumeJson(*vol, SystemClock::Default()->NowNanos());
+}
+
+}  // namespace ferry::node
