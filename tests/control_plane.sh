@@ -35,9 +35,10 @@ start_server() {
   server_pid=$!
   for _ in $(seq 200); do
     curl -sf "http://127.0.0.1:$server_port/api/v1/health" >/dev/null 2>&1 && return 0
+    # With crash points set, a resumed job may kill the server before it answers.
+    if ! kill -0 "$server_pid" 2>/dev/null && [[ $* == *FERRY_CRASH_AT* ]]; then return 0; fi
     sleep 0.05
   done
-  show_logs
   fail "ferry server did not start"
 }
 start_server
@@ -151,15 +152,82 @@ wait_job "$job"
 [[ $(ok GET '/items/item-1/recovery-points?limit=5' | json 'len(j["items"])') -ge 1 ]] ||
   fail "no recovery points listed: $(ok GET /items/item-1/recovery-points)"
 
-echo "== failover with --shutdown-source; the server is killed -9 inside the job"
+# crashing_job TYPE STEPS METHOD PATH BODY: runs an operation with the server killed -9 at the
+# start and at the end of every step of its job (crash points, base/crash_point.h); each time
+# the server is restarted and the job must go on from where it was, and finish.
+crashing_job() {
+  local type=$1 steps=$2 method=$3 path=$4 body=$5 points=() p fired job="" crashes=0 state
+  for p in $steps; do points+=("job.$type.$p" "job.$type.$p.done"); done
+  stop_server
+  start_server "FERRY_CRASH_AT=$(IFS=,; echo "${points[*]}")"
+  # Straight to the server: the proxy would report the answers cut by the kills.
+  local direct=(-sS -H "Authorization: Bearer $stoken" -H 'Content-Type: application/json')
+  job=$(curl "${direct[@]}" -X "$method" --data "$body" "http://127.0.0.1:$server_port/api/v1$path" 2>/dev/null |
+        json 'j["job"]["id"]' 2>/dev/null || true)
+  while :; do
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+    fired=$(grep -o 'crash point [^ ]*' "$work/server.log" | tail -1 | cut -d' ' -f3 || true)
+    [[ -n $fired ]] || fail "the server exited without a crash point"
+    crashes=$((crashes + 1))
+    local rest=()
+    for p in "${points[@]}"; do [[ $p == "$fired" ]] || rest+=("$p"); done
+    points=("${rest[@]}")
+    sed -i "s/crash point $fired\$/(crashed at $fired)/" "$work/server.log"
+    start_server "FERRY_CRASH_AT=$(IFS=,; echo "${points[*]}")"
+    # The POST's answer may have been cut by the first kill: the job is the item's newest.
+    [[ -n $job ]] || job=$(curl "${direct[@]}" "http://127.0.0.1:$server_port/api/v1/jobs?item=item-1&limit=1" |
+                           json 'j["items"][0]["id"]')
+    # The server lives until the job's next crash point, or for good once the job is done.
+    state=""
+    for _ in $(seq 600); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      state=$(curl "${direct[@]}" "http://127.0.0.1:$server_port/api/v1/jobs/$job" 2>/dev/null | json 'j["state"]' 2>/dev/null || true)
+      case $state in Succeeded | Failed | Cancelled) break ;; esac
+      sleep 0.1
+    done
+    case $state in Succeeded | Failed | Cancelled) break ;; esac
+  done
+  wait_job "$job"
+  echo "   $type: the server was killed -9 $crashes times inside $job (before and after every step); it finished"
+  ((crashes == 2 * $(wc -w <<<"$steps"))) || fail "$crashes crash points fired for $type, want $((2 * $(wc -w <<<"$steps")))"
+}
+
+echo "== cancel: a failover waiting for an unreachable target, and a planned failover waiting for its last writes"
+kill9_node b
+job=$(ok POST /items/item-1/failover '{"point": "latest"}' | job_of)
+for _ in $(seq 100); do
+  [[ $(ok GET "/jobs/$job" | json 'j["steps"][0]["message"]') == *"trying again"* ]] && break
+  sleep 0.1
+done
+ok POST "/jobs/$job/cancel" '{}' >/dev/null
+wait_job "$job" Cancelled
+[[ $(item_state) == Protected ]] || fail "item is $(item_state) after a cancelled failover"
+start_node b
+api a POST /v1/volumes/web1.disk0/link/pause >/dev/null
+job=$(ok POST /items/item-1/failover '{"planned": true}' | job_of)
+for _ in $(seq 100); do
+  [[ $(ok GET "/jobs/$job" | json '[s["state"] for s in j["steps"] if s["name"]=="sync-final"][0]') == InProgress ]] && break
+  sleep 0.1
+done
+ok POST "/jobs/$job/cancel" '{}' >/dev/null
+wait_job "$job" Cancelled
+[[ $(item_state) == Protected ]] || fail "item is $(item_state) after a cancelled planned failover"
+[[ $(ok GET "/jobs/$job" | json '",".join(s["name"] for s in j["steps"] if s["phase"]=="undo")') == \
+   "discard-overlays,unfence-source,resume-replication,finish-undo" ]] || fail "undo steps: $(ok GET "/jobs/$job")"
+qemu-io -f raw -c 'write -P 0x11 0 4M' "$src" >/dev/null || fail "the source refuses writes after the cancel"
+seq=$(api a POST /v1/volumes/web1.disk0/markers '{"label": "after-cancel"}' | json 'j["seq"]')
+for _ in $(seq 300); do
+  acked=$(api a GET /v1/status | json "[v for v in j['volumes'] if v['name']=='web1.disk0'][0]['link']['acked_seq']")
+  ((acked >= seq)) && break
+  sleep 0.1
+done
+((acked >= seq)) || fail "replication did not resume after the cancelled failover"
+
+echo "== failover with --shutdown-source; the server is killed -9 at every step"
 qemu-io -f raw -c 'write -P 0x22 4M 4M' "$src" >/dev/null || fail "second write"
-stop_server
-start_server FERRY_CRASH_AT=job.failover.create-overlays
-job=$(ok POST /items/item-1/failover '{"point": "latest", "shutdown_source": true}' | job_of)
-wait "$server_pid" 2>/dev/null || true
-server_pid=
-start_server
-wait_job "$job"
+crashing_job failover "preflight shutdown-source sync-final pause-replication resolve-point create-overlays finish" \
+  POST /items/item-1/failover '{"point": "latest", "shutdown_source": true}'
 [[ $(item_state) == FailedOver ]] || fail "item is $(item_state) after failover"
 if qemu-io -f raw -c 'write -P 0x99 0 4096' "$src" >/dev/null 2>&1; then fail "the shut-down source took a write"; fi
 furi=$(ok GET /items/item-1 | json 'list(j["failover"]["uris"].values())[0]')
@@ -171,8 +239,8 @@ job=$(ok POST /items/item-1/commit '{}' | job_of)
 wait_job "$job"
 [[ $(item_state) == Committed ]] || fail "item is $(item_state) after commit"
 qemu-io -f raw -c 'write -P 0x33 8M 1M' "$furi" >/dev/null || fail "write at the recovery site"
-job=$(ok POST /items/item-1/reprotect '{}' | job_of)
-wait_job "$job"
+crashing_job reprotect "preflight promote prepare-target swap protect sync finish" POST /items/item-1/reprotect '{}'
+job=$(ok GET '/jobs?item=item-1&limit=1' | json 'j["items"][0]["id"]')
 [[ $(item_state) == Protected ]] || fail "item is $(item_state) after reprotect"
 [[ $(ok GET /items/item-1 | json 'j["direction"]') == reverse ]] || fail "direction not reversed"
 wire=$(ok GET "/jobs/$job" | json '[s for s in j["steps"] if s["name"]=="sync"][0]["message"]')
@@ -182,14 +250,14 @@ sent=$(sed -E 's/.*sent ([0-9]+) bytes on the wire.*/\1/' <<<"$wire")
 
 echo "== failback (planned, zero data loss), commit, reprotect forward"
 qemu-io -f raw -c 'write -P 0x44 9M 1M' "$furi" >/dev/null || fail "write at the recovery site after reprotect"
-job=$(ok POST /items/item-1/failover '{"planned": true}' | job_of)
-wait_job "$job"
+crashing_job failover "preflight shutdown-source sync-final pause-replication resolve-point create-overlays finish" \
+  POST /items/item-1/failover '{"planned": true}'
 [[ $(ok GET /items/item-1 | json 'j["active_site"]') == primary ]] || fail "failback did not return to primary"
 buri=$(ok GET /items/item-1 | json 'list(j["failover"]["uris"].values())[0]')
 qemu-io -r -f raw -c 'read -P 0x11 0 4M' -c 'read -P 0x22 4M 4M' -c 'read -P 0x33 8M 1M' -c 'read -P 0x44 9M 1M' \
   "$buri" >/dev/null || fail "failback lost data written at the recovery site"
-job=$(ok POST /items/item-1/commit '{}' | job_of)
-wait_job "$job"
+crashing_job commit "stop-replication commit wait-commit finish" POST /items/item-1/commit '{}'
+
 job=$(ok POST /items/item-1/reprotect '{}' | job_of)
 wait_job "$job"
 [[ $(ok GET /items/item-1 | json 'j["direction"] + " " + j["state"]') == "forward Protected" ]] ||
@@ -199,6 +267,25 @@ echo "== disable"
 job=$(ok DELETE /items/item-1 | job_of)
 wait_job "$job"
 [[ $(item_state) == Disabled ]] || fail "item is $(item_state) after disable"
+
+echo "== the CLI: protect again, test failover, failover, commit, with exit codes"
+export FERRY_SERVER=$url FERRY_TOKEN=$stoken FERRY_CONFIG=/dev/null
+cli() { "$ferry" "$@" >"$work/cli.out" 2>&1; }
+cli_rc() { local rc=0; cli "$@" || rc=$?; echo $rc; }
+cli protect web1 --target-site recovery --policy fast --wait || fail "ferry protect: $(cat "$work/cli.out")"
+item=$("$ferry" item list --output json | json '[i["id"] for i in j if i["state"] != "Disabled"][0]' 2>/dev/null ||
+       "$ferry" item list --output json | json '[i["id"] for i in j["items"] if i["state"] != "Disabled"][0]')
+[[ $(cli_rc commit "$item") == 4 ]] || fail "ferry commit on a protected item: want exit 4: $(cat "$work/cli.out")"
+[[ $(cli_rc item show item-999) == 3 ]] || fail "ferry item show of an unknown item: want exit 3: $(cat "$work/cli.out")"
+[[ $(FERRY_TOKEN=wrong cli_rc item list) == 7 ]] || fail "a wrong token: want exit 7: $(cat "$work/cli.out")"
+sleep 2
+cli test-failover "$item" --point latest --wait || fail "ferry test-failover: $(cat "$work/cli.out")"
+cli cleanup-test-failover "$item" --notes cli --wait || fail "ferry cleanup-test-failover: $(cat "$work/cli.out")"
+cli failover "$item" --point latest --wait || fail "ferry failover: $(cat "$work/cli.out")"
+cli commit "$item" --wait || fail "ferry commit: $(cat "$work/cli.out")"
+[[ $("$ferry" item show "$item" --output json | json 'j["state"]') == Committed ]] || fail "ferry item show: not Committed"
+cli job list --item "$item" || fail "ferry job list: $(cat "$work/cli.out")"
+grep -q commit "$work/cli.out" || fail "ferry job list does not show the commit: $(cat "$work/cli.out")"
 
 echo "== every exchange matched the OpenAPI document"
 if [[ -s $work/openapi.report ]]; then

@@ -11,7 +11,20 @@
 #      target is back the link resyncs those blocks and the target equals the source again;
 #   5. scan capture: a disk the machine writes directly is read and compared each cycle; only
 #      changed chunks travel, and the target's point at each cycle equals the disk;
-#   6. bad requests get clear errors.
+#   6. bad requests get clear errors;
+#   7. promote after a failover (overlay, commit): a writer connected to the overlay's export
+#      keeps writing through it, now into the new capture volume's splitter; reprotected
+#      toward the old source node (a replica seeded from the disk left there), the writes
+#      reach it and its point equals the volume;
+#   8. kill -9 of the target node as the promote request is sent, as soon as the volume's
+#      directory appears (its commit point) and right after it answered: after the restart
+#      the promote is either undone or done, promote again succeeds, the overlay's export
+#      name serves the volume, and the disk equals the committed overlay (the crash after
+#      each single step is src/node/promotion_test.cc);
+#   9. fence: writes fail (EPERM) and reads work, the fence marker reaches the target, the
+#      fence survives a restart, unfence allows writes again;
+#  10. DELETE of a replica refuses overlays in use unless forced; a source that reconnects
+#      afterwards gets a fresh replica, and the node keeps running.
 # Usage: node_features.sh FERRY_BINARY
 set -euo pipefail
 ferry=$(realpath "$1")
@@ -30,12 +43,20 @@ for v in disk0 disk1 disk2; do
   api a POST /v1/volumes "{\"name\": \"$v\", \"disk\": \"$work/$v.img\"}" >/dev/null
 done
 uri() { echo "nbd+unix:///$1?socket=$work/$2.sock"; }
-replica_ready() {  # replica_ready NAME: the target finished its initial sync
+replica_ready() {  # replica_ready NAME [NODE]: the target (b) finished its initial sync
   for _ in $(seq 600); do
-    api b GET /v1/status | json "any(r['name']=='$1' and not r['initial_sync']['running'] for r in j['replicas'])" | grep -q True && return 0
+    api "${2:-b}" GET /v1/status | json "any(r['name']=='$1' and not r['initial_sync']['running'] for r in j['replicas'])" | grep -q True && return 0
     sleep 0.05
   done
   fail "initial sync of $1 did not finish"
+}
+expect_on() {  # expect_on NODE CODE TEXT METHOD PATH [BODY]
+  local n=$1 want=$2 text=$3 method=$4 path=$5 body=${6:-}
+  local out
+  out=$(curl -sS -X "$method" -H "Authorization: Bearer $token" ${body:+--data "$body"} -w '\n%{http_code}' \
+        "http://127.0.0.1:${api_port[$n]}$path")
+  [[ ${out##*$'\n'} == "$want" ]] || fail "$method $path on node $n: expected HTTP $want, got: $out"
+  [[ $out == *"$text"* ]] || fail "$method $path on node $n: expected '$text' in: $out"
 }
 events_with() { api a GET /v1/events | json "sum(1 for e in j['events'] if '$1' in e['message'])"; }
 
@@ -169,14 +190,7 @@ if qemu-img info "$(uri scan0 a)" >/dev/null 2>&1; then fail "a scan volume must
 echo "scan capture: first cycle synced the disk, the next sent only the 16 changed chunks; target equals disk"
 
 # 6. Bad requests.
-expect_http() {  # expect_http CODE TEXT METHOD PATH [BODY]
-  local want=$1 text=$2 method=$3 path=$4 body=${5:-}
-  local out
-  out=$(curl -sS -X "$method" -H "Authorization: Bearer $token" ${body:+--data "$body"} -w '\n%{http_code}' \
-        "http://127.0.0.1:${api_port[a]}$path")
-  [[ ${out##*$'\n'} == "$want" ]] || fail "$method $path: expected HTTP $want, got: $out"
-  [[ $out == *"$text"* ]] || fail "$method $path: expected '$text' in: $out"
-}
+expect_http() { expect_on a "$@"; }  # expect_http CODE TEXT METHOD PATH [BODY]
 expect_http 404 "no capture volume 'nope'" POST /v1/volumes/nope/markers '{}'
 expect_http 400 "mode 'fast'" POST /v1/volumes/disk2/protect "{\"target\": \"127.0.0.1:1\", \"mode\": \"fast\"}"
 expect_http 409 "already protected" POST /v1/volumes/disk2/protect "{\"target\": \"127.0.0.1:1\"}"
@@ -186,4 +200,172 @@ expect_http 409 "stop its link first" DELETE /v1/volumes/disk2
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${api_port[a]}/v1/status")
 [[ $code == 401 ]] || fail "a request without the token got HTTP $code"
 echo "errors: clear messages and codes"
+
+# Helpers for the failover cycle: FIELD of volume or replica NAME in node N's status.
+vol_field() { api "$1" GET /v1/status | json "[v for v in j['volumes'] if v['name']=='$2'][0]$3"; }
+rep_field() { api "$1" GET /v1/status | json "[r for r in j['replicas'] if r['name']=='$2'][0]$3"; }
+commit_done() {  # commit_done NODE REPLICA
+  for _ in $(seq 400); do
+    [[ $(rep_field "$1" "$2" "['commit']['state']") == done ]] && return 0
+    sleep 0.05
+  done
+  fail "the commit of $2 did not finish: $(rep_field "$1" "$2" "['commit']")"
+}
+wait_acked_on() {  # wait_acked_on NODE VOLUME SEQ: the node's link of VOLUME has SEQ at its target
+  local acked=0
+  for _ in $(seq 1200); do
+    acked=$(vol_field "$1" "$2" "['link']['acked_seq']")
+    ((acked >= $3)) && return 0
+    sleep 0.05
+  done
+  fail "seq $3 of $2 on node $1 not acknowledged within 60 s (acked $acked)"
+}
+# failed_over VOLUME SIZE: VOLUME on node a with data, replicated to b, its link stopped (the
+# source is gone), an overlay "fo" on b at the last marker; prints that marker's seq.
+failed_over() {
+  truncate -s "$2" "$work/$1.img"
+  api a POST /v1/volumes "{\"name\": \"$1\", \"disk\": \"$work/$1.img\"}" >/dev/null
+  api a POST "/v1/volumes/$1/protect" "{\"target\": \"127.0.0.1:${link_port[b]}\"}" >/dev/null
+  replica_ready "$1"
+  "$py" "$here/tools/numbered_writer.py" "$(uri "$1" a)" 1024 21 "$work/$1-src.log" 200 || fail "writer on $1"
+  local seq
+  seq=$(mark before-failover "$1")
+  wait_acked "$seq" "$1"
+  api a POST "/v1/volumes/$1/link/stop" >/dev/null
+  api b POST "/v1/replicas/$1/overlays" "{\"name\": \"fo\", \"point\": \"$seq\"}" >/dev/null
+  echo "$seq"
+}
+
+# 7. Promote after a failover: the machine writes through the overlay all along.
+failover_started=$SECONDS
+failed_over pv0 32M >/dev/null
+expect_on b 409 "commit an overlay first" POST /v1/replicas/pv0/promote '{"volume": "pv0"}'
+: >"$work/fo-writes.log"
+"$py" "$here/tools/numbered_writer.py" "$(uri pv0/overlay/fo b)" 1024 22 "$work/fo-writes.log" 2>"$work/fo-writer.err" &
+writer=$!
+sleep 0.3
+api b POST /v1/replicas/pv0/overlays/fo/commit >/dev/null
+commit_done b pv0
+[[ $(rep_field b pv0 "['overlays'][0]['state']") == committed ]] || fail "overlay not committed: $(rep_field b pv0 "")"
+old_id=$(vol_field a pv0 "['volume_id']")
+before=$(wc -l <"$work/fo-writes.log")
+promoted=$(api b POST /v1/replicas/pv0/promote '{"volume": "pv0"}')
+new_id=$(echo "$promoted" | json 'j["volume_id"]')
+[[ $new_id != "$old_id" ]] || fail "the promoted volume kept the old volume id"
+echo "$promoted" | json 'j["aliases"]' | grep -q "pv0/overlay/fo" || fail "no alias: $promoted"
+sleep 0.5
+kill -0 "$writer" 2>/dev/null || fail "the overlay's writer stopped at the promote: $(cat "$work/fo-writer.err")"
+after=$(wc -l <"$work/fo-writes.log")
+((after > before)) || fail "no write answered through the overlay's export after the promote"
+logged=$(vol_field b pv0 "['log_last_seq']")
+((logged > 0)) || fail "writes after the promote were not captured by the volume's splitter"
+[[ -z $(api b GET /v1/status | json "[r['name'] for r in j['replicas'] if r['name']=='pv0'] or ''") ]] ||
+  fail "the replica is still there after the promote"
+# Reprotect toward node a: the disk left there seeds the replica.
+api a DELETE /v1/volumes/pv0 >/dev/null
+st=$(api b GET /v1/status | json "json.dumps([v for v in j['volumes'] if v['name']=='pv0'][0])")
+api a POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'pv0', 'volume_id': j['volume_id'],
+  'history_id': j['history_id'], 'size': j['size'], 'first_seq': j['log_last_seq'] + 1, 'seed': '$work/pv0.img'})")" >/dev/null
+api b POST /v1/volumes/pv0/protect "{\"target\": \"127.0.0.1:${link_port[a]}\"}" >/dev/null
+replica_ready pv0 a
+sleep 0.3
+kill -TERM "$writer"; wait "$writer" 2>/dev/null || true
+writer=
+seq=$(api b POST /v1/volumes/pv0/markers '{"label": "reprotected"}' | json 'j["seq"]')
+wait_acked_on b pv0 "$seq"
+api a POST /v1/replicas/pv0/views "{\"point\": \"$seq\"}" >/dev/null
+"$py" "$here/tools/numbered_writer.py" check "$(uri "pv0@$seq" a)" 1024 22 "$work/fo-writes.log" >"$work/check.log" 2>&1 ||
+  fail "writes through the overlay (before and after the promote) missing at the new target: $(cat "$work/check.log")"
+qemu-img compare -f raw -F raw "$(uri pv0 b)" "$(uri "pv0@$seq" a)" >"$work/compare.log" 2>&1 ||
+  fail "the reprotected replica differs from the promoted volume: $(cat "$work/compare.log")"
+echo "promote: $before writes before, $((after - before))+ after through the same connection, captured;" \
+     "reprotected to node a, which holds all $(wc -l <"$work/fo-writes.log") and equals the volume ($((SECONDS - failover_started)) s)"
+
+# 8. kill -9 of node b during or right after a promote.
+t=$SECONDS
+for point in sent committed answered; do
+  v=pk-$point
+  failed_over "$v" 16M >/dev/null
+  "$py" "$here/tools/numbered_writer.py" "$(uri "$v/overlay/fo" b)" 1024 23 "$work/$v-fo.log" 100 || fail "writer on the overlay"
+  api b POST "/v1/replicas/$v/overlays/fo/commit" >/dev/null
+  commit_done b "$v"
+  qemu-img convert -f raw -O raw "$(uri "$v/overlay/fo" b)" "$work/$v-expected.img" || fail "reading the overlay"
+  curl -sS -X POST -H "Authorization: Bearer $token" --data "{\"volume\": \"$v\", \"disk\": \"$work/$v-promoted.img\"}" \
+    "http://127.0.0.1:${api_port[b]}/v1/replicas/$v/promote" >/dev/null 2>&1 &
+  promoting=$!
+  case $point in
+    committed)  # no sleep: the promote takes milliseconds
+      for _ in $(seq 100000); do [[ -e $work/b-data/volumes/$v ]] && break; done ;;
+    answered) wait "$promoting" || true ;;
+  esac
+  kill9_node b
+  wait "$promoting" 2>/dev/null || true
+  log_lines=$(wc -l <"$work/b.log")
+  start_node b
+  recovered=$(tail -n +"$((log_lines + 1))" "$work/b.log" | grep -o 'interrupted [a-z]* its commit point: [a-z]*' || true)
+  if api b GET /v1/status | json "any(v['name']=='$v' for v in j['volumes'])" | grep -q True; then
+    state=after
+  elif [[ $(rep_field b "$v" "['commit']['state']") == done ]]; then
+    state=before
+  else
+    fail "after kill -9 during promote, neither the volume nor the committed replica of $v: $(api b GET /v1/status)"
+  fi
+  again=$(api b POST "/v1/replicas/$v/promote" "{\"volume\": \"$v\", \"disk\": \"$work/$v-promoted.img\"}")
+  [[ $(echo "$again" | json 'j["name"]') == "$v" ]] || fail "promote after the restart: $again"
+  qemu-img compare -f raw -F raw "$work/$v-expected.img" "$(uri "$v/overlay/fo" b)" >"$work/compare.log" 2>&1 ||
+    fail "the overlay's name does not serve the committed disk after kill -9 ($state): $(cat "$work/compare.log")"
+  cmp "$work/$v-expected.img" "$work/$v-promoted.img" || fail "the promoted disk differs from the committed overlay"
+  qemu-io -f raw -c 'write -P 0x5a 0 4k' "$(uri "$v/overlay/fo" b)" >"$work/qemu-io.log" 2>&1 ||
+    fail "writing through the alias: $(cat "$work/qemu-io.log")"
+  ((${#pid[@]} == 2)) || fail "a node died"
+  [[ $(vol_field b "$v" "['log_last_seq']") -ge 1 ]] || fail "a write through the alias was not captured"
+  echo "promote with kill -9 at $point: found $state${recovered:+ (promote $recovered)}, promote again succeeded, alias serves the committed disk ($((SECONDS - t)) s)"
+  t=$SECONDS
+done
+
+# 9. Fence.
+t=$SECONDS
+qemu-io -f raw -c 'write -P 0x11 0 64k' "$(uri disk2 a)" >"$work/qemu-io.log" 2>&1 || fail "write before the fence"
+fenced=$(api a POST /v1/volumes/disk2/fence)
+fseq=$(echo "$fenced" | json 'j["seq"]')
+[[ $(echo "$fenced" | json 'j["volume"]') == disk2 ]] || fail "fence answered: $fenced"
+qemu-io -f raw -c 'write -P 0x22 0 64k' "$(uri disk2 a)" >"$work/qemu-io.log" 2>&1 || true
+grep -q 'Operation not permitted' "$work/qemu-io.log" || fail "a write to a fenced volume did not fail with EPERM: $(cat "$work/qemu-io.log")"
+qemu-io -f raw -c 'read -P 0x11 0 64k' "$(uri disk2 a)" >"$work/qemu-io.log" 2>&1 || fail "read of a fenced volume"
+grep -q 'read 65536/65536' "$work/qemu-io.log" || fail "read of a fenced volume: $(cat "$work/qemu-io.log")"
+wait_acked "$fseq" disk2
+api b GET "/v1/replicas/disk2/points?limit=5" | json "[p['label'] for p in j['points'] if p['seq']==$fseq]" | grep -q fence ||
+  fail "the fence marker $fseq is not a point at the target"
+fseq2=$(api a POST /v1/volumes/disk2/fence | json 'j["seq"]')
+((fseq2 > fseq)) || fail "fencing again gave no new marker"
+kill9_node a
+start_node a
+[[ $(vol_field a disk2 "['fenced']") == True ]] || fail "the fence did not survive a restart"
+qemu-io -f raw -c 'write -P 0x22 0 64k' "$(uri disk2 a)" >"$work/qemu-io.log" 2>&1 || true
+grep -q 'Operation not permitted' "$work/qemu-io.log" || fail "a restarted node accepted a write to a fenced volume"
+api a POST /v1/volumes/disk2/unfence >/dev/null
+qemu-io -f raw -c 'write -P 0x22 0 64k' -c 'read -P 0x22 0 64k' "$(uri disk2 a)" >"$work/qemu-io.log" 2>&1 &&
+  ! grep -q 'failed' "$work/qemu-io.log" || fail "write after unfence: $(cat "$work/qemu-io.log")"
+[[ $(vol_field a disk2 "['fenced']") == False ]] || fail "still fenced after unfence"
+expect_on a 409 "scan-captured" POST /v1/volumes/scan0/fence "{}"
+expect_on a 404 "no capture volume" POST /v1/volumes/nope/fence "{}"
+echo "fence: writes refused with EPERM, reads work, marker $fseq at the target, survives restart, unfence writes again ($((SECONDS - t)) s)"
+
+# 10. DELETE of replicas.
+t=$SECONDS
+api b POST /v1/replicas/disk1/overlays '{"name": "t1"}' >/dev/null
+expect_on b 409 "t1 (active)" DELETE /v1/replicas/disk1
+api b DELETE "/v1/replicas/disk1?force=true" >/dev/null
+# disk1's link on node a still runs: it reconnects and gets a fresh replica (a new initial sync).
+replica_ready disk1
+[[ $(rep_field b disk1 "['overlays']") == "[]" ]] || fail "the fresh replica has the old overlays"
+api a POST /v1/volumes/disk1/link/stop >/dev/null
+api b DELETE /v1/replicas/disk1 >/dev/null
+sleep 0.5
+[[ $(api b GET /v1/status | json "sum(1 for r in j['replicas'] if r['name']=='disk1')") == 0 ]] ||
+  fail "the replica came back although its source's link is stopped"
+expect_on b 404 "no replica" DELETE /v1/replicas/disk1
+((${#pid[@]} == 2)) && kill -0 "${pid[b]}" || fail "node b died"
+echo "delete replica: refused with an active overlay, forced, recreated by the running link, gone once it stopped ($((SECONDS - t)) s)"
+echo "(sections 7 to 10 took $((SECONDS - failover_started)) s)"
 echo "node features: ok"

@@ -20,7 +20,8 @@ Result<DiskSpec> ParseDiskSpec(const std::string& text) {
   d.path = first.substr(eq + 1);
   while (comma != std::string::npos) {
     size_t next = text.find(',', comma + 1);
-    std::string option = text.substr(comma + 1, next == std::string::npos ? std::string::npos : next - comma - 1);
+    std::string option =
+        text.substr(comma + 1, next == std::string::npos ? std::string::npos : next - comma - 1);
     comma = next;
     if (option.rfind("size=", 0) != 0) {
       return InvalidArgument("--disk '" + text + "': unknown part '" + option + "'" + form);

@@ -54,8 +54,8 @@ Result<FileValues> ReadConfigFile(const std::string& path, bool must_exist) {
   }
   json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) {
-    return InvalidArgument(path + " is not a JSON object like {\"server\": \"" +
-                           std::string(kDefaultServer) + "\", \"token\": \"...\"}");
+    return InvalidArgument(path + " is not a JSON object like {\"server\": \"" + std::string(kDefaultServer) +
+                           "\", \"token\": \"...\"}");
   }
   for (auto [key, out] : {std::pair{"server", &v.server}, std::pair{"token", &v.token}}) {
     if (!j.contains(key) || j[key].is_null()) continue;

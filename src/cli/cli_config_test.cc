@@ -29,9 +29,7 @@ class CliConfigTest : public ::testing::Test {
       return it == env_.end() ? std::string() : it->second;
     };
   }
-  void WriteFile(const std::string& path, const std::string& text) {
-    std::ofstream(path) << text;
-  }
+  void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
   static std::string ReadFile(const std::string& path) {
     std::ifstream in(path);
     std::stringstream s;

@@ -90,43 +90,46 @@ int ExitCodeFor(const ApiError& error) {
 }
 
 Result<ServerUrl> ParseServerUrl(const std::string& url) {
-  const std::string example = " (expected http://HOST:PORT, e.g. " + std::string(kDefaultServer) + ")";
+  const std::string form = " (expected http://HOST[:PORT], e.g. " + std::string(kDefaultServer) + ")";
+  auto bad = [&](const std::string& why) { return InvalidArgument("server '" + url + "' " + why + form); };
   if (url.rfind("https://", 0) == 0) {
-    return InvalidArgument("server " + url + ": https:// is not supported yet; use http:// " +
+    return InvalidArgument("server '" + url + "': https:// is not supported yet; use http:// " +
                            "(on a trusted network or through an SSH tunnel)");
   }
-  if (url.rfind("http://", 0) != 0) return InvalidArgument("server '" + url + "' is not an http:// URL" + example);
+  if (url.rfind("http://", 0) != 0) return bad("is not an http:// URL");
   std::string rest = url.substr(7);
   ServerUrl u;
   size_t slash = rest.find('/');
   std::string authority = rest.substr(0, slash);
   if (slash != std::string::npos) u.base_path = rest.substr(slash);
   while (!u.base_path.empty() && u.base_path.back() == '/') u.base_path.pop_back();
-  if (u.base_path.find_first_of("?#") != std::string::npos) {
-    return InvalidArgument("server '" + url + "' has a query or fragment" + example);
-  }
+  if (u.base_path.find_first_of("?#") != std::string::npos) return bad("has a query or fragment");
   std::string port;
+  bool has_port = false;
   if (!authority.empty() && authority[0] == '[') {
     size_t close = authority.find(']');
-    if (close == std::string::npos) return InvalidArgument("server '" + url + "': unclosed [" + example);
+    if (close == std::string::npos) return bad("has an unclosed '['");
     u.host = authority.substr(1, close - 1);
     std::string after = authority.substr(close + 1);
     if (!after.empty()) {
-      if (after[0] != ':') return InvalidArgument("server '" + url + "': junk after ]" + example);
+      if (after[0] != ':') return bad("has junk after ']'");
       port = after.substr(1);
+      has_port = true;
     }
   } else {
     size_t colon = authority.find(':');
     u.host = authority.substr(0, colon);
-    if (colon != std::string::npos) port = authority.substr(colon + 1);
+    if (colon != std::string::npos) {
+      port = authority.substr(colon + 1);
+      has_port = true;
+    }
   }
-  if (u.host.empty() || u.host.find('@') != std::string::npos) {
-    return InvalidArgument("server '" + url + "' has no host" + example);
-  }
-  if (!port.empty() || authority.back() == ':') {
-    if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }) ||
+  if (u.host.empty() || u.host.find('@') != std::string::npos) return bad("has no host");
+  if (has_port) {
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }) ||
         std::stoi(port) < 1 || std::stoi(port) > 65535) {
-      return InvalidArgument("server '" + url + "' has a bad port" + example);
+      return bad("has a bad port");
     }
     u.port = std::stoi(port);
   }
@@ -151,9 +154,9 @@ std::string UrlEncode(const std::string& text) {
 Result<ApiClient> ApiClient::Create(const Connection& connection) {
   auto url = ParseServerUrl(connection.server);
   if (!url.ok()) {
-    return url.status().WithContext(connection.server_source == "default"
-                                        ? std::string("default server")
-                                        : "server from " + connection.server_source);
+    const Status& s = url.status();
+    if (connection.server_source == "default") return s;
+    return Status(s.code(), std::string(s.message()) + " (from " + connection.server_source + ")");
   }
   return ApiClient(connection, std::move(*url));
 }
@@ -209,9 +212,10 @@ ApiOr<json> ApiClient::Send(const char* method, const std::string& path, const Q
     ApiError e;
     e.kind = ApiError::Kind::kUnreachable;
     e.code = "Unreachable";
-    e.message = "cannot reach the Ferry server at " + connection_.server + ": " +
-                Reason(res.error()) + "; is `ferry server` (or `ferry up`) running?";
-    if (connection_.server_source != "default") e.message += " (server from " + connection_.server_source + ")";
+    e.message = "cannot reach the Ferry server at " + connection_.server + ": " + Reason(res.error()) +
+                "; is `ferry server` (or `ferry up`) running?";
+    if (connection_.server_source != "default")
+      e.message += " (server from " + connection_.server_source + ")";
     return e;
   }
   if (res->status < 200 || res->status > 299) {
@@ -234,8 +238,8 @@ ApiOr<json> ApiClient::Send(const char* method, const std::string& path, const Q
     e.kind = ApiError::Kind::kBadResponse;
     e.http_status = res->status;
     e.code = "BadResponse";
-    e.message = std::string(method) + " " + req.path + ": the answer is not JSON; is " +
-                connection_.server + " a Ferry server?";
+    e.message = std::string(method) + " " + req.path + ": the answer is not JSON; is " + connection_.server +
+                " a Ferry server?";
     return e;
   }
   return j;
@@ -247,8 +251,8 @@ ApiOr<json> ApiClient::List(const std::string& path, Query query, int64_t limit)
   query.emplace_back("limit", "");
   query.emplace_back("page_token", "");
   for (;;) {
-    int64_t want = limit > 0 ? std::min<int64_t>(kMaxPageSize, limit - static_cast<int64_t>(all.size()))
-                             : kMaxPageSize;
+    int64_t want =
+        limit > 0 ? std::min<int64_t>(kMaxPageSize, limit - static_cast<int64_t>(all.size())) : kMaxPageSize;
     query[query.size() - 2].second = std::to_string(want);
     query.back().second = token;
     ApiOr<json> page = Get(path, query);

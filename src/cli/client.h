@@ -4,6 +4,7 @@
 // Every call returns the parsed JSON answer or an ApiError that says what went wrong:
 //   kHttp         the server answered with an error status; code/message/action are the
 //                 server's {"error": {...}} (or "HTTP 502" and the body when it sent none).
+//                 For 401 the action says where the token came from and how to set it.
 //   kUnreachable  no answer: connection refused, timed out, or broken; the message names the
 //                 URL and asks whether `ferry server` (or `ferry up`) is running.
 //   kBadResponse  an answer that is not the JSON the API promises.
@@ -54,7 +55,7 @@ int ExitCodeFor(const ApiError& error);
 template <typename T>
 class [[nodiscard]] ApiOr {
  public:
-  ApiOr(T value) : v_(std::move(value)) {}       // NOLINT: implicit by design
+  ApiOr(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   ApiOr(ApiError error) : v_(std::move(error)) {}  // NOLINT
   bool ok() const { return std::holds_alternative<T>(v_); }
   const ApiError& error() const { return std::get<ApiError>(v_); }
@@ -108,8 +109,7 @@ class ApiClient {
 
  private:
   ApiClient(Connection connection, ServerUrl url);
-  ApiOr<json> Send(const char* method, const std::string& path, const Query& query,
-                   const json* body);
+  ApiOr<json> Send(const char* method, const std::string& path, const Query& query, const json* body);
 
   Connection connection_;
   ServerUrl url_;

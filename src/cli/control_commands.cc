@@ -129,7 +129,8 @@ void FollowAndReport(ApiClient& client, const VerbOptions& options, const std::s
   follow.stop_requested = [&interrupt] { return interrupt.interrupted(); };
   FollowedJob end = OrExit(FollowJob(client, job_id, follow), "following " + job_id);
   if (end.interrupted) {
-    std::fprintf(stderr, "ferry: stopped watching %s; the job goes on (follow it again: ferry job watch %s)\n",
+    std::fprintf(stderr,
+                 "ferry: stopped watching %s; the job goes on (follow it again: ferry job watch %s)\n",
                  job_id.c_str(), job_id.c_str());
     throw Exit{exit_code::kInterrupted};
   }

@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "cli/client.h"
 #include "cli/api_json.h"
+#include "cli/client.h"
 #include "cli/tables.h"
 
 namespace ferry::cli {

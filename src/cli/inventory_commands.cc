@@ -23,7 +23,8 @@ void AddListAndShow(CLI::App* noun, const ResourceKind& kind, Table (*table)(con
     cmd->add_option("--limit", *limit, "At most this many (default: all)")->check(CLI::PositiveNumber);
     cmd->callback([=, &kind] {
       ApiClient client = Connect(*o);
-      PrintList(*o, OrExit(client.List(kind.collection, {}, *limit), std::string("listing ") + kind.noun + "s"),
+      PrintList(*o,
+                OrExit(client.List(kind.collection, {}, *limit), std::string("listing ") + kind.noun + "s"),
                 table);
     });
   }
@@ -98,7 +99,8 @@ void AddNodeCommands(CLI::App& app) {
     if (o->json()) return PrintJson(answer);
     std::printf("%s\n", StringField(answer, "token").c_str());
     if (isatty(STDERR_FILENO)) {
-      std::fprintf(stderr, "valid once, until %s: set it as [server] enroll_token in the node's configuration\n",
+      std::fprintf(stderr,
+                   "valid once, until %s: set it as [server] enroll_token in the node's configuration\n",
                    Text(answer, "expires_at").c_str());
     }
   });
@@ -116,16 +118,18 @@ void AddPolicyCommands(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("name", a->name, "The policy's name")->required();
-  auto* rpo = cmd->add_option("--rpo-threshold", a->rpo, "RPO above which the item is unhealthy (60, 90s, 5m)")
-                  ->check(kSeconds);
-  auto* retention = cmd->add_option("--retention-hours", a->retention_hours, "How long recovery points are kept")
-                        ->check(CLI::PositiveNumber);
+  auto* rpo =
+      cmd->add_option("--rpo-threshold", a->rpo, "RPO above which the item is unhealthy (60, 90s, 5m)")
+          ->check(kSeconds);
+  auto* retention =
+      cmd->add_option("--retention-hours", a->retention_hours, "How long recovery points are kept")
+          ->check(CLI::PositiveNumber);
   auto* app_interval =
       cmd->add_option("--app-interval", a->app_interval, "How often to take app-consistent points (3600, 1h)")
           ->check(kSeconds);
-  auto* crash_interval =
-      cmd->add_option("--crash-interval", a->crash_interval, "How often to mark crash-consistent points (5, 5s)")
-          ->check(kSeconds);
+  auto* crash_interval = cmd->add_option("--crash-interval", a->crash_interval,
+                                         "How often to mark crash-consistent points (5, 5s)")
+                             ->check(kSeconds);
   auto* failback = cmd->add_option("--failback-policy", a->failback, "The policy for the reverse direction");
   cmd->callback([=] {
     json body = {{"name", a->name}};
@@ -136,7 +140,8 @@ void AddPolicyCommands(CLI::App& app) {
     if (crash_interval->count()) body["crash_consistent_interval_seconds"] = seconds(a->crash_interval);
     ApiClient client = Connect(*o);
     if (failback->count()) {
-      body["failback_policy"] = StringField(OrExit(Resolve(client, a->failback, kPolicyKind), a->failback), "id");
+      body["failback_policy"] =
+          StringField(OrExit(Resolve(client, a->failback, kPolicyKind), a->failback), "id");
     }
     PrintCreated(*o, OrExit(client.Post("/policies", body), "creating policy " + a->name));
   });
@@ -146,7 +151,8 @@ void AddMachineCommands(CLI::App& app) {
   auto* machine = app.add_subcommand("machine", "Machines: the servers to protect and their disks");
   machine->require_subcommand(1);
   AddListAndShow(machine, kMachineKind, MachinesTable, MachineDetails);
-  auto* cmd = machine->add_subcommand("create", "Describe a machine: its site, the node serving its disks, the disks");
+  auto* cmd = machine->add_subcommand("create",
+                                      "Describe a machine: its site, the node serving its disks, the disks");
   auto o = AddVerbOptions(cmd);
   struct Args {
     std::string name, site, node;

@@ -44,36 +44,56 @@ struct OperationSpec {
 std::optional<ApiError> FailbackPrecheck(const json& item) {
   if (StringField(item, "direction") != "forward") return std::nullopt;
   std::string name = StringField(item, "name");
-  return LocalError("FailedPrecondition",
-                    name + " replicates forward (" + StringField(item, "source_site") + " -> " +
-                        StringField(item, "target_site") +
-                        "); failback is for an item replicating in reverse, after failover, commit and reprotect",
-                    "for a planned failover in the forward direction: ferry failover " + name + " --planned");
+  return LocalError(
+      "FailedPrecondition",
+      name + " replicates forward (" + StringField(item, "source_site") + " -> " +
+          StringField(item, "target_site") +
+          "); failback is for an item replicating in reverse, after failover, commit and reprotect",
+      "for a planned failover in the forward direction: ferry failover " + name + " --planned");
 }
 
 std::vector<OperationSpec> Operations() {
   using F = FlagSpec;
   return {
-      {"test-failover", "Start the machine from a recovery point on an isolated network; replication goes on",
-       "POST", "test-failover",
+      {"test-failover",
+       "Start the machine from a recovery point on an isolated network; replication goes on",
+       "POST",
+       "test-failover",
        {{"--point", "point", "Recovery point (default: latest-processed)"},
         {"--network", "network", "Network for the test machine (default: isolated)"}}},
-      {"cleanup-test-failover", "Stop the test machine and discard its changes", "POST", "cleanup-test-failover",
+      {"cleanup-test-failover",
+       "Stop the test machine and discard its changes",
+       "POST",
+       "cleanup-test-failover",
        {{"--notes", "notes", "What the test showed (kept with the item)"}}},
-      {"failover", "Start the machine at the target site from a recovery point", "POST", "failover",
+      {"failover",
+       "Start the machine at the target site from a recovery point",
+       "POST",
+       "failover",
        {{"--point", "point",
          "latest (default), latest-processed, latest-app-consistent, latest-crash-consistent, a point id, "
          "or an RFC 3339 time"},
         {"--shutdown-source", "shutdown_source", "Shut the source machine down first", F::kBool},
         {"--planned", "planned", "Planned failover: replicate everything first, lose nothing", F::kBool}}},
-      {"change-recovery-point", "Fail over to another recovery point before committing", "POST",
-       "change-recovery-point", {{"--point", "point", "The recovery point", F::kString, true}}},
+      {"change-recovery-point",
+       "Fail over to another recovery point before committing",
+       "POST",
+       "change-recovery-point",
+       {{"--point", "point", "The recovery point", F::kString, true}}},
       {"commit", "Make the failover final; the other recovery points go", "POST", "commit", {}},
-      {"reprotect", "Replicate back from the failed-over machine to the original site", "POST", "reprotect",
+      {"reprotect",
+       "Replicate back from the failed-over machine to the original site",
+       "POST",
+       "reprotect",
        {{"--location", "location", "Where to replicate to", F::kString, false, {"original", "alternate"}},
         {"--disk-dir", "disk_dir", "Directory for the disks at an alternate location"}}},
-      {"failback", "Fail back to the home site: planned failover of an item replicating in reverse", "POST",
-       "failover", {{"--point", "point", "Recovery point (default: latest)"}}, json{{"planned", true}}, false,
+      {"failback",
+       "Fail back to the home site: planned failover of an item replicating in reverse",
+       "POST",
+       "failover",
+       {{"--point", "point", "Recovery point (default: latest)"}},
+       json{{"planned", true}},
+       false,
        FailbackPrecheck},
       {"resync", "Compare source and target and copy what differs", "POST", "resync", {}},
       {"disable", "Stop protecting the machine; the item stays for history", "DELETE", nullptr, {}},
@@ -82,8 +102,9 @@ std::vector<OperationSpec> Operations() {
 
 // Values of the flags, kept alive for the callback.
 struct FlagValues {
+  // Indexed like OperationSpec::flags. A kBool flag needs no value: its count says it all.
   std::vector<std::string> strings;
-  std::vector<int> ints;  // a kBool flag needs no value: its count says it all
+  std::vector<int> ints;
 };
 
 void AddOperation(CLI::App* parent, OperationSpec spec) {
@@ -122,7 +143,8 @@ void AddOperation(CLI::App* parent, OperationSpec spec) {
     if (spec.needs_a_flag && body.empty()) {
       std::string flags;
       for (const FlagSpec& f : spec.flags) flags += (flags.empty() ? "" : ", ") + std::string(f.flag);
-      throw CLI::ValidationError(std::string(spec.verb) + ": nothing to change; give at least one of " + flags);
+      throw CLI::ValidationError(std::string(spec.verb) + ": nothing to change; give at least one of " +
+                                 flags);
     }
     ApiClient client = Connect(*o);
     json item = OrExit(Resolve(client, *ref, kItemKind), *ref);
@@ -140,7 +162,8 @@ void AddOperation(CLI::App* parent, OperationSpec spec) {
 }
 
 void AddItemNoun(CLI::App& app) {
-  auto* item = app.add_subcommand("item", "Replicated items: one machine's protection from one site to the other");
+  auto* item =
+      app.add_subcommand("item", "Replicated items: one machine's protection from one site to the other");
   item->require_subcommand(1);
   {
     auto* cmd = item->add_subcommand("list", "List the replicated items");
@@ -155,8 +178,10 @@ void AddItemNoun(CLI::App& app) {
       ApiClient client = Connect(*o);
       std::string site_name;
       if (!site->empty()) site_name = StringField(OrExit(Resolve(client, *site, kSiteKind), *site), "name");
-      PrintList(*o, OrExit(client.List("/items", {{"state", *state}, {"site", site_name}}, *limit), "listing items"),
-                ItemsTable);
+      PrintList(
+          *o,
+          OrExit(client.List("/items", {{"state", *state}, {"site", site_name}}, *limit), "listing items"),
+          ItemsTable);
     });
   }
   {
@@ -173,17 +198,22 @@ void AddItemNoun(CLI::App& app) {
     });
   }
   using F = FlagSpec;
-  AddOperation(item, {"update", "Change how the machine runs at the target (a job applies it)", "PATCH", nullptr,
+  AddOperation(item, {"update",
+                      "Change how the machine runs at the target (a job applies it)",
+                      "PATCH",
+                      nullptr,
                       {{"--target-name", "target_name", "The machine's name at the target"},
                        {"--cpus", "cpus", "CPUs (1 to 64)", F::kInt},
                        {"--memory-mib", "memory_mib", "Memory in MiB (64 to 1048576)", F::kInt},
                        {"--network", "network", "The network at the target"},
                        {"--ip", "ip_address", "IPv4 address at the target"}},
-                      json::object(), true});
+                      json::object(),
+                      true});
 }
 
 void AddProtect(CLI::App& app) {
-  auto* cmd = app.add_subcommand("protect", "Start replicating a machine to another site (a new replicated item)");
+  auto* cmd =
+      app.add_subcommand("protect", "Start replicating a machine to another site (a new replicated item)");
   auto o = AddVerbOptions(cmd);
   AddWaitFlag(cmd, o.get());
   struct Args {
@@ -199,10 +229,12 @@ void AddProtect(CLI::App& app) {
     ApiClient client = Connect(*o);
     json body = {
         {"machine", StringField(OrExit(Resolve(client, a->machine, kMachineKind), a->machine), "id")},
-        {"target_site", StringField(OrExit(Resolve(client, a->target_site, kSiteKind), a->target_site), "name")},
+        {"target_site",
+         StringField(OrExit(Resolve(client, a->target_site, kSiteKind), a->target_site), "name")},
     };
     if (!a->target_node.empty()) {
-      body["target_node"] = StringField(OrExit(Resolve(client, a->target_node, kNodeKind), a->target_node), "id");
+      body["target_node"] =
+          StringField(OrExit(Resolve(client, a->target_node, kNodeKind), a->target_node), "id");
     }
     if (!a->policy.empty()) {
       body["policy"] = StringField(OrExit(Resolve(client, a->policy, kPolicyKind), a->policy), "id");
@@ -229,8 +261,9 @@ void AddRecoveryPoints(CLI::App& app) {
     ApiClient client = Connect(*o);
     json item = OrExit(Resolve(client, a->item, kItemKind), a->item);
     std::string path = "/items/" + UrlEncode(StringField(item, "id")) + "/recovery-points";
-    json points = OrExit(client.List(path, {{"kind", a->kind}, {"before", a->before}, {"after", a->after}}, a->limit),
-                         "recovery points of " + a->item);
+    json points =
+        OrExit(client.List(path, {{"kind", a->kind}, {"before", a->before}, {"after", a->after}}, a->limit),
+               "recovery points of " + a->item);
     PrintList(*o, points, RecoveryPointsTable);
   });
 }

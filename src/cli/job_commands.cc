@@ -39,7 +39,8 @@ void AddJobCommands(CLI::App& app) {
       ApiClient client = Connect(*o);
       std::string item_id;
       if (!item->empty()) item_id = StringField(OrExit(Resolve(client, *item, kItemKind), *item), "id");
-      PrintList(*o, OrExit(client.List("/jobs", {{"item", item_id}, {"state", *state}}, *limit), "listing jobs"),
+      PrintList(*o,
+                OrExit(client.List("/jobs", {{"item", item_id}, {"state", *state}}, *limit), "listing jobs"),
                 JobsTable);
     });
   }
@@ -55,7 +56,8 @@ void AddJobCommands(CLI::App& app) {
   {
     std::shared_ptr<VerbOptions> o;
     std::shared_ptr<std::string> id;
-    auto* cmd = AddJobVerb(job, "watch", "Follow a job to its end; the exit code tells how it ended", &o, &id);
+    auto* cmd =
+        AddJobVerb(job, "watch", "Follow a job to its end; the exit code tells how it ended", &o, &id);
     cmd->callback([=] {
       ApiClient client = Connect(*o);
       FollowAndReport(client, *o, *id);
@@ -77,13 +79,15 @@ void AddJobCommands(CLI::App& app) {
   {
     std::shared_ptr<VerbOptions> o;
     std::shared_ptr<std::string> id;
-    auto* cmd = AddJobVerb(job, "resume", "Go on with a Suspended job once its manual action is done", &o, &id);
+    auto* cmd =
+        AddJobVerb(job, "resume", "Go on with a Suspended job once its manual action is done", &o, &id);
     auto comment = std::make_shared<std::string>();
     cmd->add_option("--comment", *comment, "What was done (kept with the job)");
     AddWaitFlag(cmd, o.get());
     cmd->callback([=] {
       ApiClient client = Connect(*o);
-      json answer = OrExit(client.Post(JobPath(*id) + "/resume", json{{"comment", *comment}}), "resuming " + *id);
+      json answer =
+          OrExit(client.Post(JobPath(*id) + "/resume", json{{"comment", *comment}}), "resuming " + *id);
       if (o->wait) return FollowAndReport(client, *o, *id);
       if (o->json()) return PrintJson(answer);
       std::printf("resumed: %s\n", id->c_str());

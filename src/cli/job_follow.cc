@@ -47,8 +47,8 @@ ApiOr<FollowedJob> FollowJob(ApiClient& client, const std::string& job_id, const
         return e;
       }
       if (unreachable_ms == 0 && o.out) {
-        std::string note = "server unreachable; retrying for up to " +
-                           std::to_string(o.unreachable_grace_ms / 1000) + "s";
+        std::string note =
+            "server unreachable; retrying for up to " + std::to_string(o.unreachable_grace_ms / 1000) + "s";
         if (o.tty) {
           std::fprintf(o.out, "\r%s\x1b[K", note.substr(0, o.width).c_str());
           drawn = true;

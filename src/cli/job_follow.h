@@ -19,8 +19,8 @@ namespace ferry::cli {
 
 struct FollowOptions {
   std::FILE* out = stdout;  // nullptr: show nothing (--output json)
-  bool tty = false;   // redraw one line with '\r' instead of printing changes
-  size_t width = 80;  // terminal columns, for the redrawn line
+  bool tty = false;         // redraw one line with '\r' instead of printing changes
+  size_t width = 80;        // terminal columns, for the redrawn line
   int poll_interval_ms = 500;
   int unreachable_grace_ms = 30000;
   std::function<bool()> stop_requested;  // may be empty

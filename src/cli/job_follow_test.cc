@@ -4,9 +4,9 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <mutex>
-#include <chrono>
 #include <thread>
 
 #include "cli/job_view.h"
@@ -38,7 +38,8 @@ class JobServer {
     thread_.join();
   }
   ApiClient Client() {
-    auto c = ApiClient::Create(Connection{"http://127.0.0.1:" + std::to_string(port_), "t", "--server", "--token"});
+    auto c = ApiClient::Create(
+        Connection{"http://127.0.0.1:" + std::to_string(port_), "t", "--server", "--token"});
     EXPECT_TRUE(c.ok());
     return std::move(c).value();
   }

@@ -96,7 +96,8 @@ std::vector<std::string> ChangeLines(const json* before, const json& after) {
       }
     }
     if (step_state == old_state) continue;
-    std::string line = "[" + StepPosition(after, static_cast<int>(i)) + "] " + StepTitle(step) + ": " + step_state;
+    std::string line =
+        "[" + StepPosition(after, static_cast<int>(i)) + "] " + StepTitle(step) + ": " + step_state;
     if (auto secs = SecondsBetween(Field(step, "started_at"), Field(step, "ended_at"))) {
       line += " (" + FormatDuration(*secs) + ")";
     }

@@ -19,7 +19,6 @@
 
 namespace ferry::cli {
 
-
 // Succeeded, Failed, Cancelled: the job will not change any more.
 bool IsFinalJobState(const std::string& state);
 // Whether a follower stops here: a final state, or Suspended (it waits for a person).

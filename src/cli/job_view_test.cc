@@ -43,13 +43,16 @@ TEST(JobStateTest, ExitCodesAndFollowing) {
 }
 
 TEST(CurrentStepTest, InProgressElseLastStartedElseNone) {
-  EXPECT_EQ(CurrentStep(Job("NotStarted", 0, {Step("a", "A", "NotStarted"), Step("b", "B", "NotStarted")})), -1);
-  EXPECT_EQ(CurrentStep(Job("InProgress", 0, {Step("a", "A", "Succeeded"), Step("b", "B", "InProgress"),
-                                              Step("c", "C", "NotStarted")})),
+  EXPECT_EQ(CurrentStep(Job("NotStarted", 0, {Step("a", "A", "NotStarted"), Step("b", "B", "NotStarted")})),
+            -1);
+  EXPECT_EQ(CurrentStep(Job(
+                "InProgress", 0,
+                {Step("a", "A", "Succeeded"), Step("b", "B", "InProgress"), Step("c", "C", "NotStarted")})),
             1);
-  EXPECT_EQ(CurrentStep(Job("Failed", 0, {Step("a", "A", "Succeeded"), Step("b", "B", "Failed"),
-                                          Step("c", "C", "NotStarted")})),
-            1);
+  EXPECT_EQ(
+      CurrentStep(Job("Failed", 0,
+                      {Step("a", "A", "Succeeded"), Step("b", "B", "Failed"), Step("c", "C", "NotStarted")})),
+      1);
   EXPECT_EQ(CurrentStep(Job("Suspended", 0, {Step("a", "A", "Succeeded"), Step("b", "B", "Suspended")})), 1);
   EXPECT_EQ(CurrentStep(json()), -1);
 }
@@ -57,44 +60,52 @@ TEST(CurrentStepTest, InProgressElseLastStartedElseNone) {
 TEST(ProgressLineTest, BarPercentStepAndMessage) {
   json job = Job("InProgress", 42.5,
                  {Step("preflight", "Pre-flight checks", "Succeeded"),
-                  Step("copy", "Copy disks", "InProgress", "disk0 12 GiB of 40 GiB"), Step("start", "Start", "NotStarted"),
-                  Step("check", "Check", "NotStarted"), Step("done", "Done", "NotStarted")});
+                  Step("copy", "Copy disks", "InProgress", "disk0 12 GiB of 40 GiB"),
+                  Step("start", "Start", "NotStarted"), Step("check", "Check", "NotStarted"),
+                  Step("done", "Done", "NotStarted")});
   EXPECT_EQ(ProgressLine(job, 200), "[#########...........]  42.5%  2/5 Copy disks: disk0 12 GiB of 40 GiB");
   EXPECT_EQ(ProgressLine(job, 29), "[#########...........]  42.5%");
-  EXPECT_EQ(ProgressLine(Job("Succeeded", 100, json::array()), 80), "[####################]   100%  Succeeded");
-  EXPECT_EQ(ProgressLine(Job("NotStarted", 0, json::array()), 80), "[....................]     0%  NotStarted");
+  EXPECT_EQ(ProgressLine(Job("Succeeded", 100, json::array()), 80),
+            "[####################]   100%  Succeeded");
+  EXPECT_EQ(ProgressLine(Job("NotStarted", 0, json::array()), 80),
+            "[....................]     0%  NotStarted");
 }
 
 TEST(ChangeLinesTest, OneLinePerStateChange) {
-  json j0 = Job("NotStarted", 0, {Step("preflight", "Pre-flight checks", "NotStarted"), Step("start", "Start", "NotStarted")});
+  json j0 = Job("NotStarted", 0,
+                {Step("preflight", "Pre-flight checks", "NotStarted"), Step("start", "Start", "NotStarted")});
   json j1 = Job("InProgress", 10,
                 {Step("preflight", "Pre-flight checks", "InProgress", "", "2026-11-26T05:06:18Z"),
                  Step("start", "Start", "NotStarted")});
   json j1b = j1;
   j1b["progress"] = 30;  // progress alone is no change
   json j2 = Job("InProgress", 60,
-                {Step("preflight", "Pre-flight checks", "Succeeded", "", "2026-11-26T05:06:18Z", "2026-11-26T05:06:18.250Z"),
+                {Step("preflight", "Pre-flight checks", "Succeeded", "", "2026-11-26T05:06:18Z",
+                      "2026-11-26T05:06:18.250Z"),
                  Step("start", "Start", "InProgress", "booting on node-2", "2026-11-26T05:06:18.250Z")});
   EXPECT_EQ(ChangeLines(nullptr, j0), (std::vector<std::string>{"job-4 failover web1: NotStarted"}));
-  EXPECT_EQ(ChangeLines(&j0, j1),
-            (std::vector<std::string>{"job-4 failover web1: InProgress", "[1/2] Pre-flight checks: InProgress"}));
+  EXPECT_EQ(ChangeLines(&j0, j1), (std::vector<std::string>{"job-4 failover web1: InProgress",
+                                                            "[1/2] Pre-flight checks: InProgress"}));
   EXPECT_TRUE(ChangeLines(&j1, j1b).empty());
   EXPECT_EQ(ChangeLines(&j1b, j2), (std::vector<std::string>{"[1/2] Pre-flight checks: Succeeded (0.2s)",
                                                              "[2/2] Start: InProgress - booting on node-2"}));
   // Joining late: every step that has started shows once.
   EXPECT_EQ(ChangeLines(nullptr, j2),
-            (std::vector<std::string>{"job-4 failover web1: InProgress", "[1/2] Pre-flight checks: Succeeded (0.2s)",
+            (std::vector<std::string>{"job-4 failover web1: InProgress",
+                                      "[1/2] Pre-flight checks: Succeeded (0.2s)",
                                       "[2/2] Start: InProgress - booting on node-2"}));
 }
 
 TEST(JobSummaryTest, FinalStateStepsDurationsErrorAndAction) {
   json job = Job("Failed", 50,
-                 {Step("preflight", "Pre-flight checks", "Succeeded", "", "2026-11-26T05:06:18Z", "2026-11-26T05:06:19Z"),
-                  Step("start", "Start the machine", "Failed", "node-2 did not answer", "2026-11-26T05:06:19Z",
-                       "2026-11-26T05:08:24Z"),
+                 {Step("preflight", "Pre-flight checks", "Succeeded", "", "2026-11-26T05:06:18Z",
+                       "2026-11-26T05:06:19Z"),
+                  Step("start", "Start the machine", "Failed", "node-2 did not answer",
+                       "2026-11-26T05:06:19Z", "2026-11-26T05:08:24Z"),
                   Step("verify", "Verify", "Skipped")});
   job["ended_at"] = "2026-11-26T05:08:24Z";
-  job["error"] = {{"code", "Unavailable"}, {"message", "node-2 did not answer"}, {"action", "start node-2, then retry"}};
+  job["error"] = {
+      {"code", "Unavailable"}, {"message", "node-2 did not answer"}, {"action", "start node-2, then retry"}};
   EXPECT_EQ(JobSummary(job),
             "job-4 failover web1: Failed in 2m06s\n"
             "STEP               STATE      DURATION  MESSAGE\n"
@@ -107,8 +118,10 @@ TEST(JobSummaryTest, FinalStateStepsDurationsErrorAndAction) {
 
 TEST(JobSummaryTest, SuspendedSaysWhatToDoNext) {
   json job = Job("Suspended", 50,
-                 {Step("preflight", "Pre-flight checks", "Succeeded", "", "2026-11-26T05:06:18Z", "2026-11-26T05:06:19Z"),
-                  Step("manual", "Manual action", "Suspended", "switch DNS to the recovery site", "2026-11-26T05:06:19Z")});
+                 {Step("preflight", "Pre-flight checks", "Succeeded", "", "2026-11-26T05:06:18Z",
+                       "2026-11-26T05:06:19Z"),
+                  Step("manual", "Manual action", "Suspended", "switch DNS to the recovery site",
+                       "2026-11-26T05:06:19Z")});
   std::string text = JobSummary(job);
   EXPECT_NE(text.find("job-4 failover web1: Suspended\n"), std::string::npos) << text;
   EXPECT_NE(text.find("waiting for a manual action: Manual action: switch DNS to the recovery site\n"

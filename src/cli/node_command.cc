@@ -14,8 +14,11 @@ namespace ferry::cli {
 void AddNodeCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("node", "Run the node daemon: capture, replicate, serve recovery points");
   auto config = std::make_shared<std::string>();
-  cmd->add_option("--config", *config, "The node's TOML configuration file")->required();
+  // Required only to run the daemon: `ferry node list|show|enroll` (control_commands.cc) need none.
+  cmd->add_option("--config", *config, "The node's TOML configuration file (runs the daemon)");
   cmd->callback([=] {
+    if (!cmd->get_subcommands().empty()) return;
+    if (config->empty()) throw CLI::RequiredError("--config");
     sigset_t stop = BlockStopSignals();
     auto c = node::LoadNodeConfig(*config);
     Check(c.status(), "configuration");

@@ -24,7 +24,8 @@ TEST(FindByRefTest, ExactIdWins) {
 }
 
 TEST(FindByRefTest, UniqueNameMatches) {
-  auto r = FindByRef(json::parse(R"([{"id": "site-1", "name": "primary"}, {"id": "site-2", "name": "recovery"}])"),
+  auto r =
+      FindByRef(json::parse(R"([{"id": "site-1", "name": "primary"}, {"id": "site-2", "name": "recovery"}])"),
                 "recovery", kSiteKind);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ((*r)["id"], "site-2");
@@ -49,7 +50,8 @@ TEST(FindByRefTest, UnknownIsNotFoundAndPointsAtTheListVerb) {
   auto r = FindByRef(Items(), "Web1", kItemKind);  // names are case-sensitive
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, "NotFound");
-  EXPECT_EQ(r.error().ToString(), "NotFound: no item has the id or name 'Web1'; `ferry item list` shows them");
+  EXPECT_EQ(r.error().ToString(),
+            "NotFound: no item has the id or name 'Web1'; `ferry item list` shows them");
   EXPECT_EQ(ExitCodeFor(r.error()), exit_code::kNotFound);
   EXPECT_FALSE(FindByRef(json::array(), "x", kPolicyKind).ok());
   EXPECT_FALSE(FindByRef(json(), "x", kPolicyKind).ok());

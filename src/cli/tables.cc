@@ -76,7 +76,8 @@ std::string FormatDuration(double seconds) {
   }
   auto s = static_cast<int64_t>(std::llround(seconds));
   if (s < 3600) {
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
   } else if (s < 86400) {
     std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600),
                   static_cast<long long>(s % 3600 / 60));
@@ -146,7 +147,8 @@ Table PoliciesTable(const json& items) {
   Table t{{"ID", "NAME", "RPO-THRESHOLD", "RETENTION", "APP-INTERVAL", "CRASH-INTERVAL", "FAILBACK"}, {}};
   for (const json& p : items) {
     t.rows.push_back({Text(p, "id"), Text(p, "name"), WithUnit(p, "rpo_threshold_seconds", "s"),
-                      WithUnit(p, "retention_hours", "h"), WithUnit(p, "app_consistent_interval_seconds", "s"),
+                      WithUnit(p, "retention_hours", "h"),
+                      WithUnit(p, "app_consistent_interval_seconds", "s"),
                       WithUnit(p, "crash_consistent_interval_seconds", "s"), Text(p, "failback_policy")});
   }
   return t;
@@ -160,8 +162,8 @@ Table MachinesTable(const json& items) {
     if (ds.is_array()) {
       for (const json& d : ds) disks += (disks.empty() ? "" : ",") + Text(d, "name");
     }
-    t.rows.push_back({Text(m, "id"), Text(m, "name"), Text(m, "site"), Text(m, "node"),
-                      disks.empty() ? "-" : disks});
+    t.rows.push_back(
+        {Text(m, "id"), Text(m, "name"), Text(m, "site"), Text(m, "node"), disks.empty() ? "-" : disks});
   }
   return t;
 }
@@ -207,14 +209,15 @@ Table StepsTable(const json& job) {
     if (title == "-" || title.empty()) title = Text(s, "name");
     auto secs = SecondsBetween(Field(s, "started_at"), Field(s, "ended_at"));
     std::string message = Text(s, "message");
-    t.rows.push_back({title, Text(s, "state"), secs ? FormatDuration(*secs) : "-",
-                      message == "-" ? "" : message});
+    t.rows.push_back(
+        {title, Text(s, "state"), secs ? FormatDuration(*secs) : "-", message == "-" ? "" : message});
   }
   return t;
 }
 
 std::string SiteDetails(const json& site) {
-  return KeyValues({{"id", Text(site, "id")}, {"name", Text(site, "name")}, {"created", Text(site, "created_at")}});
+  return KeyValues(
+      {{"id", Text(site, "id")}, {"name", Text(site, "name")}, {"created", Text(site, "created_at")}});
 }
 
 std::string NodeDetails(const json& node) {
@@ -243,7 +246,8 @@ std::string MachineDetails(const json& machine) {
   Table disks{{"NAME", "PATH", "SIZE"}, {}};
   const json& ds = Field(machine, "disks");
   if (ds.is_array()) {
-    for (const json& d : ds) disks.rows.push_back({Text(d, "name"), Text(d, "path"), Bytes(Field(d, "size"))});
+    for (const json& d : ds)
+      disks.rows.push_back({Text(d, "name"), Text(d, "path"), Bytes(Field(d, "size"))});
   }
   return WithTable(KeyValues({{"id", Text(machine, "id")},
                               {"name", Text(machine, "name")},

@@ -15,7 +15,6 @@
 
 namespace ferry::cli {
 
-
 struct Table {
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> rows;
@@ -39,12 +38,12 @@ std::optional<double> SecondsBetween(const json& from, const json& to);
 std::string KeyValues(const std::vector<std::pair<std::string, std::string>>& lines);
 
 // List tables; `items` is the list's "items" array.
-Table SitesTable(const json& items);       // ID NAME CREATED
-Table NodesTable(const json& items);       // ID NAME SITE HEALTH LAST-HEARTBEAT API-URL
-Table PoliciesTable(const json& items);    // ID NAME RPO-THRESHOLD RETENTION APP-INTERVAL ...
-Table MachinesTable(const json& items);    // ID NAME SITE NODE DISKS
-Table ItemsTable(const json& items);       // ID NAME STATE HEALTH RPO DIRECTION ACTIVE-SITE JOB
-Table JobsTable(const json& items);        // ID TYPE TARGET STATE PROGRESS STARTED
+Table SitesTable(const json& items);           // ID NAME CREATED
+Table NodesTable(const json& items);           // ID NAME SITE HEALTH LAST-HEARTBEAT API-URL
+Table PoliciesTable(const json& items);        // ID NAME RPO-THRESHOLD RETENTION APP-INTERVAL ...
+Table MachinesTable(const json& items);        // ID NAME SITE NODE DISKS
+Table ItemsTable(const json& items);           // ID NAME STATE HEALTH RPO DIRECTION ACTIVE-SITE JOB
+Table JobsTable(const json& items);            // ID TYPE TARGET STATE PROGRESS STARTED
 Table RecoveryPointsTable(const json& items);  // ID TIME KIND LABEL
 // The steps of a job: STEP STATE DURATION MESSAGE.
 Table StepsTable(const json& job);

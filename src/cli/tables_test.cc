@@ -90,9 +90,11 @@ TEST(JobsTableTest, ColumnsAndValues) {
 TEST(ItemDetailsTest, KeyValuesThenDisks) {
   std::string text = ItemDetails(WebItem());
   EXPECT_NE(text.find("id:                 item-1\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("replication:        primary (node-1) -> recovery (node-2)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("replication:        primary (node-1) -> recovery (node-2)\n"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("rpo:                3.1s\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("allowed operations: test-failover, failover, update, resync, disable\n"), std::string::npos);
+  EXPECT_NE(text.find("allowed operations: test-failover, failover, update, resync, disable\n"),
+            std::string::npos);
   EXPECT_NE(text.find("memory:             512 MiB\n"), std::string::npos);
   EXPECT_NE(text.find("ip address:         -\n"), std::string::npos);
   EXPECT_NE(text.find("last test failover: 2026-11-26T05:06:18Z (job-4): boots\n"), std::string::npos);
@@ -132,7 +134,8 @@ TEST(JobDetailsTest, KeyValuesErrorAndSteps) {
 }
 
 TEST(OtherTablesTest, SitesNodesPoliciesMachinesPoints) {
-  EXPECT_EQ(SitesTable(json::parse(R"([{"id": "site-1", "name": "primary", "created_at": "2026-11-26T05:06:18Z"}])"))
+  EXPECT_EQ(SitesTable(
+                json::parse(R"([{"id": "site-1", "name": "primary", "created_at": "2026-11-26T05:06:18Z"}])"))
                 .Format(),
             "ID      NAME     CREATED\nsite-1  primary  2026-11-26T05:06:18Z\n");
   EXPECT_EQ(PoliciesTable(json::parse(R"([{"id": "pol-1", "name": "default", "rpo_threshold_seconds": 60,
@@ -140,23 +143,26 @@ TEST(OtherTablesTest, SitesNodesPoliciesMachinesPoints) {
       "failback_policy": "pol-1"}])"))
                 .rows[0],
             (std::vector<std::string>{"pol-1", "default", "60s", "24h", "3600s", "5s", "pol-1"}));
-  EXPECT_EQ(MachinesTable(json::parse(R"([{"id": "mach-1", "name": "web1", "site": "primary", "node": "node-1",
+  EXPECT_EQ(
+      MachinesTable(json::parse(R"([{"id": "mach-1", "name": "web1", "site": "primary", "node": "node-1",
       "disks": [{"name": "disk0"}, {"name": "disk1"}]}])"))
-                .rows[0],
-            (std::vector<std::string>{"mach-1", "web1", "primary", "node-1", "disk0,disk1"}));
-  EXPECT_EQ(NodesTable(json::parse(R"([{"id": "node-2", "name": "dr1", "site": "recovery", "health": "Warning",
+          .rows[0],
+      (std::vector<std::string>{"mach-1", "web1", "primary", "node-1", "disk0,disk1"}));
+  EXPECT_EQ(
+      NodesTable(json::parse(R"([{"id": "node-2", "name": "dr1", "site": "recovery", "health": "Warning",
       "last_heartbeat_at": "2026-11-26T05:06:18Z", "api_url": "http://10.0.0.2:7800"}])"))
-                .rows[0],
-            (std::vector<std::string>{"node-2", "dr1", "recovery", "Warning", "2026-11-26T05:06:18Z",
-                                      "http://10.0.0.2:7800"}));
+          .rows[0],
+      (std::vector<std::string>{"node-2", "dr1", "recovery", "Warning", "2026-11-26T05:06:18Z",
+                                "http://10.0.0.2:7800"}));
   EXPECT_EQ(RecoveryPointsTable(json::parse(R"([{"id": "marker:ab12", "time": "2026-11-26T05:06:18Z",
       "kind": "app-consistent", "label": "", "seqs": {"disk0": 812}}])"))
                 .rows[0],
             (std::vector<std::string>{"marker:ab12", "2026-11-26T05:06:18Z", "app-consistent", "-"}));
-  EXPECT_EQ(MachineDetails(json::parse(R"({"id": "mach-1", "name": "web1", "site": "primary", "node": "node-1",
+  EXPECT_EQ(
+      MachineDetails(json::parse(R"({"id": "mach-1", "name": "web1", "site": "primary", "node": "node-1",
       "disks": [{"name": "disk0", "path": "/srv/web1-disk0.img", "size": 1073741824}]})")),
-            "id:   mach-1\nname: web1\nsite: primary\nnode: node-1\n\ndisks:\n"
-            "NAME   PATH                 SIZE\ndisk0  /srv/web1-disk0.img  1.0 GiB\n");
+      "id:   mach-1\nname: web1\nsite: primary\nnode: node-1\n\ndisks:\n"
+      "NAME   PATH                 SIZE\ndisk0  /srv/web1-disk0.img  1.0 GiB\n");
 }
 
 }  // namespace

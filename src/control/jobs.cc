@@ -220,11 +220,7 @@ Result<json> JobEngine::List(const std::string& target_kind, int64_t target_id, 
       *next_before = rows[i - 1].Int(0);
       break;
     }
-    json j = JobFromRow(rows[i]);
-    j.erase("data");
-    j["steps"] = json::array();
-    j["allowed_actions"] = AllowedActions(j);
-    j.erase("steps");
+    ASSIGN_OR_RETURN(json j, Get(rows[i].Int(0)));
     out.push_back(std::move(j));
   }
   return out;

@@ -52,6 +52,7 @@ StepOutcome ResolveStep(JobContext& c, const std::string& point) {
 
 StepOutcome OverlaysStep(JobContext& c, const std::string& name) {
   STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  if (!c.data().contains("uris")) c.data()["uris"] = json::object();
   STEP_ASSIGN(NodeClient dst, Node(c, it.target_node));
   STEP_CHECK(CreateOverlays(c, it, dst, name));
   return StepOutcome::Done("disks served at " + c.data()["uris"].dump());
@@ -60,7 +61,12 @@ StepOutcome OverlaysStep(JobContext& c, const std::string& name) {
 StepOutcome DiscardStep(JobContext& c, const std::string& name) {
   STEP_ASSIGN(ItemRecord it, LoadItem(c));
   STEP_ASSIGN(NodeClient dst, Node(c, it.target_node));
-  STEP_CHECK(DiscardOverlays(it, dst, name));
+  Status s = DiscardOverlays(it, dst, name);
+  // A job cancelled before it made any disk need not wait for an unreachable target.
+  if (IsCode(s, Code::kUnavailable) && !c.data().contains("uris")) {
+    return StepOutcome::Done("the target node is unreachable, and this job made no disks there");
+  }
+  STEP_CHECK(s);
   return StepOutcome::Done();
 }
 

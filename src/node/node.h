@@ -10,8 +10,9 @@
 //
 // Persistence: DATA/volumes/NAME/volume.json (disk path, link settings, fencing, aliases;
 // rewritten atomically), DATA/volumes/NAME/log/ (pending log), DATA/replicas/VOLUME_ID/
-// (replicas). A restart finishes an interrupted promote (node/promotion.h), reopens all of
-// them and restarts the links that were running.
+// (replicas); DATA/server.json is the server client's (node/server_client.h). A restart
+// finishes an interrupted promote (node/promotion.h), reopens all of them and restarts the
+// links that were running.
 //
 // Thread-safety: every public method may be called from any thread.
 // Errors: kNotFound (no such volume/replica/overlay), kAlreadyExists, kInvalidArgument (bad
@@ -38,7 +39,6 @@
 #include "link/sender.h"
 #include "link/throttle.h"
 #include "link/tls.h"
-#include "nbd/forwarding_export.h"
 #include "nbd/server.h"
 #include "node/config.h"
 #include "node/events.h"

@@ -1,6 +1,7 @@
-// The parts of Node that its .cc files share (node.cc: volumes, links, markers, barriers;
-// node_catalog.cc: NBD names; node_status.cc: the status JSON; node_replicas.cc: replica
-// commands, promote and removal). Not an interface: only Node's files include it.
+// The parts of Node that its .cc files share (node.cc: volumes, links, scans, the periodic
+// work; node_markers.cc: markers, barriers, fencing; node_catalog.cc: NBD names;
+// node_status.cc: the status JSON; node_replicas.cc: replica commands, promote, removal).
+// Not an interface: only Node's files include it.
 #pragma once
 
 #include <algorithm>

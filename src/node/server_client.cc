@@ -164,6 +164,16 @@ Status ServerClient::Heartbeat(bool* unauthorized) {
 }
 
 void ServerClient::Run() {
+  // One log line per failure; the first of a kind goes out as an event (which the node logs).
+  auto report = [this](const std::string& severity, const std::string& message, bool as_event) {
+    if (as_event && o_.event) {
+      o_.event(severity, message);
+    } else if (severity == "error") {
+      spdlog::error("{}", message);
+    } else {
+      spdlog::warn("{}", message);
+    }
+  };
   bool register_failed = false, unknown = false, heartbeat_failing = false;
   std::unique_lock l(mu_);
   while (!stopping_) {
@@ -174,12 +184,9 @@ void ServerClient::Run() {
       if (s.ok()) {
         spdlog::info("registered with the server {} as {}", o_.url, node_id());
       } else {
-        spdlog::warn("registering with the server {} failed: {}; retrying every {} ms", o_.url,
-                     s.ToString(), o_.interval_ms);
-        if (!register_failed && o_.event) {
-          o_.event("warning", "registering with the server " + o_.url + " failed: " + s.ToString() +
-                                  "; the node retries every " + std::to_string(o_.interval_ms / 1000) + " s");
-        }
+        report("warning", "registering with the server " + o_.url + " failed: " + s.ToString() +
+                              "; the node retries every " + std::to_string(o_.interval_ms) + " ms",
+               !register_failed);
         register_failed = true;
       }
     }
@@ -193,16 +200,20 @@ void ServerClient::Run() {
         if (unknown || heartbeat_failing) spdlog::info("heartbeats to the server {} are accepted again", o_.url);
         unknown = heartbeat_failing = false;
       } else if (unauthorized) {
-        if (!unknown) spdlog::error("the server {} does not know node {} (heartbeat answered 401): re-enroll the "
-                      "node (delete {} and set a new [server] enroll_token)",
-                      o_.url, node_id(), JoinPath(o_.data_dir, kIdentityFile));
-        if (!unknown && o_.event) {
-          o_.event("error", "the server " + o_.url + " no longer knows this node (heartbeat answered "
-                            "401): re-enroll it with a new enrollment token");
+        // Once: the node keeps trying, and says so again only after a heartbeat got through.
+        if (!unknown) {
+          report("error", "the server " + o_.url + " no longer knows this node " + node_id() +
+                              " (a heartbeat was answered 401): re-enroll it (delete " +
+                              JoinPath(o_.data_dir, kIdentityFile) +
+                              " and set a new [server] enroll_token); heartbeats go on",
+                 true);
         }
         unknown = true;
       } else {
-        if (!heartbeat_failing) spdlog::warn("heartbeat to the server {} failed: {}; retrying", o_.url, s.ToString());
+        if (!heartbeat_failing) {
+          spdlog::warn("heartbeat to the server {} failed: {}; retrying every {} ms", o_.url, s.ToString(),
+                       o_.interval_ms);
+        }
         heartbeat_failing = true;
       }
       l.lock();
