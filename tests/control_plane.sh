@@ -113,6 +113,7 @@ refused 400 InvalidArgument POST /sites '{"name": 7}'
 refused 400 InvalidArgument POST /sites '{"name": "x", "colour": "red"}'
 refused 400 InvalidArgument POST /sites 'not json'
 refused 404 NotFound GET /items/item-999
+refused 400 InvalidArgument GET '/items?state=Bogus'
 refused 404 NotFound POST /items '{"machine": "nope", "target_site": "recovery"}'
 head -c 2000000 /dev/zero | tr '\0' 'a' >"$work/big.json"
 out=$(curl -sS -X POST -H "Authorization: Bearer $stoken" --data-binary @"$work/big.json" -w '\n%{http_code}' "$url/api/v1/sites")

@@ -187,6 +187,11 @@ Result<json> Items::Get(const std::string& ref) {
 Result<json> Items::List(const std::string& state, const std::string& site, const Page& page) {
   std::string sql = "SELECT id FROM items WHERE id > $1";
   std::vector<store::Value> params{page.after_id};
+  static const char* kStates[] = {"Enabling", "InitialSync", "Protected", "TestFailover", "FailingOver",
+                                  "FailedOver", "Committed", "Reprotecting", "Disabled"};
+  if (!state.empty() && std::find(std::begin(kStates), std::end(kStates), state) == std::end(kStates)) {
+    return InvalidArgument("query parameter 'state' is not an item state: '" + state + "'");
+  }
   if (!state.empty()) {
     sql += " AND state = $" + std::to_string(params.size() + 1);
     params.push_back(state);
@@ -224,7 +229,7 @@ Result<json> Items::Launch(const std::function<Result<int64_t>(Sql&)>& fn) {
   return json{{"job", j}};
 }
 
-Result<json> Items::Start(Sql& tx, ItemRecord& item, const std::string& op, const std::string& job_type,
+Status Items::Start(Sql& tx, ItemRecord& item, const std::string& op, const std::string& job_type,
                           const json& spec, const std::string& transitional_state, int64_t* job_id) {
   if (item.active_job) {
     return WithAction(Code::kFailedPrecondition,
@@ -243,8 +248,7 @@ Result<json> Items::Start(Sql& tx, ItemRecord& item, const std::string& op, cons
   ASSIGN_OR_RETURN(*job_id, jobs_->Create(tx, job_type, "item", item.id, item.name, spec, data));
   item.active_job = *job_id;
   if (!transitional_state.empty()) item.state = transitional_state;
-  RETURN_IF_ERROR(Store(tx, item));
-  return json::object();
+  return Store(tx, item);
 }
 
 Result<json> Items::Enable(const json& body) {
@@ -359,7 +363,7 @@ Result<json> Items::Update(const std::string& ref, const json& body) {
     json props;
     RETURN_IF_ERROR(ValidateProperties(tx, it, &props, body));
     int64_t job = 0;
-    ASSIGN_OR_RETURN(json ignored, Start(tx, it, "update", "update", json{{"item", id}, {"properties", props}}, "", &job));
+    RETURN_IF_ERROR(Start(tx, it, "update", "update", json{{"item", id}, {"properties", props}}, "", &job));
     return job;
   });
 }
@@ -375,7 +379,7 @@ Result<json> Items::Disable(const std::string& ref) {
                             "): cancelling an enable removes the replication");
     }
     int64_t job = 0;
-    ASSIGN_OR_RETURN(json ignored, Start(tx, it, "disable", "disable", json{{"item", id}}, "", &job));
+    RETURN_IF_ERROR(Start(tx, it, "disable", "disable", json{{"item", id}}, "", &job));
     return job;
   });
 }
@@ -436,7 +440,7 @@ Result<json> Items::Operate(const std::string& ref, const std::string& op, const
     json s = spec;
     s["item"] = id;
     int64_t job = 0;
-    ASSIGN_OR_RETURN(json ignored, Start(tx, it, op, op, s, transitional, &job));
+    RETURN_IF_ERROR(Start(tx, it, op, op, s, transitional, &job));
     return job;
   });
 }

@@ -76,7 +76,7 @@ class Items {
   Result<json> ToJson(store::Sql& sql, const ItemRecord& item);
 
  private:
-  Result<json> Start(store::Sql& tx, ItemRecord& item, const std::string& op, const std::string& job_type,
+  Status Start(store::Sql& tx, ItemRecord& item, const std::string& op, const std::string& job_type,
                      const json& spec, const std::string& transitional_state, int64_t* job_id);
   Result<json> Launch(const std::function<Result<int64_t>(store::Sql&)>& fn);
   Status ValidateProperties(store::Sql& sql, const ItemRecord& item, json* props, const json& body);

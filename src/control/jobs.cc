@@ -121,7 +121,6 @@ void JobEngine::Kick(int64_t id) {
   for (auto& t : finished_) t.join();
   finished_.clear();
   if (threads_.count(id)) {
-    cancel_[id] = cancel_[id];  // keep the flag; wake the thread so it re-reads the job
     kicked_.insert(id);
     cv_.notify_all();
     return;
