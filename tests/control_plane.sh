@@ -215,7 +215,7 @@ ok POST "/jobs/$job/cancel" '{}' >/dev/null
 wait_job "$job" Cancelled
 [[ $(item_state) == Protected ]] || fail "item is $(item_state) after a cancelled planned failover"
 [[ $(ok GET "/jobs/$job" | json '",".join(s["name"] for s in j["steps"] if s["phase"]=="undo")') == \
-   "discard-overlays,unfence-source,resume-replication,finish-undo" ]] || fail "undo steps: $(ok GET "/jobs/$job")"
+   "remove-machine,discard-overlays,unfence-source,restart-source,resume-replication,finish-undo" ]] || fail "undo steps: $(ok GET "/jobs/$job")"
 qemu-io -f raw -c 'write -P 0x11 0 4M' "$src" >/dev/null || fail "the source refuses writes after the cancel"
 seq=$(api a POST /v1/volumes/web1.disk0/markers '{"label": "after-cancel"}' | json 'j["seq"]')
 for _ in $(seq 300); do
@@ -227,7 +227,7 @@ done
 
 echo "== failover with --shutdown-source; the server is killed -9 at every step"
 qemu-io -f raw -c 'write -P 0x22 4M 4M' "$src" >/dev/null || fail "second write"
-crashing_job failover "preflight shutdown-source sync-final pause-replication resolve-point create-overlays finish" \
+crashing_job failover "preflight power-off-source shutdown-source sync-final pause-replication resolve-point create-overlays launch boot finish" \
   POST /items/item-1/failover '{"point": "latest", "shutdown_source": true}'
 [[ $(item_state) == FailedOver ]] || fail "item is $(item_state) after failover"
 if qemu-io -f raw -c 'write -P 0x99 0 4096' "$src" >/dev/null 2>&1; then fail "the shut-down source took a write"; fi
@@ -251,7 +251,7 @@ sent=$(sed -E 's/.*sent ([0-9]+) bytes on the wire.*/\1/' <<<"$wire")
 
 echo "== failback (planned, zero data loss), commit, reprotect forward"
 qemu-io -f raw -c 'write -P 0x44 9M 1M' "$furi" >/dev/null || fail "write at the recovery site after reprotect"
-crashing_job failover "preflight shutdown-source sync-final pause-replication resolve-point create-overlays finish" \
+crashing_job failover "preflight power-off-source shutdown-source sync-final pause-replication resolve-point create-overlays launch boot finish" \
   POST /items/item-1/failover '{"planned": true}'
 [[ $(ok GET /items/item-1 | json 'j["active_site"]') == primary ]] || fail "failback did not return to primary"
 buri=$(ok GET /items/item-1 | json 'list(j["failover"]["uris"].values())[0]')

@@ -238,6 +238,20 @@ void ApiServer::Routes() {
     if (kind == "crash" || kind == "app" || kind == "group") kind += "-consistent";
     ReplyResult(res, items.RecoveryPoints(req.matches[1], kind, Param(req, "before"), Param(req, "after"), *page), 200);
   });
+  s.Get(R"(/api/v1/items/([^/]+)/console)", [&items](const httplib::Request& req, httplib::Response& res) {
+    int64_t offset = 0, limit = 65536;
+    try {
+      if (req.has_param("offset")) offset = std::stoll(req.get_param_value("offset"));
+      if (req.has_param("limit")) limit = std::stoll(req.get_param_value("limit"));
+    } catch (const std::exception&) {
+      return ReplyError(res, InvalidArgument("offset and limit must be integers"));
+    }
+    const std::string which = Param(req, "machine");
+    if (!which.empty() && which != "test" && which != "running") {
+      return ReplyError(res, InvalidArgument("machine must be 'running' (default) or 'test'"));
+    }
+    ReplyResult(res, items.Console(req.matches[1], which == "test", offset, limit), 200);
+  });
   s.Post(R"(/api/v1/items/([^/]+)/([a-z-]+))", [&items](const httplib::Request& req, httplib::Response& res) {
     auto b = Body(req);
     if (!b.ok()) return ReplyError(res, b.status());

@@ -157,9 +157,28 @@ void AddMachineCommands(CLI::App& app) {
   struct Args {
     std::string name, site, node;
     std::vector<std::string> disks;
+    std::string kernel, initrd, cmdline, probe_console, shutdown_qmp, shutdown_command, freeze, thaw;
+    int64_t probe_tcp = 0, probe_timeout = 0, shutdown_timeout = -1;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("name", a->name, "The machine's name")->required();
+  cmd->add_option("--kernel", a->kernel, "Boot this kernel (a path on the nodes) instead of from the first disk");
+  cmd->add_option("--initrd", a->initrd, "The initrd for --kernel");
+  cmd->add_option("--cmdline", a->cmdline, "The kernel command line for --kernel");
+  cmd->add_option("--probe-tcp", a->probe_tcp, "Started when this TCP port of the machine answers with a banner")
+      ->check(CLI::Range(1, 65535));
+  cmd->add_option("--probe-console", a->probe_console, "Started when a console line matches this ERE");
+  cmd->add_option("--probe-timeout", a->probe_timeout, "Seconds a boot may take (default 600)")
+      ->check(CLI::Range(1, 86400));
+  cmd->add_option("--shutdown-qmp", a->shutdown_qmp,
+                  "Power the machine off at its site through this QMP socket (before a failover)");
+  cmd->add_option("--shutdown-command", a->shutdown_command,
+                  "Power the machine off at its site with this command, run by its node (a physical server)");
+  cmd->add_option("--freeze-command", a->freeze,
+                  "Run by its node before an app-consistent point (quiesce the application)");
+  cmd->add_option("--thaw-command", a->thaw, "Run by its node after an app-consistent point");
+  cmd->add_option("--shutdown-timeout", a->shutdown_timeout, "Seconds a graceful power-off may take (default 60)")
+      ->check(CLI::Range(0, 3600));
   cmd->add_option("--site", a->site, "The site it runs at (id or name)")->required();
   cmd->add_option("--node", a->node, "The node at that site that serves its disks (id or name)")->required();
   cmd->add_option("--disk", a->disks, "A disk: NAME=PATH[,size=BYTES] (size only to create the file); repeat")
@@ -181,6 +200,19 @@ void AddMachineCommands(CLI::App& app) {
                  {"site", StringField(site, "name")},
                  {"node", StringField(node, "id")},
                  {"disks", std::move(disks)}};
+    json run = json::object();
+    if (!a->kernel.empty()) run["boot"]["kernel"] = a->kernel;
+    if (!a->initrd.empty()) run["boot"]["initrd"] = a->initrd;
+    if (!a->cmdline.empty()) run["boot"]["cmdline"] = a->cmdline;
+    if (a->probe_tcp) run["probe"]["tcp_port"] = a->probe_tcp;
+    if (!a->probe_console.empty()) run["probe"]["console"] = a->probe_console;
+    if (a->probe_timeout) run["probe"]["timeout_s"] = a->probe_timeout;
+    if (!a->shutdown_qmp.empty()) run["shutdown"]["qmp"] = a->shutdown_qmp;
+    if (!a->shutdown_command.empty()) run["shutdown"]["command"] = a->shutdown_command;
+    if (a->shutdown_timeout >= 0) run["shutdown"]["timeout_s"] = a->shutdown_timeout;
+    if (!a->freeze.empty()) run["hooks"]["freeze"] = a->freeze;
+    if (!a->thaw.empty()) run["hooks"]["thaw"] = a->thaw;
+    if (!run.empty()) body["run"] = std::move(run);
     PrintCreated(*o, OrExit(client.Post("/machines", body), "creating machine " + a->name));
   });
 }

@@ -1,9 +1,12 @@
 // `ferry item list|show|update`, `ferry protect`, `ferry recovery-points` and the operations
 // on a replicated item (test failover, failover, commit, reprotect, failback, ...). Every
 // operation answers 202 with the job that carries it out (ReportStartedJob, --wait).
+#include <chrono>
 #include <cstdio>
 #include <functional>
+#include <iostream>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "cli/commands.h"
@@ -195,6 +198,35 @@ void AddItemNoun(CLI::App& app) {
       // A list entry may be a summary; the item's own resource has everything.
       json full = OrExit(client.Get("/items/" + UrlEncode(StringField(found, "id"))), *ref);
       PrintResource(*o, full, ItemDetails);
+    });
+  }
+  {
+    auto* cmd = item->add_subcommand("console", "Show the serial console of the machine a launcher runs for the item");
+    auto o = AddVerbOptions(cmd);
+    auto ref = std::make_shared<std::string>();
+    auto test = std::make_shared<bool>(false);
+    auto follow = std::make_shared<bool>(false);
+    cmd->add_option("item", *ref, "The replicated item's id or name")->required();
+    cmd->add_flag("--test", *test, "The test-failover machine instead of the running one");
+    cmd->add_flag("--follow,-f", *follow, "Keep printing new lines until interrupted");
+    cmd->callback([=] {
+      ApiClient client = Connect(*o);
+      json found = OrExit(Resolve(client, *ref, kItemKind), *ref);
+      const std::string base = "/items/" + UrlEncode(StringField(found, "id")) + "/console?machine=" +
+                               (*test ? "test" : "running") + "&offset=";
+      int64_t offset = 0;
+      for (;;) {
+        json page = OrExit(client.Get(base + std::to_string(offset)), "console of " + *ref);
+        if (o->json()) {
+          std::cout << page.dump(2) << "\n";
+          return;
+        }
+        std::cout << page.value("text", "") << std::flush;
+        const int64_t next = page.value("next", offset);
+        if (next == offset && !*follow) return;
+        if (next == offset) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        offset = next;
+      }
     });
   }
   using F = FlagSpec;

@@ -342,22 +342,72 @@ Result<json> Inventory::ListPolicies(const Page& page) {
 // ---- machines
 
 Result<json> Inventory::MachineById(Sql& sql, int64_t id) {
-  ASSIGN_OR_RETURN(auto rows, sql.Query("SELECT m.id, m.name, s.name, m.node_id, m.disks, m.created_at FROM machines m "
+  ASSIGN_OR_RETURN(auto rows, sql.Query("SELECT m.id, m.name, s.name, m.node_id, m.disks, m.created_at, m.run FROM machines m "
                                         "JOIN sites s ON s.id = m.site_id WHERE m.id = $1",
                                         {id}));
   if (rows.empty()) return NotFound("no machine " + FormatId("mach", id));
   const Row& r = rows[0];
   return json{{"id", FormatId("mach", id)}, {"name", r.Text(1)}, {"site", r.Text(2)},
               {"node", FormatId("node", r.Int(3))}, {"disks", json::parse(r.Text(4), nullptr, false)},
-              {"created_at", r.Text(5)}};
+              {"run", json::parse(r.Text(6), nullptr, false)}, {"created_at", r.Text(5)}};
 }
 
 Result<int64_t> Inventory::MachineId(Sql& sql, const std::string& ref) {
   return Resolve(sql, "machines", "mach", "machine", ref);
 }
 
+Result<json> ParseMachineRun(const json& run) {
+  if (!run.is_object()) return InvalidArgument("field 'run' must be an object {\"boot\", \"probe\", \"shutdown\"}");
+  RETURN_IF_ERROR(CheckFields(run, {"boot", "probe", "shutdown", "hooks"}).WithContext("run"));
+  json out = json::object();
+  auto object = [&](const char* key) -> Result<json> {
+    json v = run.value(key, json::object());
+    if (!v.is_object()) return InvalidArgument(std::string("field 'run.") + key + "' must be an object");
+    return v;
+  };
+  ASSIGN_OR_RETURN(json boot, object("boot"));
+  RETURN_IF_ERROR(CheckFields(boot, {"kernel", "initrd", "cmdline"}).WithContext("run.boot"));
+  for (const char* k : {"kernel", "initrd", "cmdline"}) {
+    ASSIGN_OR_RETURN(std::string v, StringField(boot, k, ""));
+    if (!v.empty() && std::string(k) != "cmdline" && v[0] != '/') {
+      return InvalidArgument(std::string("field 'run.boot.") + k + "' must be an absolute path on the target nodes");
+    }
+    if (!v.empty()) out["boot"][k] = v;
+  }
+  if (out.contains("boot") && !out["boot"].contains("kernel")) {
+    return InvalidArgument("field 'run.boot' has an initrd or cmdline but no kernel: add run.boot.kernel, or boot from the disk");
+  }
+  ASSIGN_OR_RETURN(json probe, object("probe"));
+  RETURN_IF_ERROR(CheckFields(probe, {"tcp_port", "console", "timeout_s"}).WithContext("run.probe"));
+  ASSIGN_OR_RETURN(int64_t port, IntField(probe, "tcp_port", 0, 0, 65535));
+  ASSIGN_OR_RETURN(std::string console, StringField(probe, "console", ""));
+  ASSIGN_OR_RETURN(int64_t probe_timeout, IntField(probe, "timeout_s", 600, 1, 86400));
+  out["probe"] = {{"tcp_port", port}, {"console", console}, {"timeout_s", probe_timeout}};
+  ASSIGN_OR_RETURN(json shutdown, object("shutdown"));
+  RETURN_IF_ERROR(CheckFields(shutdown, {"qmp", "command", "timeout_s"}).WithContext("run.shutdown"));
+  ASSIGN_OR_RETURN(std::string qmp, StringField(shutdown, "qmp", ""));
+  ASSIGN_OR_RETURN(std::string command, StringField(shutdown, "command", ""));
+  ASSIGN_OR_RETURN(int64_t shutdown_timeout, IntField(shutdown, "timeout_s", 60, 0, 3600));
+  if (!qmp.empty() && !command.empty()) {
+    return InvalidArgument("field 'run.shutdown': give 'qmp' (a QEMU machine's QMP socket) or 'command' (for a physical "
+                           "server), not both");
+  }
+  if (!qmp.empty() && qmp[0] != '/') return InvalidArgument("field 'run.shutdown.qmp' must be an absolute socket path");
+  out["shutdown"] = {{"qmp", qmp}, {"command", command}, {"timeout_s", shutdown_timeout}};
+  ASSIGN_OR_RETURN(json hooks, object("hooks"));
+  RETURN_IF_ERROR(CheckFields(hooks, {"freeze", "thaw"}).WithContext("run.hooks"));
+  ASSIGN_OR_RETURN(std::string freeze, StringField(hooks, "freeze", ""));
+  ASSIGN_OR_RETURN(std::string thaw, StringField(hooks, "thaw", ""));
+  if (freeze.empty() && !thaw.empty()) {
+    return InvalidArgument("field 'run.hooks' has a thaw command but no freeze command");
+  }
+  out["hooks"] = {{"freeze", freeze}, {"thaw", thaw}};
+  return out;
+}
+
 Result<json> Inventory::CreateMachine(const json& body) {
-  RETURN_IF_ERROR(CheckFields(body, {"name", "site", "node", "disks"}));
+  RETURN_IF_ERROR(CheckFields(body, {"name", "site", "node", "disks", "run"}));
+  ASSIGN_OR_RETURN(json run, ParseMachineRun(body.value("run", json::object())));
   ASSIGN_OR_RETURN(std::string name, StringField(body, "name"));
   RETURN_IF_ERROR(CheckName("machine", name));
   ASSIGN_OR_RETURN(std::string site, StringField(body, "site"));
@@ -392,8 +442,9 @@ Result<json> Inventory::CreateMachine(const json& body) {
       return InvalidArgument("node '" + node + "' is not at site '" + site + "'");
     }
     ASSIGN_OR_RETURN(id, store::NextId(tx, "machines"));
-    return tx.Exec("INSERT INTO machines (id, name, site_id, node_id, disks, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                   {id, name, site_id, node_id, disks.dump(), FormatTime(clock_->NowNanos())})
+    return tx.Exec("INSERT INTO machines (id, name, site_id, node_id, disks, created_at, run) "
+                   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                   {id, name, site_id, node_id, disks.dump(), FormatTime(clock_->NowNanos()), run.dump()})
         .status();
   }));
   return MachineById(*db_, id);

@@ -31,6 +31,14 @@ struct Page {
 // Parses "limit" and "page_token" query values.
 Result<Page> ParsePage(const std::string& limit, const std::string& token);
 
+// A machine's "run" settings, validated and with defaults filled in: how it boots under the
+// qemu launcher ("boot": kernel, initrd, cmdline; none: from its first disk), when it counts
+// as started ("probe": tcp_port, console ERE, timeout_s, default 600), and how to power it
+// off at its home site when Ferry did not start it ("shutdown": qmp socket or command,
+// timeout_s, default 60), and the commands its source node runs around app-consistent points
+// ("hooks": freeze, thaw). docs/launchers.md.
+Result<json> ParseMachineRun(const json& run);
+
 class Inventory {
  public:
   Inventory(store::Database* db, Clock* clock) : db_(db), clock_(clock) {}
@@ -62,6 +70,8 @@ class Inventory {
   Result<int64_t> PolicyId(store::Sql& sql, const std::string& ref);
   Result<json> PolicyById(store::Sql& sql, int64_t id);
 
+  // body: {"name", "site", "node", "disks": [{"name", "path", "size"}], "run"} — run as
+  // ParseMachineRun takes it.
   Result<json> CreateMachine(const json& body);
   Result<json> ListMachines(const Page& page);
   Result<json> GetMachine(const std::string& ref);

@@ -27,7 +27,7 @@ namespace {
 constexpr const char* kItemColumns =
     "id, name, machine_id, state, direction, active_site_id, source_site_id, target_site_id, source_node_id, "
     "target_node_id, policy_id, health, problems, rpo_seconds, properties, disks, live, failover, test_failover, "
-    "last_test, active_job_id, created_at, updated_at";
+    "last_test, active_job_id, created_at, updated_at, running";
 
 json ParseOrNull(const Row& r, size_t i) {
   if (r.IsNull(i)) return nullptr;
@@ -108,6 +108,7 @@ Result<ItemRecord> Items::Load(Sql& sql, int64_t id) {
   it.active_job = r.Int(20);
   it.created_at = r.Text(21);
   it.updated_at = r.Text(22);
+  it.running = ParseOrNull(r, 23);
   return it;
 }
 
@@ -119,11 +120,12 @@ Status Items::Store(Sql& sql, const ItemRecord& it) {
   return sql.Exec("UPDATE items SET name = $2, state = $3, direction = $4, active_site_id = $5, source_site_id = $6, "
                   "target_site_id = $7, source_node_id = $8, target_node_id = $9, policy_id = $10, health = $11, "
                   "problems = $12, rpo_seconds = $13, properties = $14, disks = $15, live = $16, failover = $17, "
-                  "test_failover = $18, last_test = $19, active_job_id = $20, updated_at = $21 WHERE id = $1",
+                  "test_failover = $18, last_test = $19, active_job_id = $20, updated_at = $21, running = $22 WHERE id = $1",
                   {it.id, it.name, it.state, it.direction, it.active_site, it.source_site, it.target_site,
                    it.source_node, it.target_node, it.policy_id, it.health, it.problems.dump(), rpo,
                    it.properties.dump(), it.disks.dump(), it.live.dump(), JsonOrNull(it.failover),
-                   JsonOrNull(it.test_failover), JsonOrNull(it.last_test), job, FormatTime(clock_->NowNanos())})
+                   JsonOrNull(it.test_failover), JsonOrNull(it.last_test), job, FormatTime(clock_->NowNanos()),
+                   JsonOrNull(it.running)})
       .status();
 }
 
@@ -161,6 +163,10 @@ Result<json> Items::ToJson(Sql& sql, const ItemRecord& it) {
   j["last_test_failover"] = it.last_test;
   j["test_failover"] = it.test_failover;
   j["failover"] = it.failover;
+  j["running_machine"] = it.running.is_object() ? json{{"name", it.running.value("name", "")},
+                                                        {"node", FormatId("node", it.running.value("node", int64_t{0}))},
+                                                        {"site", it.running.value("site_name", "")}}
+                                                : json(nullptr);
   j["active_job"] = it.active_job ? json(JobEngine::JobId(it.active_job)) : json(nullptr);
   j["created_at"] = it.created_at;
   j["updated_at"] = it.updated_at;
@@ -483,6 +489,30 @@ Result<json> Items::RecoveryPoints(const std::string& ref, const std::string& ki
                      {"kind", r.Text(2)}, {"label", r.Text(3)}, {"seqs", {{first_disk, r.Int(0)}}}});
   }
   return PageJson(std::move(items), next);
+}
+
+Result<json> Items::Console(const std::string& ref, bool test, int64_t offset, int64_t limit) {
+  if (offset < 0 || limit < 1 || limit > (1 << 20)) {
+    return InvalidArgument("offset must be >= 0 and limit 1 to 1048576");
+  }
+  ASSIGN_OR_RETURN(int64_t id, ItemId(*db_, ref));
+  ASSIGN_OR_RETURN(ItemRecord it, Load(*db_, id));
+  json m = test ? (it.test_failover.is_object() ? it.test_failover.value("machine", json()) : json()) : it.running;
+  if (!m.is_object()) {
+    return WithAction(Code::kFailedPrecondition,
+                      "item '" + it.name + "' has no " + (test ? "test machine" : "machine started by a launcher") +
+                          " (state " + it.state + ")",
+                      test ? "run a test failover first" : "fail the item over to start its machine");
+  }
+  const std::string name = m["name"];
+  ASSIGN_OR_RETURN(NodeClient node, inv_->Client(m["node"].get<int64_t>()));
+  ASSIGN_OR_RETURN(json out, node.Get("/v1/machines/" + name + "/console?offset=" + std::to_string(offset) +
+                                      "&limit=" + std::to_string(limit)));
+  auto st = node.Get("/v1/machines/" + name);
+  out["machine"] = name;
+  out["node"] = node.name();
+  out["status"] = st.ok() ? *st : json(nullptr);
+  return out;
 }
 
 }  // namespace ferry::control

@@ -48,6 +48,7 @@ struct ItemRecord {
   json disks = json::array();
   json live = json::object();  // per-disk figures the monitor keeps fresh, by volume
   json failover, test_failover, last_test;  // null when none
+  json running;  // the machine a launcher runs for the item (schema.cc, migration 2), or null
   int64_t active_job = 0;
   std::string created_at, updated_at;
 };
@@ -69,6 +70,11 @@ class Items {
 
   Result<json> RecoveryPoints(const std::string& ref, const std::string& kind, const std::string& before,
                               const std::string& after, const Page& page);
+
+  // The serial console of the machine a launcher runs for the item (test: its test-failover
+  // machine), from the node that runs it: {"machine", "node", "status", "offset", "next",
+  // "text"}. kFailedPrecondition when no machine runs.
+  Result<json> Console(const std::string& ref, bool test, int64_t offset, int64_t limit);
 
   // For workflows and the monitor.
   Result<ItemRecord> Load(store::Sql& sql, int64_t id);

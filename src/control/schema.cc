@@ -53,6 +53,16 @@ const std::vector<store::Migration>& ControlMigrations() {
            "label TEXT NOT NULL, PRIMARY KEY (item_id, seq))",
            "CREATE INDEX recovery_points_by_time ON recovery_points(item_id, time_ns)",
        }},
+      {2,
+       "launchers: how a machine runs, the machine an item runs",
+       {
+           // run: {"boot": {"kernel", "initrd", "cmdline"}, "probe": {"tcp_port", "console",
+           // "timeout_s"}, "shutdown": {"qmp" | "command", "timeout_s"}} (docs/launchers.md).
+           "ALTER TABLE machines ADD COLUMN run TEXT NOT NULL DEFAULT '{}'",
+           // The machine a launcher started for the item at its active site:
+           // {"node", "site", "name", "launch": <the launch request>}; NULL when none.
+           "ALTER TABLE items ADD COLUMN running TEXT",
+       }},
   };
   return migrations;
 }

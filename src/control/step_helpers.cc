@@ -111,8 +111,17 @@ Result<json> ProtectBody(JobContext& c, const ItemRecord& item, const std::strin
   }
   int64_t crash = policy["crash_consistent_interval_seconds"].get<int64_t>() * 1000;
   int64_t app = policy["app_consistent_interval_seconds"].get<int64_t>() * 1000;
-  return json{{"target", target_link}, {"marker_interval_ms", std::max<int64_t>(crash, 1000)},
-              {"app_interval_ms", app == 0 ? 0 : std::max<int64_t>(app, 1000)}};
+  json body = {{"target", target_link}, {"marker_interval_ms", std::max<int64_t>(crash, 1000)},
+               {"app_interval_ms", app == 0 ? 0 : std::max<int64_t>(app, 1000)}};
+  // The machine's freeze and thaw hooks describe it at its home site: the way back (a
+  // machine a launcher runs at the recovery site) takes crash-consistent points only.
+  if (item.direction != "reverse") {
+    ASSIGN_OR_RETURN(json machine, c.ctl().inventory().MachineById(c.ctl().db(), item.machine_id));
+    json hooks = machine.value("run", json::object()).value("hooks", json::object());
+    if (!hooks.value("freeze", "").empty()) body["freeze_command"] = hooks["freeze"];
+    if (!hooks.value("thaw", "").empty()) body["thaw_command"] = hooks["thaw"];
+  }
+  return body;
 }
 
 }  // namespace ferry::control::steps

@@ -1,12 +1,17 @@
 // Workflows that bring a machine up at the target site from its recovery points.
 //
-// test-failover:  preflight → resolve-point → create-overlays → finish (TestFailover)
-//                 undo: discard-overlays → (Protected)
-// cleanup-test-failover: discard-overlays (no return) → finish (Protected, last test kept)
-// failover:       preflight → shutdown-source → sync-final → pause-replication → resolve-point
-//                 → create-overlays → finish (FailedOver)
-//                 undo: discard-overlays → unfence-source → resume-replication → (Protected)
-// change-recovery-point: resolve-point → create-overlays → switch (no return)
+// test-failover:  preflight → resolve-point → create-overlays → launch → boot → finish
+//                 (TestFailover; the machine runs in an isolated network)
+//                 undo: remove-machine → discard-overlays → (Protected)
+// cleanup-test-failover: remove-machine → discard-overlays (no return) → finish (Protected,
+//                 last test kept)
+// failover:       preflight → power-off-source → shutdown-source → sync-final →
+//                 pause-replication → resolve-point → create-overlays → launch → boot → finish
+//                 (FailedOver)
+//                 undo: remove-machine → discard-overlays → unfence-source → restart-source →
+//                 resume-replication → (Protected)
+// change-recovery-point: resolve-point → create-overlays → switch (no return: the machine on
+//                 the old point stops) → launch → boot
 //                 undo: discard-new-overlays
 // commit:         stop-replication → commit (no return) → wait-commit → finish (Committed)
 //                 undo: resume-replication → (FailedOver)
@@ -14,6 +19,7 @@
 // Overlays are named after their job ("test-17", "fo-18"), so a step run again after a
 // restart finds what it made before.
 #include "control/step_helpers.h"
+#include "control/step_launch.h"
 #include "control/workflows.h"
 
 namespace ferry::control {
@@ -88,9 +94,13 @@ class TestFailoverWorkflow : public Workflow {
         {"resolve-point", "Resolve the recovery point", 1,
          [](JobContext& c) { return ResolveStep(c, c.spec()["point"]); }},
         {"create-overlays", "Prepare the test disks", 1, [](JobContext& c) { return OverlaysStep(c, TestName(c)); }},
+        {"launch", "Start the test machine in an isolated network", 1, [](JobContext& c) { return LaunchStep(c, true); }},
+        {"boot", "Wait for the test machine to boot", 4, BootStep},
         {"finish", "Mark the test failover running", 1,
          [](JobContext& c) {
            json rec = FailoverRecord(c);
+           rec["machine"] = c.data().value("machine", json());
+           rec["boot"] = c.data().value("boot", json());
            rec["network"] = c.spec().value("network", "isolated");
            rec["at"] = FormatTime(c.ctl().clock().NowNanos());
            STEP_CHECK(SaveItem(c, [&](ItemRecord& it) {
@@ -103,7 +113,8 @@ class TestFailoverWorkflow : public Workflow {
     };
   }
   std::vector<StepDef> UndoSteps(const json&) const override {
-    return {{"discard-overlays", "Discard the test disks", 1, [](JobContext& c) { return DiscardStep(c, TestName(c)); }},
+    return {{"remove-machine", "Remove the test machine", 1, RemoveLaunched},
+            {"discard-overlays", "Discard the test disks", 1, [](JobContext& c) { return DiscardStep(c, TestName(c)); }},
             {"finish-undo", "Return the item to Protected", 1, [](JobContext& c) {
                STEP_CHECK(SaveItem(c, [](ItemRecord& it) {
                  it.state = "Protected";
@@ -119,6 +130,7 @@ class CleanupTestWorkflow : public Workflow {
  public:
   std::vector<StepDef> Steps(const json&) const override {
     return {
+        {"remove-machine", "Remove the test machine", 1, RemoveTestMachine},
         {"discard-overlays", "Discard the test disks", 1,
          [](JobContext& c) {
            STEP_ASSIGN(ItemRecord it, LoadItem(c));
@@ -133,7 +145,9 @@ class CleanupTestWorkflow : public Workflow {
            std::string now = FormatTime(c.ctl().clock().NowNanos());
            STEP_CHECK(SaveItem(c, [&](ItemRecord& it) {
              if (it.test_failover.is_object()) {
+               json boot = it.test_failover.value("boot", json());
                it.last_test = {{"at", now}, {"job", it.test_failover.value("job", "")},
+                               {"boot_seconds", boot.is_object() ? boot.value("seconds", json()) : json()},
                                {"cleanup_job", JobEngine::JobId(c.id())}, {"notes", c.spec().value("notes", "")},
                                {"point", it.test_failover.value("point", "")},
                                {"point_time", it.test_failover.value("point_time", "")}};
@@ -247,7 +261,8 @@ class FailoverWorkflow : public Workflow {
   std::vector<StepDef> Steps(const json&) const override {
     return {
         {"preflight", "Pre-flight checks", 1, TargetPreflight},
-        {"shutdown-source", "Shut the source down", 1, ShutdownSource},
+        {"power-off-source", "Shut the source machine down", 1, PowerOffSource},
+        {"shutdown-source", "Fence the source's disks", 1, ShutdownSource},
         {"sync-final", "Ship the last writes", 3, SyncFinal},
         {"pause-replication", "Pause replication", 1,
          [](JobContext& c) { return LinkAction(c, "pause", c.spec().value("planned", false)); }},
@@ -263,13 +278,26 @@ class FailoverWorkflow : public Workflow {
          }},
         {"create-overlays", "Prepare the recovered disks", 1,
          [](JobContext& c) { return OverlaysStep(c, FailoverName(c)); }},
+        {"launch", "Start the recovered machine", 1, [](JobContext& c) { return LaunchStep(c, false); }},
+        {"boot", "Wait for the recovered machine to boot", 4, BootStep},
         {"finish", "Mark the item failed over", 1,
          [](JobContext& c) {
            json rec = FailoverRecord(c);
            rec["at"] = FormatTime(c.ctl().clock().NowNanos());
+           rec["boot"] = c.data().value("boot", json());
+           STEP_ASSIGN(ItemRecord before, LoadItem(c));
+           json running = RunningRecord(c, before);
+           // The machine at the old source (stopped, or left to the operator) is removed at
+           // commit; until then its console can still be read.
+           if (before.running.is_object()) {
+             rec["previous_machine"] = {{"node", before.running["node"]}, {"name", before.running["name"]}};
+           } else if (c.data().contains("poweroff")) {
+             rec["previous_machine"] = {{"node", c.data()["poweroff"]["node"]}, {"name", c.data()["poweroff"]["name"]}};
+           }
            STEP_CHECK(SaveItem(c, [&](ItemRecord& it) {
              it.state = "FailedOver";
              it.failover = rec;
+             it.running = running;
              it.active_site = it.target_site;
              it.active_job = 0;
            }));
@@ -278,7 +306,8 @@ class FailoverWorkflow : public Workflow {
     };
   }
   std::vector<StepDef> UndoSteps(const json&) const override {
-    return {{"discard-overlays", "Discard the recovered disks", 1,
+    return {{"remove-machine", "Remove the recovered machine", 1, RemoveLaunched},
+            {"discard-overlays", "Discard the recovered disks", 1,
              [](JobContext& c) { return DiscardStep(c, FailoverName(c)); }},
             {"unfence-source", "Let the source write again", 1,
              [](JobContext& c) {
@@ -292,6 +321,7 @@ class FailoverWorkflow : public Workflow {
                }
                return StepOutcome::Done();
              }},
+            {"restart-source", "Start the source machine again", 1, RestartSource},
             {"resume-replication", "Resume replication", 1, [](JobContext& c) { return LinkAction(c, "resume", false); }},
             {"finish-undo", "Return the item to Protected", 1, [](JobContext& c) {
                STEP_CHECK(SaveItem(c, [](ItemRecord& it) {
@@ -320,14 +350,31 @@ class ChangePointWorkflow : public Workflow {
            json rec = FailoverRecord(c);
            rec["at"] = FormatTime(c.ctl().clock().NowNanos());
            if (old != FailoverName(c)) {
-             STEP_CHECK(SaveItem(c, [&](ItemRecord& i) { i.failover = rec; }));
+             // The machine runs on the old point's disks: it stops before they go.
+             STEP_CHECK(RemoveRunning(c, it));
+             STEP_CHECK(SaveItem(c, [&](ItemRecord& i) {
+               i.failover = rec;
+               i.running = nullptr;
+             }));
              STEP_ASSIGN(NodeClient dst, Node(c, it.target_node));
              STEP_CHECK(DiscardOverlays(it, dst, old));
            }
-           STEP_CHECK(SaveItem(c, [&](ItemRecord& i) { i.active_job = 0; }));
            return StepOutcome::Done("the machine's disks are now at " + rec["point_time"].get<std::string>());
          },
          true},
+        {"launch", "Start the machine at the new point", 1, [](JobContext& c) { return LaunchStep(c, false); }},
+        {"boot", "Wait for the machine to boot", 4, BootStep},
+        {"finish", "Record the running machine", 1,
+         [](JobContext& c) {
+           STEP_ASSIGN(ItemRecord before, LoadItem(c));
+           json running = RunningRecord(c, before);
+           STEP_CHECK(SaveItem(c, [&](ItemRecord& i) {
+             i.running = running;
+             if (i.failover.is_object()) i.failover["boot"] = c.data().value("boot", json());
+             i.active_job = 0;
+           }));
+           return StepOutcome::Done();
+         }},
     };
   }
   std::vector<StepDef> UndoSteps(const json&) const override {
@@ -378,11 +425,23 @@ class CommitWorkflow : public Workflow {
          }},
         {"finish", "Mark the item committed", 1,
          [](JobContext& c) {
+           STEP_ASSIGN(ItemRecord it, LoadItem(c));
+           std::string note;
+           json prev = it.failover.is_object() ? it.failover.value("previous_machine", json()) : json();
+           if (prev.is_object() && !(it.running.is_object() && it.running["node"] == prev["node"] &&
+                                     it.running["name"] == prev["name"])) {
+             ItemRecord old = it;
+             old.running = prev;
+             Status gone = RemoveRunning(c, old);
+             note = gone.ok() ? "removed the machine at the old site; "
+                              : "could not remove machine " + prev["name"].get<std::string>() + " at the old site (" +
+                                    std::string(gone.message()) + "); remove it there; ";
+           }
            STEP_CHECK(SaveItem(c, [](ItemRecord& it) {
              it.state = "Committed";
              it.active_job = 0;
            }));
-           return StepOutcome::Done("reprotect the item to replicate it back");
+           return StepOutcome::Done(note + "reprotect the item to replicate it back");
          }},
     };
   }

@@ -296,6 +296,50 @@ void Api::Routes() {
          [this](const httplib::Request& req, httplib::Response& res) {
            ReplyStatus(res, node_->CommitOverlay(req.matches[1], req.matches[2]));
          });
+  s.Get("/v1/machines", [this](const httplib::Request&, httplib::Response& res) {
+    Reply(res, json{{"launcher", node_->machines().kind()}, {"machines", node_->machines().List()}});
+  });
+  s.Post("/v1/machines", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    ReplyResult(res, node_->machines().Launch(*b), 201);
+  });
+  s.Post("/v1/machines/adopt", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    ReplyResult(res, node_->machines().Adopt(*b), 201);
+  });
+  s.Get(R"(/v1/machines/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyResult(res, node_->machines().Get(req.matches[1]));
+  });
+  s.Delete(R"(/v1/machines/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyStatus(res, node_->machines().Remove(req.matches[1]));
+  });
+  s.Post(R"(/v1/machines/([^/]+)/stop)", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto graceful = Field<bool>(*b, "graceful", true);
+    auto timeout = Field<int64_t>(*b, "timeout_ms", 60000);
+    if (!graceful.ok()) return ReplyError(res, graceful.status());
+    if (!timeout.ok()) return ReplyError(res, timeout.status());
+    if (*timeout < 0 || *timeout > 3600000) {
+      return ReplyError(res, InvalidArgument("field 'timeout_ms' must be 0 to 3600000"));
+    }
+    ReplyResult(res, node_->machines().Stop(req.matches[1], *graceful, *timeout), 202);
+  });
+  s.Get(R"(/v1/machines/([^/]+)/console)", [this](const httplib::Request& req, httplib::Response& res) {
+    int64_t offset = 0, limit = 65536;
+    try {
+      if (req.has_param("offset")) offset = std::stoll(req.get_param_value("offset"));
+      if (req.has_param("limit")) limit = std::stoll(req.get_param_value("limit"));
+    } catch (const std::exception&) {
+      return ReplyError(res, InvalidArgument("offset and limit must be numbers"));
+    }
+    if (offset < 0 || limit < 1 || limit > (1 << 20)) {
+      return ReplyError(res, InvalidArgument("offset must be >= 0 and limit 1 to 1048576"));
+    }
+    ReplyResult(res, node_->machines().Console(req.matches[1], offset, limit));
+  });
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     const bool no_route = res.status == 404;

@@ -84,6 +84,59 @@ Result<NodeConfig> ParseNodeConfig(const std::string& text, const std::string& o
     if (!n || *n < 0) return bad("throttle.bytes_per_second", "must be a number >= 0");
     c.throttle_bytes_per_second = static_cast<uint64_t>(*n);
   }
+  c.launcher.kind = "none";
+  RETURN_IF_ERROR(str(t["launcher"]["kind"], "launcher.kind", false, &c.launcher.kind));
+  RETURN_IF_ERROR(str(t["launcher"]["qemu_binary"], "launcher.qemu_binary", false, &c.launcher.qemu_binary));
+  RETURN_IF_ERROR(str(t["launcher"]["accelerator"], "launcher.accelerator", false, &c.launcher.accelerator));
+  RETURN_IF_ERROR(str(t["launcher"]["firmware"], "launcher.firmware", false, &c.launcher.firmware));
+  RETURN_IF_ERROR(str(t["launcher"]["start_command"], "launcher.start_command", false, &c.launcher.start_command));
+  RETURN_IF_ERROR(str(t["launcher"]["status_command"], "launcher.status_command", false, &c.launcher.status_command));
+  RETURN_IF_ERROR(str(t["launcher"]["stop_command"], "launcher.stop_command", false, &c.launcher.stop_command));
+  if (auto v = t["launcher"]["command_timeout_ms"]) {
+    auto n = v.value<int64_t>();
+    if (!n || *n < 100) return bad("launcher.command_timeout_ms", "must be a number >= 100");
+    c.launcher.command_timeout_ms = *n;
+  }
+  if (c.launcher.kind != "qemu" && c.launcher.kind != "exec" && c.launcher.kind != "none") {
+    return bad("launcher.kind", "'" + c.launcher.kind + "' is unknown: use qemu, exec or none");
+  }
+  if (c.launcher.accelerator != "auto" && c.launcher.accelerator != "kvm" && c.launcher.accelerator != "tcg") {
+    return bad("launcher.accelerator", "'" + c.launcher.accelerator + "' is unknown: use auto, kvm or tcg");
+  }
+  if (c.launcher.kind == "exec" && c.launcher.start_command.empty()) {
+    return bad("launcher.start_command", "is missing: the exec launcher needs at least a start command");
+  }
+  if (auto v = t["networks"]; v && !v.is_table()) return bad("networks", "must be a table of [networks.NAME]");
+  if (auto* nets = t["networks"].as_table()) {
+    for (auto& [key, value] : *nets) {
+      const std::string name(key.str());
+      const std::string where = "networks." + name;
+      auto nt = toml::node_view<toml::node>(value);
+      if (!nt.is_table()) return bad(where, "must be a table");
+      if (name.empty() || name == "isolated" || name.find_first_not_of(
+              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos) {
+        return bad(where, "is not a usable network name (letters, digits, '.', '_', '-'; 'isolated' is reserved)");
+      }
+      launch::NetworkSpec n;
+      n.name = name;
+      n.subnet = "10.0.2.0/24";
+      RETURN_IF_ERROR(str(nt["mode"], where + ".mode", false, &n.mode));
+      RETURN_IF_ERROR(str(nt["bridge"], where + ".bridge", false, &n.bridge));
+      RETURN_IF_ERROR(str(nt["subnet"], where + ".subnet", false, &n.subnet));
+      if (n.mode != "user" && n.mode != "bridge" && n.mode != "none") {
+        return bad(where + ".mode", "'" + n.mode + "' is unknown: use user, bridge or none");
+      }
+      if (n.mode == "bridge" && n.bridge.empty()) return bad(where + ".bridge", "is missing: mode bridge needs it");
+      c.networks[name] = n;
+    }
+  }
+  if (c.networks.empty()) {
+    launch::NetworkSpec n;
+    n.name = "default";
+    n.subnet = "10.0.2.0/24";
+    c.networks["default"] = n;
+  }
+  c.launcher.firmware = Resolve(base_dir, c.launcher.firmware);
   if (c.name.empty() || c.name.find_first_of("/@ ") != std::string::npos) {
     return bad("name", "must be non-empty without '/', '@' or spaces");
   }

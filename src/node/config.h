@@ -20,6 +20,17 @@
 //                                    # listeners bound to 0.0.0.0 or :: (default 127.0.0.1)
 //   [throttle]
 //   bytes_per_second = 0             # for all links together; 0 = unlimited
+//   [launcher]                       # how this site starts recovered machines (docs/launchers.md)
+//   kind = "qemu"                    # qemu | exec | none (default none: only export the disks)
+//   qemu_binary = "qemu-system-x86_64"; accelerator = "auto"   # auto | kvm | tcg
+//   firmware = ""                    # optional -bios file
+//   start_command = "…"; status_command = "…"; stop_command = "…"   # exec templates
+//   command_timeout_ms = 60000
+//   [networks.default]               # the networks items may name (property `network`)
+//   mode = "user"                    # user | bridge | none; test failovers get an isolated copy
+//   bridge = "br0"                   # for mode bridge
+//   subnet = "10.0.2.0/24"           # the addresses DHCP hands out (user and isolated)
+//   A site without [networks] has `default` (user, 10.0.2.0/24).
 //
 // With server.url set, the node registers with the control plane at start (once: the identity
 // it gets is kept in DATA/server.json) and sends it a heartbeat every 5 s (node/server_client.h).
@@ -28,10 +39,12 @@
 // file, the key and what to write instead.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
+#include "launch/launcher.h"
 
 namespace ferry::node {
 
@@ -49,6 +62,8 @@ struct NodeConfig {
   std::string enroll_token;
   std::string advertise_host;
   uint64_t throttle_bytes_per_second = 0;
+  launch::LauncherConfig launcher;  // kind "none" unless [launcher] says otherwise
+  std::map<std::string, launch::NetworkSpec> networks;
 };
 
 Result<NodeConfig> LoadNodeConfig(const std::string& path);

@@ -44,5 +44,50 @@ TEST(NodeConfigTest, NoServerMeansNoRegistration) {
   EXPECT_EQ(c->enroll_token, "");
 }
 
+TEST(NodeConfigTest, LauncherAndNetworksAreRead) {
+  auto c = ParseNodeConfig(std::string(kBase) + R"([launcher]
+kind = "qemu"
+accelerator = "tcg"
+firmware = "qboot.rom"
+[networks.prod]
+mode = "bridge"
+bridge = "br0"
+[networks.lab]
+subnet = "192.168.7.0/24"
+)", "node.toml", "/etc/ferry");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->launcher.kind, "qemu");
+  EXPECT_EQ(c->launcher.accelerator, "tcg");
+  EXPECT_EQ(c->launcher.firmware, "/etc/ferry/qboot.rom");
+  ASSERT_EQ(c->networks.size(), 2u);
+  EXPECT_EQ(c->networks.at("prod").mode, "bridge");
+  EXPECT_EQ(c->networks.at("prod").bridge, "br0");
+  EXPECT_EQ(c->networks.at("lab").mode, "user");
+  EXPECT_EQ(c->networks.at("lab").subnet, "192.168.7.0/24");
+}
+
+TEST(NodeConfigTest, NoLauncherMeansNoneAndADefaultNetwork) {
+  auto c = ParseNodeConfig(kBase, "node.toml", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->launcher.kind, "none");
+  ASSERT_EQ(c->networks.count("default"), 1u);
+  EXPECT_EQ(c->networks.at("default").mode, "user");
+}
+
+TEST(NodeConfigTest, BadLauncherSettingsNameTheKey) {
+  auto c = ParseNodeConfig(std::string(kBase) + "[launcher]\nkind = \"vmware\"\n", "node.toml", "");
+  ASSERT_EQ(c.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("launcher.kind 'vmware' is unknown"), std::string::npos) << c.status().ToString();
+  c = ParseNodeConfig(std::string(kBase) + "[launcher]\nkind = \"exec\"\n", "node.toml", "");
+  ASSERT_EQ(c.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("launcher.start_command is missing"), std::string::npos) << c.status().ToString();
+  c = ParseNodeConfig(std::string(kBase) + "[networks.isolated]\nmode = \"user\"\n", "node.toml", "");
+  ASSERT_EQ(c.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("'isolated' is reserved"), std::string::npos) << c.status().ToString();
+  c = ParseNodeConfig(std::string(kBase) + "[networks.prod]\nmode = \"bridge\"\n", "node.toml", "");
+  ASSERT_EQ(c.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("networks.prod.bridge is missing"), std::string::npos) << c.status().ToString();
+}
+
 }  // namespace
 }  // namespace ferry::node

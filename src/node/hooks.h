@@ -1,7 +1,8 @@
 // Hooks: operator-supplied shell commands the node runs around app-consistent markers
 // (freeze before, thaw after), each bounded by a timeout so a hung hook never leaves a
-// machine frozen. The command runs as `/bin/sh -c COMMAND` in its own process group with the
-// given extra environment; on timeout the whole group is killed.
+// machine frozen. A thin wrapper over ferry::RunCommand (env/process.h): `/bin/sh -c
+// COMMAND` in its own process group with the given extra environment; on timeout the whole
+// group is killed.
 //
 // Errors: kFailedPrecondition when the command exits non-zero (message: exit code and the
 // last lines of its output), kAborted when it ran past the timeout (killed), kIoError when it

@@ -41,6 +41,7 @@ Status Node::Open() {
   Env* env = Env::Posix();
   RETURN_IF_ERROR(env->CreateDir(config_.data_dir));
   RETURN_IF_ERROR(env->CreateDir(JoinPath(config_.data_dir, "volumes")));
+  ASSIGN_OR_RETURN(machines_, Machines::Open(config_));
   if (!config_.insecure) {
     TlsFiles files{config_.tls_cert, config_.tls_key, config_.tls_ca, ""};
     ASSIGN_OR_RETURN(tls_server_, TlsContext::Server(files));

@@ -10,7 +10,7 @@
 //
 // Persistence: DATA/volumes/NAME/volume.json (disk path, link settings, fencing, aliases;
 // rewritten atomically), DATA/volumes/NAME/log/ (pending log), DATA/replicas/VOLUME_ID/
-// (replicas); DATA/server.json is the server client's (node/server_client.h). A restart
+// (replicas); DATA/machines/NAME/ (node/machines.h); DATA/server.json is the server client's (node/server_client.h). A restart
 // finishes an interrupted promote (node/promotion.h), reopens all of them and restarts the
 // links that were running.
 //
@@ -42,6 +42,7 @@
 #include "nbd/server.h"
 #include "node/config.h"
 #include "node/events.h"
+#include "node/machines.h"
 
 namespace ferry::node {
 
@@ -112,6 +113,8 @@ class Node {
                            const std::string& group_id, const std::string& label);
   Status BarrierRelease(const std::string& id);
   json Events(uint64_t after);
+  // The recovered machines this node's launcher runs (node/machines.h).
+  Machines& machines() { return *machines_; }
   // Adds an event (for the node's other parts, e.g. the server client); volume may be "".
   void AddEvent(const std::string& severity, const std::string& volume, const std::string& message) {
     events_.Add(severity, volume, message);
@@ -193,6 +196,7 @@ class Node {
   std::map<std::string, Barrier> barriers_;
   uint64_t next_barrier_ = 1;
   std::mutex promote_mu_;  // one promote (or replica removal) at a time
+  std::unique_ptr<Machines> machines_;
 };
 
 }  // namespace ferry::node

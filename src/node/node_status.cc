@@ -164,7 +164,8 @@ json Node::StatusJson() {
   return json{{"node", {{"name", config_.name}, {"site", config_.site}, {"nbd", nbd_addresses_},
                         {"link", link_address()}}},
               {"volumes", volumes},
-              {"replicas", replicas}};
+              {"replicas", replicas},
+              {"launcher", machines_ ? machines_->Summary() : json()}};
 }
 
 }  // namespace ferry::node
