@@ -32,6 +32,16 @@ echo "== the source machine"
 # Bad run settings are refused with the field named.
 refused 400 InvalidArgument POST /machines "{\"name\": \"vm2\", \"site\": \"primary\", \"node\": \"node-a\", \"disks\": [{\"name\": \"d\", \"path\": \"/x\", \"size\": 4096}], \"run\": {\"shutdown\": {\"qmp\": \"/a\", \"command\": \"b\"}}}"
 refused 400 InvalidArgument POST /machines "{\"name\": \"vm2\", \"site\": \"primary\", \"node\": \"node-a\", \"disks\": [{\"name\": \"d\", \"path\": \"/x\", \"size\": 4096}], \"run\": {\"boot\": {\"kernel\": \"relative\"}}}"
+# A physical server's power-off: a command its node runs, after adoption.
+api a POST /v1/machines/adopt "{\"name\": \"phys1\", \"stop_command\": \"touch $work/phys1-off\"}" >/dev/null
+api a POST /v1/machines/phys1/stop '{"graceful": true, "timeout_ms": 5000}' >/dev/null
+for _ in $(seq 50); do [[ $(api a GET /v1/machines/phys1 | json 'j["state"]') == Stopped ]] && break; sleep 0.1; done
+[[ -f $work/phys1-off ]] || fail "the adopted machine's stop command did not run"
+[[ $(api a GET /v1/machines/phys1 | json 'j["state"]') == Stopped ]] || fail "the adopted machine is not Stopped"
+api a DELETE /v1/machines/phys1 >/dev/null
+# The recovered machine gets the item's IP address in its network.
+job=$(ok PATCH /items/item-1 '{"ip_address": "10.0.2.50"}' | job_of)
+wait_job "$job"
 start_source
 echo "source machine writing (record $(last_wrote "$work/source-console.log"))"
 
@@ -87,6 +97,7 @@ text=$(console)
 recovered=$(records_of "$text" "recovered machine")
 ((recovered >= src_synced + 1)) || fail "the recovered machine found $recovered records; the source synced 0..$src_synced"
 echo "recovered machine: records 0..$((recovered - 1)); the source had synced 0..$src_synced: nothing lost"
+grep -q '^ferry-guest: network eth0 10.0.2.50' <<<"$text" || fail "the recovered machine did not get the item's IP address 10.0.2.50"
 "$ferry" item console item-1 --server "$url" --token "$stoken" >"$work/cli-console.txt" ||
   fail "ferry item console failed"
 grep -q '^ferry-guest: ready' "$work/cli-console.txt" || fail "ferry item console does not show the boot: $(head "$work/cli-console.txt")"
