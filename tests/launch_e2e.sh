@@ -102,6 +102,18 @@ grep -q '^ferry-guest: network eth0 10.0.2.50' <<<"$text" || fail "the recovered
   fail "ferry item console failed"
 grep -q '^ferry-guest: ready' "$work/cli-console.txt" || fail "ferry item console does not show the boot: $(head "$work/cli-console.txt")"
 
+echo "== the recovery node is killed -9 and restarted under the running machine"
+rec_log=$work/b-data/machines/vm1/console.log
+before=$(last_wrote "$rec_log")
+kill9_node b
+sleep 2
+start_node b
+for _ in $(seq 600); do (($(last_wrote "$rec_log") >= before + 10)) && break; sleep 0.1; done
+(($(last_wrote "$rec_log") >= before + 10)) || fail "the machine did not go on writing after its node restarted (record $(last_wrote "$rec_log"), $before before)"
+grep -q '^ferry-guest: error' "$rec_log" && fail "the machine saw errors across its node's restart"
+[[ $(api b GET /v1/machines/vm1 | json 'j["state"]') == Running ]] || fail "node b does not find vm1 running after its restart"
+echo "machine went on from record $before to $(last_wrote "$rec_log") across the node's restart"
+
 echo "== 3. it writes more; commit; reprotect (delta); failback"
 for _ in $(seq 300); do
   w=$(console | grep -a '^wrote ' | tail -1 | cut -d' ' -f2)

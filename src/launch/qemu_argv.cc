@@ -73,8 +73,11 @@ Result<std::vector<std::string>> QemuArgv(const LauncherConfig& config, const Ma
                      "-qmp", "unix:" + JoinPath(dir, kQmpSocket) + ",server=on,wait=off",
                      "-pidfile", JoinPath(dir, kQemuPidFile)});
   if (!config.firmware.empty()) a.insert(a.end(), {"-bios", config.firmware});
+  // reconnect-delay: while the node that exports the disks restarts, QEMU holds the
+  // machine's I/O and reconnects instead of failing it (the guest sees a slow disk, not errors).
   for (const auto& disk : spec.disks) {
-    a.insert(a.end(), {"-drive", "file=" + EscapeOpt(disk) + ",format=raw,if=virtio,cache=none"});
+    a.insert(a.end(), {"-drive", "file=" + EscapeOpt(disk) + ",file.reconnect-delay=" +
+                                     std::to_string(kNbdReconnectSeconds) + ",format=raw,if=virtio,cache=none"});
   }
   const std::string& mode = spec.network.mode;
   const std::string nic = "virtio-net-pci,netdev=n0,mac=" + MacOf(spec) + ",romfile=";

@@ -5,7 +5,7 @@
 //   -name NAME -nodefaults -no-user-config -machine pc -accel kvm -cpu host | -accel tcg
 //   -smp CPUS -m MEMORY -display none -serial file:DIR/console.log
 //   -qmp unix:DIR/qmp.sock,server=on,wait=off -pidfile DIR/qemu.pid [-bios FIRMWARE]
-//   -drive file=URI,format=raw,if=virtio,cache=none ...            (boot disk first)
+//   -drive file=URI,file.reconnect-delay=60,format=raw,if=virtio,cache=none ...  (boot disk first)
 //   network: user      -netdev user,id=n0,net=SUBNET[,dhcpstart=IP][,hostfwd=tcp:127.0.0.1:H-[IP]:PORT]
 //                      -device virtio-net-pci,netdev=n0,mac=MAC,romfile=
 //            isolated  the same with restrict=on (no way out; the forwarded port still works)
@@ -26,6 +26,10 @@
 #include "launch/launcher.h"
 
 namespace ferry::launch {
+
+// How long QEMU waits for a disk's NBD server to come back (a node restart) before it fails
+// the machine's I/O.
+constexpr int kNbdReconnectSeconds = 60;
 
 // The files of a qemu machine directory.
 inline constexpr const char* kConsoleFile = "console.log";

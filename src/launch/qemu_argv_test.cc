@@ -61,8 +61,8 @@ TEST(QemuArgvTest, BaseMachineTcg) {
   EXPECT_FALSE(Has(a, "-no-reboot")) << "reboots stay reboots; a guest power-off ends QEMU by default";
   EXPECT_FALSE(Has(a, "-kernel"));
   // Boot disk first, raw over NBD, no host cache.
-  EXPECT_EQ(After(a, "-drive", 0), "file=nbd+unix:///boot?socket=/run/ferry/n.sock,format=raw,if=virtio,cache=none");
-  EXPECT_EQ(After(a, "-drive", 1), "file=nbd://10.1.1.1:10809/data,format=raw,if=virtio,cache=none");
+  EXPECT_EQ(After(a, "-drive", 0), "file=nbd+unix:///boot?socket=/run/ferry/n.sock,file.reconnect-delay=60,format=raw,if=virtio,cache=none");
+  EXPECT_EQ(After(a, "-drive", 1), "file=nbd://10.1.1.1:10809/data,file.reconnect-delay=60,format=raw,if=virtio,cache=none");
 }
 
 TEST(QemuArgvTest, KvmAddsHostCpuAndFirmwareAndKernel) {
@@ -86,7 +86,7 @@ TEST(QemuArgvTest, KvmAddsHostCpuAndFirmwareAndKernel) {
 TEST(QemuArgvTest, CommaInADiskUriIsDoubled) {
   MachineSpec s = Spec();
   s.disks = {"nbd://h:1/a,b"};
-  EXPECT_EQ(After(Argv(s), "-drive"), "file=nbd://h:1/a,,b,format=raw,if=virtio,cache=none");
+  EXPECT_EQ(After(Argv(s), "-drive"), "file=nbd://h:1/a,,b,file.reconnect-delay=60,format=raw,if=virtio,cache=none");
 }
 
 TEST(QemuArgvTest, UserNetworkWithAddressAndForwardedProbePort) {
