@@ -4,8 +4,9 @@
 # checks it against src/api/openapi.yaml. One machine with one disk goes around the whole
 # cycle: protect → test failover → cleanup → failover (shut the source down) → commit →
 # reprotect (delta only) → failback (planned, zero data loss) → commit → reprotect → disable,
-# with the data checked by qemu-io patterns after each failover, forbidden transitions and bad
-# input refused with the documented errors, and the server killed -9 inside a failover job.
+# with the data written by fio's nbd engine through the NBD exports and verified (crc32c of
+# every block, at its offset) after each failover and failback, forbidden transitions and bad
+# input refused with the documented errors, and the server killed -9 inside the jobs.
 set -euo pipefail
 ferry=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,92 +14,49 @@ py=/usr/bin/python3
 work=$(mktemp -d /tmp/ferry-control.XXXXXX)
 NODES="a b"
 source "$here/lib/nodes.sh"
-server_pid=
+source "$here/lib/server.sh"
 proxy_pid=
-stop_server() {
-  if [[ -n $server_pid ]]; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=
-}
 trap 'stop_server; [[ -n $proxy_pid ]] && kill -KILL "$proxy_pid" 2>/dev/null; cleanup' EXIT
-show_logs() { echo "--- server log" >&2; tail -n 40 "$work/server.log" >&2 || true; }
-node_fail() { :; }
-eval "node_$(declare -f fail)"
-fail() { show_logs; node_fail "$@"; }
-
-server_port=$(free_port)
 proxy_port=$(free_port)
-start_server() {
-  env "$@" "$ferry" server --data "$work/server" --listen "127.0.0.1:$server_port" >>"$work/server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$server_port/api/v1/health" >/dev/null 2>&1 && return 0
-    # With crash points set, a resumed job may kill the server before it answers.
-    if ! kill -0 "$server_pid" 2>/dev/null && [[ $* == *FERRY_CRASH_AT* ]]; then return 0; fi
-    sleep 0.05
-  done
-  fail "ferry server did not start"
-}
 start_server
-stoken=$(cat "$work/server/api-token")
 "$py" "$here/tools/openapi_proxy.py" --spec "$here/../src/api/openapi.yaml" --listen "127.0.0.1:$proxy_port" \
   --upstream "http://127.0.0.1:$server_port" --report "$work/openapi.report" >"$work/proxy.log" 2>&1 &
 proxy_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$proxy_port/api/v1/health" >/dev/null 2>&1 && break; sleep 0.1; done
 url="http://127.0.0.1:$proxy_port"
 
-# call METHOD PATH [JSON]: the response body in $work/resp, the HTTP status in $status.
-status=0
-call() {
-  local method=$1 path=$2 body=${3:-}
-  local data=()
-  [[ -z $body ]] || data=(--data "$body")
-  status=$(curl -sS -X "$method" -H "Authorization: Bearer $stoken" -H 'Content-Type: application/json' \
-           "${data[@]}" -o "$work/resp" -w '%{http_code}' "$url/api/v1$path") || fail "curl $method $path"
+# The data: fio's nbd engine writes a region of the disk as 64 KiB blocks that each carry a
+# header with their offset and a crc32c of the block (--verify=crc32c), and reads it back;
+# later the same job with --verify_only reads the region through another export (the test or
+# the recovered disk) and fails on a block that is missing (zeros: bad magic), corrupt (crc) or
+# at another offset than it was written for. fio does not tell its own blocks apart by job, so
+# the regions never overlap and each is written by one job only (it may run again). Regions:
+r1="0 4M" r2="4M 4M" r3="8M 1M" r4="9M 1M"
+# fio_region write|verify URI OFFSET SIZE
+fio_region() {
+  local extra=()
+  [[ $1 == verify ]] && extra=(--verify_only)
+  timeout 120 fio --name=region --ioengine=nbd --uri="$2" --rw=write --bs=64k --iodepth=8 --offset="$3" \
+    --size="$4" --verify=crc32c --verify_fatal=1 --verify_state_save=0 "${extra[@]}" >"$work/fio.out" 2>&1 &&
+    grep -q "err= 0" "$work/fio.out"
 }
-ok() {  # ok METHOD PATH [JSON]: prints the body; fails on an HTTP error
-  call "$@"
-  [[ $status -lt 400 ]] || { show_logs; fail "$1 $2: HTTP $status $(cat "$work/resp")"; }
-  cat "$work/resp"
+# write_data URI REGION: writes REGION through URI (and reads it back).
+write_data() {
+  # shellcheck disable=SC2086 # a region is two words
+  fio_region write "$1" $2 || fail "fio could not write $2 through $1: $(cat "$work/fio.out")"
 }
-refused() {  # refused WANT_STATUS WANT_CODE METHOD PATH [JSON]
-  local want=$1 code=$2
+# verify_data WHAT URI REGION...: every REGION reads back through URI as written.
+verify_data() {
+  local what=$1 uri=$2 r
   shift 2
-  call "$@"
-  [[ $status == "$want" ]] || fail "$1 $2 answered $status, want $want: $(cat "$work/resp")"
-  [[ $(json 'j["error"]["code"]' <"$work/resp") == "$code" ]] || fail "$1 $2: code is not $code: $(cat "$work/resp")"
-}
-# wait_job ID [STATE]: until the job is final or suspended; fails unless it reached STATE.
-wait_job() {
-  local id=$1 want=${2:-Succeeded} state
-  for _ in $(seq 1200); do
-    state=$(ok GET "/jobs/$id" | json 'j["state"]')
-    case $state in Succeeded | Failed | Cancelled | Suspended) break ;; esac
-    sleep 0.1
+  for r in "$@"; do
+    # shellcheck disable=SC2086
+    fio_region verify "$uri" $r || fail "$what: region $r is not what was written: $(cat "$work/fio.out")"
   done
-  [[ $state == "$want" ]] || { show_logs; fail "job $id is $state, want $want: $(ok GET "/jobs/$id")"; }
 }
-job_of() { json 'j["job"]["id"]'; }
-item_state() { ok GET /items/item-1 | json 'j["state"]'; }
 
 echo "== inventory: sites, enrollment, nodes"
-ok POST /sites '{"name": "primary"}' >/dev/null
-ok POST /sites '{"name": "recovery"}' >/dev/null
-for n in a b; do
-  site=$([[ $n == a ]] && echo primary || echo recovery)
-  etoken=$(ok POST /nodes/enrollments "{\"site\": \"$site\"}" | json 'j["token"]')
-  sed -i "s/^site = .*/site = \"$site\"/" "$work/$n.toml"
-  printf '[server]\nurl = "%s"\nenroll_token = "%s"\n' "http://127.0.0.1:$server_port" "$etoken" >>"$work/$n.toml"
-  start_node $n
-done
-for _ in $(seq 200); do
-  [[ $(ok GET /nodes | json 'len(j["items"])') == 2 ]] && break
-  sleep 0.1
-done
-[[ $(ok GET /nodes | json 'sorted(n["name"] for n in j["items"])') == "['node-a', 'node-b']" ]] ||
-  fail "the nodes did not register: $(ok GET /nodes)"
+enroll_nodes
 # A spent token is refused.
 refused 401 Unauthenticated POST /nodes/register \
   "{\"token\": \"$etoken\", \"name\": \"node-x\", \"site\": \"recovery\", \"api_url\": \"http://127.0.0.1:1\", \"api_token\": \"\", \"link_address\": \"127.0.0.1:1\", \"nbd\": []}"
@@ -128,7 +86,7 @@ job=$(ok POST /items '{"machine": "web1", "target_site": "recovery", "policy": "
 wait_job "$job"
 [[ $(item_state) == Protected ]] || fail "item is $(item_state) after enable"
 src="nbd+unix:///web1.disk0?socket=$work/a.sock"
-qemu-io -f raw -c 'write -P 0x11 0 4M' "$src" >/dev/null || fail "write through the splitter"
+write_data "$src" "$r1"
 
 echo "== forbidden transitions"
 refused 409 InvalidState POST /items/item-1/commit '{}'
@@ -144,7 +102,7 @@ job=$(ok POST /items/item-1/test-failover '{"point": "latest"}' | job_of)
 wait_job "$job"
 [[ $(item_state) == TestFailover ]] || fail "item is $(item_state) after test failover"
 turi=$(ok GET /items/item-1 | json 'list(j["test_failover"]["uris"].values())[0]')
-qemu-io -r -f raw -c 'read -P 0x11 0 4M' "$turi" >/dev/null || fail "the test disk lacks the write"
+verify_data "the test failover's disk" "$turi" "$r1"
 refused 409 InvalidState POST /items/item-1/failover '{}'
 job=$(ok POST /items/item-1/cleanup-test-failover '{"notes": "drill ok"}' | job_of)
 wait_job "$job"
@@ -214,9 +172,12 @@ done
 ok POST "/jobs/$job/cancel" '{}' >/dev/null
 wait_job "$job" Cancelled
 [[ $(item_state) == Protected ]] || fail "item is $(item_state) after a cancelled planned failover"
-[[ $(ok GET "/jobs/$job" | json '",".join(s["name"] for s in j["steps"] if s["phase"]=="undo")') == \
-   "remove-machine,discard-overlays,unfence-source,restart-source,resume-replication,finish-undo" ]] || fail "undo steps: $(ok GET "/jobs/$job")"
-qemu-io -f raw -c 'write -P 0x11 0 4M' "$src" >/dev/null || fail "the source refuses writes after the cancel"
+# Every undo step ran, among them these, in this order (the workflow may have more).
+[[ $(ok GET "/jobs/$job" | json '(lambda u, want: all(s["state"] == "Succeeded" for s in u) and
+     [s["name"] for s in u if s["name"] in want] == want)([s for s in j["steps"] if s["phase"] == "undo"],
+     ["discard-overlays", "unfence-source", "resume-replication", "finish-undo"])') == True ]] ||
+  fail "undo steps: $(ok GET "/jobs/$job")"
+write_data "$src" "$r1"  # the source takes writes again
 seq=$(api a POST /v1/volumes/web1.disk0/markers '{"label": "after-cancel"}' | json 'j["seq"]')
 for _ in $(seq 300); do
   acked=$(api a GET /v1/status | json "[v for v in j['volumes'] if v['name']=='web1.disk0'][0]['link']['acked_seq']")
@@ -226,20 +187,19 @@ done
 ((acked >= seq)) || fail "replication did not resume after the cancelled failover"
 
 echo "== failover with --shutdown-source; the server is killed -9 at every step"
-qemu-io -f raw -c 'write -P 0x22 4M 4M' "$src" >/dev/null || fail "second write"
+write_data "$src" "$r2"
 crashing_job failover "preflight power-off-source shutdown-source sync-final pause-replication resolve-point create-overlays launch boot finish" \
   POST /items/item-1/failover '{"point": "latest", "shutdown_source": true}'
 [[ $(item_state) == FailedOver ]] || fail "item is $(item_state) after failover"
-if qemu-io -f raw -c 'write -P 0x99 0 4096' "$src" >/dev/null 2>&1; then fail "the shut-down source took a write"; fi
+if fio_region write "$src" 12M 64k; then fail "the shut-down source took a write"; fi
 furi=$(ok GET /items/item-1 | json 'list(j["failover"]["uris"].values())[0]')
-qemu-io -r -f raw -c 'read -P 0x11 0 4M' -c 'read -P 0x22 4M 4M' "$furi" >/dev/null ||
-  fail "the recovered disk lacks writes the source made before its shutdown"
+verify_data "the recovered disk after the failover" "$furi" "$r1" "$r2"
 
 echo "== commit, then the recovered machine writes, then reprotect (delta only)"
 job=$(ok POST /items/item-1/commit '{}' | job_of)
 wait_job "$job"
 [[ $(item_state) == Committed ]] || fail "item is $(item_state) after commit"
-qemu-io -f raw -c 'write -P 0x33 8M 1M' "$furi" >/dev/null || fail "write at the recovery site"
+write_data "$furi" "$r3"  # the recovered machine writes
 crashing_job reprotect "preflight promote prepare-target swap protect sync finish" POST /items/item-1/reprotect '{}'
 job=$(ok GET '/jobs?item=item-1&limit=1' | json 'j["items"][0]["id"]')
 [[ $(item_state) == Protected ]] || fail "item is $(item_state) after reprotect"
@@ -250,13 +210,12 @@ sent=$(sed -E 's/.*sent ([0-9]+) bytes on the wire.*/\1/' <<<"$wire")
 ((sent < 16 * 1024 * 1024)) || fail "reprotect sent $sent bytes for a 64 MiB disk with 1 MiB changed: not delta-only"
 
 echo "== failback (planned, zero data loss), commit, reprotect forward"
-qemu-io -f raw -c 'write -P 0x44 9M 1M' "$furi" >/dev/null || fail "write at the recovery site after reprotect"
+write_data "$furi" "$r4"
 crashing_job failover "preflight power-off-source shutdown-source sync-final pause-replication resolve-point create-overlays launch boot finish" \
   POST /items/item-1/failover '{"planned": true}'
 [[ $(ok GET /items/item-1 | json 'j["active_site"]') == primary ]] || fail "failback did not return to primary"
 buri=$(ok GET /items/item-1 | json 'list(j["failover"]["uris"].values())[0]')
-qemu-io -r -f raw -c 'read -P 0x11 0 4M' -c 'read -P 0x22 4M 4M' -c 'read -P 0x33 8M 1M' -c 'read -P 0x44 9M 1M' \
-  "$buri" >/dev/null || fail "failback lost data written at the recovery site"
+verify_data "the disk at the home site after the failback" "$buri" "$r1" "$r2" "$r3" "$r4"
 crashing_job commit "stop-replication commit wait-commit finish" POST /items/item-1/commit '{}'
 
 job=$(ok POST /items/item-1/reprotect '{}' | job_of)
@@ -279,10 +238,16 @@ item=$("$ferry" item list --output json | json '[i["id"] for i in j if i["state"
 [[ $(cli_rc commit "$item") == 4 ]] || fail "ferry commit on a protected item: want exit 4: $(cat "$work/cli.out")"
 [[ $(cli_rc item show item-999) == 3 ]] || fail "ferry item show of an unknown item: want exit 3: $(cat "$work/cli.out")"
 [[ $(FERRY_TOKEN=wrong cli_rc item list) == 7 ]] || fail "a wrong token: want exit 7: $(cat "$work/cli.out")"
-sleep 2
+# New data at the source, acknowledged by the target with a recovery point after it.
+vol=$("$ferry" item show "$item" --output json | json 'j["disks"][0]["volume"]')
+r5="16M 2M"
+write_data "$(api a GET /v1/status | json "[v for v in j['volumes'] if v['name']=='$vol'][0]['uri']")" "$r5"
+wait_acked "$(mark cli "$vol")" "$vol"
 cli test-failover "$item" --point latest --wait || fail "ferry test-failover: $(cat "$work/cli.out")"
+verify_data "the CLI's test failover" "$("$ferry" item show "$item" --output json | json 'j["test_failover"]["uris"]["'"$vol"'"]')" "$r5"
 cli cleanup-test-failover "$item" --notes cli --wait || fail "ferry cleanup-test-failover: $(cat "$work/cli.out")"
 cli failover "$item" --point latest --wait || fail "ferry failover: $(cat "$work/cli.out")"
+verify_data "the CLI's failover" "$("$ferry" item show "$item" --output json | json 'j["disks"][0]["uri"]')" "$r5"
 cli commit "$item" --wait || fail "ferry commit: $(cat "$work/cli.out")"
 [[ $("$ferry" item show "$item" --output json | json 'j["state"]') == Committed ]] || fail "ferry item show: not Committed"
 cli job list --item "$item" || fail "ferry job list: $(cat "$work/cli.out")"

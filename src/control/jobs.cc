@@ -422,7 +422,8 @@ void JobEngine::Run(int64_t id) {
                        .status();
         if (!s.ok()) { persist_fail(s); break; }
       }
-      CrashPoint("job." + type + "." + name);
+      const std::string point = "job." + type + "." + name;
+      CrashPoint(point);
 
       json data = job["data"];
       JobContext ctx(id, job["spec"], &data, ctl_, [this, id] {
@@ -431,10 +432,21 @@ void JobEngine::Run(int64_t id) {
         return it != cancel_.end() && it->second;
       });
       StepOutcome out;
-      try {
-        out = def->run(ctx);
-      } catch (const std::exception& e) {
-        out = StepOutcome::Fail(Internal(std::string("step ") + name + " threw: " + e.what()));
+      if (phase == "run" && HoldPoint(point)) {
+        // A test holds the job here (base/crash_point.h): the step stays InProgress and does
+        // not run, until the job is cancelled or a server started without the hold resumes it.
+        // Undo steps are never held: a cancelled job must be able to finish.
+        out = StepOutcome::Wait("held by FERRY_HOLD_AT=" + point, 0, 200);
+        if ((*step)["message"] != out.message) {
+          spdlog::warn("job {} ({}): held before step {} by FERRY_HOLD_AT; cancel it or restart without the hold",
+                       JobId(id), type, name);
+        }
+      } else {
+        try {
+          out = def->run(ctx);
+        } catch (const std::exception& e) {
+          out = StepOutcome::Fail(Internal(std::string("step ") + name + " threw: " + e.what()));
+        }
       }
       std::string when = FormatTime(clock_->NowNanos());
       Status s = db_->Transaction([&](Sql& tx) -> Status {
@@ -475,7 +487,7 @@ void JobEngine::Run(int64_t id) {
             .status();
       });
       if (!s.ok()) { persist_fail(s); break; }
-      if (out.kind == StepOutcome::Kind::kDone) CrashPoint("job." + type + "." + name + ".done");
+      if (out.kind == StepOutcome::Kind::kDone) CrashPoint(point + ".done");
       if (out.kind == StepOutcome::Kind::kFail) {
         spdlog::warn("job {} ({}) failed at step {}: {}", JobId(id), type, name, out.error.ToString());
       }

@@ -20,7 +20,10 @@
 // tolerating any amount of the forward work having been done.
 //
 // Crash points (base/crash_point.h): "job.TYPE.STEP" before a step runs and
-// "job.TYPE.STEP.done" after its success is persisted.
+// "job.TYPE.STEP.done" after its success is persisted. Hold points: with FERRY_HOLD_AT
+// naming "job.TYPE.STEP" (or "job.TYPE.*": its first step), that forward step stays
+// InProgress without running (a wait outcome whose message says "held by FERRY_HOLD_AT",
+// checked again every 200 ms), so that a test can cancel the job at exactly that step.
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once

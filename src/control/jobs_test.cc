@@ -79,6 +79,7 @@ class JobsTest : public ::testing::Test {
   }
   void TearDown() override {
     engine_.reset();
+    unsetenv("FERRY_HOLD_AT");
     db_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -213,6 +214,96 @@ TEST_F(JobsTest, ResumesAfterRestartFromFirstUnfinishedStep) {
   EXPECT_EQ(WaitState(id), "Succeeded");
   EXPECT_EQ(counters_.Get("a"), 1);
   EXPECT_EQ(counters_.Get("c"), 1);
+}
+
+// Hold points (FERRY_HOLD_AT): the held step waits without running, and says why.
+json WaitHeld(JobEngine& engine, int64_t id, size_t step) {
+  for (int i = 0; i < 2000; ++i) {
+    auto j = engine.Get(id);
+    if (j.ok() && (*j)["steps"][step]["message"] == "held by FERRY_HOLD_AT=job.script." +
+                                                        (*j)["steps"][step]["name"].get<std::string>()) {
+      return *j;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ADD_FAILURE() << "step " << step << " of job " << id << " was not held";
+  return {};
+}
+
+TEST_F(JobsTest, HeldStepDoesNotRun) {
+  setenv("FERRY_HOLD_AT", "job.other.b,job.script.b", 1);
+  int64_t id = Create(json::object());
+  engine_->Kick(id);
+  json j = WaitHeld(*engine_, id, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // more than two re-checks
+  j = Get(id);
+  EXPECT_EQ(j["state"], "InProgress");
+  EXPECT_EQ(j["steps"][0]["state"], "Succeeded");
+  EXPECT_EQ(j["steps"][1]["state"], "InProgress");
+  EXPECT_EQ(j["steps"][2]["state"], "NotStarted");
+  EXPECT_EQ(j["allowed_actions"], json({"cancel"}));
+  EXPECT_EQ(counters_.Get("a"), 1);
+  EXPECT_EQ(counters_.Get("b"), 0);
+  EXPECT_EQ(counters_.Get("c"), 0);
+}
+
+TEST_F(JobsTest, CancelWhileHeldRunsUndoSteps) {
+  setenv("FERRY_HOLD_AT", "job.script.b", 1);
+  int64_t id = Create(json::object());
+  engine_->Kick(id);
+  WaitHeld(*engine_, id, 1);
+  ASSERT_TRUE(engine_->Cancel(id).ok());
+  EXPECT_EQ(WaitState(id), "Cancelled");
+  json j = Get(id);
+  ASSERT_EQ(j["steps"].size(), 4u);
+  EXPECT_EQ(j["steps"][1]["state"], "Cancelled");
+  EXPECT_EQ(j["steps"][2]["state"], "Cancelled");
+  EXPECT_EQ(j["steps"][3]["name"], "undo");
+  EXPECT_EQ(j["steps"][3]["state"], "Succeeded");
+  EXPECT_EQ(counters_.Get("b"), 0);
+  EXPECT_EQ(counters_.Get("c"), 0);
+  EXPECT_EQ(counters_.Get("undo"), 1);
+}
+
+TEST_F(JobsTest, HoldingEveryStepHoldsTheFirstButNoUndoStep) {
+  setenv("FERRY_HOLD_AT", "job.script.*", 1);
+  int64_t id = Create(json::object());
+  engine_->Kick(id);
+  json j = WaitHeld(*engine_, id, 0);
+  EXPECT_EQ(j["steps"][0]["state"], "InProgress");
+  EXPECT_EQ(counters_.Get("a"), 0);
+  ASSERT_TRUE(engine_->Cancel(id).ok());
+  EXPECT_EQ(WaitState(id), "Cancelled");  // "job.script.undo" is not held
+  EXPECT_EQ(counters_.Get("undo"), 1);
+}
+
+TEST_F(JobsTest, HeldJobGoesOnUnderAServerWithoutTheHold) {
+  setenv("FERRY_HOLD_AT", "job.script.b", 1);
+  int64_t id = Create(json::object());
+  engine_->Kick(id);
+  WaitHeld(*engine_, id, 1);
+  engine_->Stop();
+  unsetenv("FERRY_HOLD_AT");
+  Open();
+  ASSERT_TRUE(engine_->Start().ok());
+  EXPECT_EQ(WaitState(id), "Succeeded");
+  EXPECT_EQ(counters_.Get("a"), 1);
+  EXPECT_EQ(counters_.Get("b"), 1);
+  EXPECT_EQ(counters_.Get("c"), 1);
+}
+
+TEST_F(JobsTest, WithoutHoldNothingIsHeld) {
+  // Names that are not exactly a step's point hold nothing either.
+  setenv("FERRY_HOLD_AT", "job.script,job.script.b.done,script.b,job.script.bb", 1);
+  int64_t id = Create(json::object());
+  engine_->Kick(id);
+  EXPECT_EQ(WaitState(id), "Succeeded");
+  unsetenv("FERRY_HOLD_AT");
+  int64_t id2 = Create(json::object());
+  engine_->Kick(id2);
+  EXPECT_EQ(WaitState(id2), "Succeeded");
+  for (const json& s : Get(id2)["steps"]) EXPECT_EQ(s["message"], "") << s.dump();
+  EXPECT_EQ(counters_.Get("b"), 2);
 }
 
 }  // namespace

@@ -14,7 +14,8 @@
 //                 the old point stops) → launch → boot
 //                 undo: discard-new-overlays
 // commit:         stop-replication → commit (no return) → wait-commit → finish (Committed)
-//                 undo: resume-replication → (FailedOver)
+//                 undo: finish-undo → (FailedOver; a link stopped by stop-replication stays
+//                 stopped: nothing FailedOver allows needs it)
 //
 // Overlays are named after their job ("test-17", "fo-18"), so a step run again after a
 // restart finds what it made before.

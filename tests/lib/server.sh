@@ -68,7 +68,7 @@ wait_job() {
   [[ $state == "$want" ]] || { show_logs; fail "job $id is $state, want $want: $(ok GET "/jobs/$id")"; }
 }
 job_of() { json 'j["job"]["id"]'; }
-item_state() { ok GET "/items/${1:-item-1}" | json 'j["state"]'; }
+item_state() { ok GET /items/item-1 | json 'j["state"]'; }
 
 # enroll_nodes: sites "primary" and "recovery", and nodes a and b enrolled there with one-time
 # tokens (the last one stays in $etoken) and registered with the server.
