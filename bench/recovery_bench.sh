@@ -40,7 +40,7 @@ source "$here/lib/nodes.sh"
 source "$here/lib/server.sh"
 source "$here/lib/launch.sh"
 peer_qemu=
-trap '[[ -n $peer_qemu ]] && { kill -KILL "$peer_qemu"; wait "$peer_qemu"; } 2>/dev/null; launch_finish' EXIT
+trap 'if [[ -n $peer_qemu ]]; then { kill -KILL "$peer_qemu"; wait "$peer_qemu"; } 2>/dev/null || true; fi; launch_finish' EXIT
 
 echo "== setup: ${disk_gib} GiB disk, ${fill_mib} MiB of data, TCG=$([[ -r /dev/kvm && -w /dev/kvm ]] && echo no || echo yes)"
 launch_setup $((disk_gib << 30))

@@ -77,13 +77,19 @@ pgrep -f "$work/b-data/machines/vm1-test/" >/dev/null && fail "the test machine 
 [[ $(ok GET /items/item-1 | json 'j["last_test_failover"]["boot_seconds"] is not None') == True ]] ||
   fail "the last test does not record its boot time: $(ok GET /items/item-1 | json 'j["last_test_failover"]')"
 
+# timed_failover LABEL BODY: a failover job from request to Succeeded (its boot step waits
+# for the probe), with its time and its steps' times printed; the job id in $job.
+timed_failover() {
+  local t0=$EPOCHREALTIME t1
+  job=$(ok POST /items/item-1/failover "$2" | job_of)
+  wait_job "$job"
+  t1=$EPOCHREALTIME
+  echo "$1 (seconds per step): $(job_steps "$job")"
+  echo "$1: request to probe ok $("$py" -c "print('%.2f' % ($t1 - $t0))") s"
+}
+
 echo "== 2. failover to latest, shutting the source down"
-t0=$EPOCHREALTIME
-job=$(ok POST /items/item-1/failover '{"point": "latest", "shutdown_source": true}' | job_of)
-wait_job "$job"
-t1=$EPOCHREALTIME
-echo "failover (seconds per step): $(job_steps "$job")"
-echo "failover: request to probe ok $("$py" -c "print('%.2f' % ($t1 - $t0))") s"
+timed_failover failover '{"point": "latest", "shutdown_source": true}'
 boot_msg=$(ok GET "/jobs/$job" | json '[s["message"] for s in j["steps"] if s["name"] == "boot"][0]')
 [[ $boot_msg == *"answered its probe"* ]] || fail "the boot step does not show the probe: $boot_msg"
 echo "boot step: $boot_msg"
@@ -130,12 +136,7 @@ echo "reprotect: $(ok GET "/jobs/$job" | json '[s["message"] for s in j["steps"]
 sent=$(ok GET "/jobs/$job" | json '[s["message"] for s in j["steps"] if s["name"] == "sync"][0]' | sed -n 's/.*sent \([0-9]*\) bytes on the wire.*/\1/p')
 [[ -n $sent ]] || fail "the reprotect job does not say what it sent"
 ((sent < 16 * 1024 * 1024)) || fail "reprotect sent $sent bytes for a 64 MiB disk: not a delta"
-t0=$EPOCHREALTIME
-job=$(ok POST /items/item-1/failover '{"planned": true}' | job_of)
-wait_job "$job"
-t1=$EPOCHREALTIME
-echo "failback (seconds per step): $(job_steps "$job")"
-echo "failback: request to probe ok $("$py" -c "print('%.2f' % ($t1 - $t0))") s"
+timed_failover failback '{"planned": true}'
 [[ $(item_state) == FailedOver ]] || fail "item is $(item_state) after failback"
 rec_console=$(ls "$work"/b-data/machines/vm1/console.log 2>/dev/null || true)
 rec_synced=

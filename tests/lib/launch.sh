@@ -6,7 +6,7 @@
 src_qemu=
 launch_finish() {
   stop_server
-  [[ -n $src_qemu ]] && { kill -KILL "$src_qemu"; wait "$src_qemu"; } 2>/dev/null
+  if [[ -n $src_qemu ]]; then { kill -KILL "$src_qemu"; wait "$src_qemu"; } 2>/dev/null || true; fi
   # The launchers' QEMU processes live in sessions of their own: find them by their files.
   pkill -KILL -f "$work/" 2>/dev/null || true
   cleanup
