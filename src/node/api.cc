@@ -72,6 +72,9 @@ Result<T> Field(const json& j, const char* name, T fallback) {
 
 Api::Api(Node* node, std::string token) : node_(node), token_(std::move(token)) {
   http_ = std::make_unique<httplib::Server>();
+  // Headers and body leave in two writes: without TCP_NODELAY a kept-alive client waits for
+  // its delayed ACK (~40 ms) on every answer.
+  http_->set_tcp_nodelay(true);
   Routes();
 }
 
