@@ -302,7 +302,8 @@ TEST_F(JobsTest, WithoutHoldNothingIsHeld) {
   int64_t id2 = Create(json::object());
   engine_->Kick(id2);
   EXPECT_EQ(WaitState(id2), "Succeeded");
-  for (const json& s : Get(id2)["steps"]) EXPECT_EQ(s["message"], "") << s.dump();
+  const json job2 = Get(id2);  // named: the loop must not run over a destroyed temporary
+  for (const json& s : job2["steps"]) EXPECT_EQ(s["message"], "") << s.dump();
   EXPECT_EQ(counters_.Get("b"), 2);
 }
 
