@@ -34,7 +34,6 @@ work=$(mktemp -d /tmp/ferry-br.XXXXXX)  # short: the QMP socket path must fit 10
 m=$work/m
 ns_made=0 conf_state=  # conf_state: created-dir | created-file | appended (a copy in $work/bridge.conf.orig)
 nsx() { ip netns exec "$ns" "$@"; }
-qemu_pids() { pgrep -f -- "-pidfile $m/qemu.pid" || true; }
 gone() { [[ ! -e /proc/$1 ]]; }  # gone PID: exited and reaped (qemu-nbd's reaper is init)
 cleanup() {
   set +e
@@ -65,21 +64,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  if [[ -f $m/console.log ]]; then echo "---- console (last 30 lines)" >&2; tail -30 "$m/console.log" >&2; fi
-  if [[ -s $m/qemu.log ]]; then echo "---- qemu.log" >&2; cat "$m/qemu.log" >&2; fi
-  if [[ -s $work/udhcpd.log ]]; then echo "---- udhcpd (last 10 lines)" >&2; tail -10 "$work/udhcpd.log" >&2; fi
-  exit 1
-}
-# load JSON: sets J_KEY=VALUE for each field of launch_tool's answer (booleans: true/false).
-load() {
-  eval "$(python3 -c '
-import json, shlex, sys
-for k, v in json.loads(sys.argv[1]).items():
-    print("J_%s=%s" % (k, shlex.quote(str(v).lower() if isinstance(v, bool) else str(v))))' "$1")"
-}
-now_ms() { echo $(( ${EPOCHREALTIME/[.,]/} / 1000 )); }
+source "$here/lib/launch_tool.sh"
+fail_logs=("$work/udhcpd.log")
 
 # 1. The namespace, its bridge and DHCP server.
 if ! ip netns add "$ns" 2>"$work/netns.err"; then
@@ -123,12 +109,9 @@ elif ! grep -qx "allow $br" "$conf"; then
 fi
 
 # 3. The guest and its disk (served by qemu-nbd in the host's namespace: a unix socket).
-guest=${FERRY_GUEST_DIR:-$(dirname "$tool")/guest}
 "$here/guest/build-guest.sh" "$guest"
 truncate -s 64M "$work/disk.img"
-qemu-nbd --persistent --fork --pid-file "$work/nbd.pid" -k "$work/nbd.sock" -f raw "$work/disk.img"
-for _ in $(seq 50); do [[ -S $work/nbd.sock ]] && break; sleep 0.1; done
-[[ -S $work/nbd.sock ]] || fail "qemu-nbd did not start"
+serve_disk "$work/disk.img"
 firmware=()
 [[ -f /usr/share/qemu/qboot.rom ]] && firmware=(--firmware /usr/share/qemu/qboot.rom)
 cat >"$work/spec.json" <<JSON

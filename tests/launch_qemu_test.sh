@@ -25,23 +25,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  if [[ -f $m/console.log ]]; then echo "---- console (last 30 lines)" >&2; tail -30 "$m/console.log" >&2; fi
-  if [[ -s $m/qemu.log ]]; then echo "---- qemu.log" >&2; cat "$m/qemu.log" >&2; fi
-  exit 1
-}
-# load JSON: sets J_KEY=VALUE for each field of launch_tool's answer (booleans: true/false).
-load() {
-  eval "$(python3 -c '
-import json, shlex, sys
-for k, v in json.loads(sys.argv[1]).items():
-    print("J_%s=%s" % (k, shlex.quote(str(v).lower() if isinstance(v, bool) else str(v))))' "$1")"
-}
-now_ms() { echo $(( ${EPOCHREALTIME/[.,]/} / 1000 )); }
-qemu_pids() { pgrep -f -- "-pidfile $m/qemu.pid" || true; }
+source "$here/lib/launch_tool.sh"
 
-guest=${FERRY_GUEST_DIR:-$(dirname "$tool")/guest}
 "$here/guest/build-guest.sh" "$guest"
 
 # The disk: records 0..4 already there (the guest must find them), served by qemu-nbd.
@@ -53,9 +38,7 @@ with open(sys.argv[1], "wb") as f:
         f.write(rec + bytes(4096 - len(rec)))
     f.truncate(64 << 20)
 PY
-qemu-nbd --persistent --fork --pid-file "$work/nbd.pid" -k "$work/nbd.sock" -f raw "$work/disk.img"
-for _ in $(seq 50); do [[ -S $work/nbd.sock ]] && break; sleep 0.1; done
-[[ -S $work/nbd.sock ]] || fail "qemu-nbd did not start"
+serve_disk "$work/disk.img"
 
 firmware=()
 [[ -f /usr/share/qemu/qboot.rom ]] && firmware=(--firmware /usr/share/qemu/qboot.rom)
