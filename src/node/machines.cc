@@ -1,11 +1,10 @@
 #include "node/machines.h"
 
 #include <filesystem>
-#include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "base/clock.h"
+#include "env/env.h"
 #include "launch/qmp_power.h"
 #include "node/hooks.h"
 
@@ -45,29 +44,6 @@ Result<int64_t> Number(const json& body, const char* key, int64_t def, int64_t l
                            " to " + std::to_string(hi));
   }
   return v;
-}
-
-Result<json> ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded()) return DataLoss(path + " is not JSON");
-  return j;
-}
-
-Status WriteJson(const std::string& path, const json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    if (!out) return IoError("cannot write " + tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return IoError("cannot rename " + tmp + ": " + ec.message());
-  return Status::Ok();
 }
 
 std::string FormatNs(int64_t ns) { return ns > 0 ? FormatTime(ns) : std::string(); }
@@ -232,12 +208,17 @@ Result<json> Machines::Adopt(const json& body) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return IoError("cannot create " + dir + ": " + ec.message());
-  RETURN_IF_ERROR(WriteJson((fs::path(dir) / kExternalFile).string(), {{"qmp", qmp}, {"stop_command", command}}));
+  const json external = {{"qmp", qmp}, {"stop_command", command}};
+  RETURN_IF_ERROR(WriteFileAtomically(Env::Posix(), JoinPath(dir, kExternalFile), external.dump(2) + "\n"));
   return Describe(name, *e);
 }
 
 Result<json> Machines::External(const std::string& name) {
-  return ReadJson((fs::path(Dir(name)) / kExternalFile).string());
+  const std::string path = JoinPath(Dir(name), kExternalFile);
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(Env::Posix(), path));
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) return DataLoss(path + " is not JSON");
+  return j;
 }
 
 Result<json> Machines::Describe(const std::string& name, Entry& e) {
