@@ -14,7 +14,9 @@ Controller::Controller(std::unique_ptr<store::Database> db, Clock* clock, Contro
       options_(options),
       inventory_(db_.get(), clock),
       jobs_(db_.get(), this, clock),
-      items_(db_.get(), &inventory_, &jobs_, clock) {}
+      items_(db_.get(), &inventory_, &jobs_, clock),
+      groups_(db_.get(), &inventory_, clock),
+      plans_(db_.get(), &inventory_, &items_, &jobs_, clock) {}
 
 Result<std::unique_ptr<Controller>> Controller::Open(std::unique_ptr<store::Database> db, Clock* clock,
                                                      ControllerOptions options) {

@@ -11,9 +11,11 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "control/groups.h"
 #include "control/inventory.h"
 #include "control/items.h"
 #include "control/jobs.h"
+#include "control/plans.h"
 #include "store/database.h"
 
 namespace ferry::control {
@@ -36,6 +38,8 @@ class Controller {
   Clock& clock() { return *clock_; }
   Inventory& inventory() { return inventory_; }
   Items& items() { return items_; }
+  Plans& plans() { return plans_; }
+  Groups& groups() { return groups_; }
   JobEngine& jobs() { return jobs_; }
 
   // One pass of the monitor (the monitor thread calls it every interval; tests may too).
@@ -53,6 +57,8 @@ class Controller {
   Inventory inventory_;
   JobEngine jobs_;
   Items items_;
+  Groups groups_;
+  Plans plans_;
 
   std::mutex mu_;
   std::condition_variable cv_;

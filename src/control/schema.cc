@@ -63,6 +63,28 @@ const std::vector<store::Migration>& ControlMigrations() {
            // {"node", "site", "name", "launch": <the launch request>}; NULL when none.
            "ALTER TABLE items ADD COLUMN running TEXT",
        }},
+      {3,
+       "recovery plans and consistency groups (docs/plans.md)",
+       {
+           // groups: [{"name", "pre": [action], "post": [action]}], in order.
+           "CREATE TABLE plans (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+           "source_site_id BIGINT NOT NULL REFERENCES sites(id), target_site_id BIGINT NOT NULL "
+           "REFERENCES sites(id), description TEXT NOT NULL, groups TEXT NOT NULL, "
+           "active_job_id BIGINT, last_operation TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+           "CREATE TABLE plan_members (plan_id BIGINT NOT NULL REFERENCES plans(id), "
+           "machine_id BIGINT NOT NULL REFERENCES machines(id), group_idx BIGINT NOT NULL, "
+           "position BIGINT NOT NULL, PRIMARY KEY (plan_id, machine_id))",
+           "CREATE INDEX plan_members_by_machine ON plan_members(machine_id)",
+           "CREATE TABLE consistency_groups (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+           "created_at TEXT NOT NULL)",
+           "ALTER TABLE items ADD COLUMN consistency_group_id BIGINT",
+           // One row per group point taken: members {item_id: seq}, hold_ms the time the
+           // barrier held acknowledgements (first hold to last release, as the server saw it).
+           "CREATE TABLE group_points (group_id BIGINT NOT NULL REFERENCES consistency_groups(id), "
+           "marker_id TEXT NOT NULL, time_ns BIGINT NOT NULL, app_consistent BIGINT NOT NULL, "
+           "hold_ms DOUBLE PRECISION NOT NULL, members TEXT NOT NULL, PRIMARY KEY (group_id, marker_id))",
+           "CREATE INDEX group_points_by_time ON group_points(group_id, time_ns)",
+       }},
   };
   return migrations;
 }

@@ -470,6 +470,7 @@ void RegisterFailoverWorkflows(JobEngine& engine) {
 void RegisterWorkflows(JobEngine& engine) {
   RegisterProtectWorkflows(engine);
   RegisterFailoverWorkflows(engine);
+  RegisterPlanWorkflows(engine);
 }
 
 }  // namespace ferry::control
