@@ -15,15 +15,8 @@ work=$(mktemp -d /tmp/ferry-control.XXXXXX)
 NODES="a b"
 source "$here/lib/nodes.sh"
 source "$here/lib/server.sh"
-proxy_pid=
-trap 'stop_server; [[ -n $proxy_pid ]] && kill -KILL "$proxy_pid" 2>/dev/null; cleanup' EXIT
-proxy_port=$(free_port)
 start_server
-"$py" "$here/tools/openapi_proxy.py" --spec "$here/../src/api/openapi.yaml" --listen "127.0.0.1:$proxy_port" \
-  --upstream "http://127.0.0.1:$server_port" --report "$work/openapi.report" >"$work/proxy.log" 2>&1 &
-proxy_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$proxy_port/api/v1/health" >/dev/null 2>&1 && break; sleep 0.1; done
-url="http://127.0.0.1:$proxy_port"
+start_api_proxy
 
 # The data: fio's nbd engine writes a region of the disk as 64 KiB blocks that each carry a
 # header with their offset and a crc32c of the block (--verify=crc32c), and reads it back;
@@ -254,8 +247,5 @@ cli job list --item "$item" || fail "ferry job list: $(cat "$work/cli.out")"
 grep -q commit "$work/cli.out" || fail "ferry job list does not show the commit: $(cat "$work/cli.out")"
 
 echo "== every exchange matched the OpenAPI document"
-if [[ -s $work/openapi.report ]]; then
-  cat "$work/openapi.report" >&2
-  fail "the server does not match src/api/openapi.yaml"
-fi
+check_api_proxy
 echo "control plane: OK"

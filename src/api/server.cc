@@ -261,6 +261,49 @@ void ApiServer::Routes() {
     ReplyResult(res, items.Operate(req.matches[1], req.matches[2], *b), 202);
   });
 
+  // ---- recovery plans (docs/plans.md)
+  auto& plans = ctl_->plans();
+  list("/api/v1/plans", [&plans](const control::Page& p) { return plans.List(p); });
+  create("/api/v1/plans", [&plans](const json& b) { return plans.Create(b); }, 201);
+  get(R"(/api/v1/plans/([^/]+))", [&plans](const std::string& id) { return plans.Get(id); });
+  get(R"(/api/v1/plans/([^/]+)/readiness)", [&plans](const std::string& id) { return plans.Readiness(id); });
+  s.Put(R"(/api/v1/plans/([^/]+))", [&plans](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    ReplyResult(res, plans.Replace(req.matches[1], *b), 200);
+  });
+  s.Delete(R"(/api/v1/plans/([^/]+))", [&plans](const httplib::Request& req, httplib::Response& res) {
+    Status st = plans.Delete(req.matches[1]);
+    if (!st.ok()) return ReplyError(res, st);
+    Reply(res, json{{"ok", true}}, 200);
+  });
+  s.Post(R"(/api/v1/plans/([^/]+)/([a-z-]+))", [&plans](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    ReplyResult(res, plans.Operate(req.matches[1], req.matches[2], *b), 202);
+  });
+
+  // ---- consistency groups
+  auto& groups = ctl_->groups();
+  list("/api/v1/consistency-groups", [&groups](const control::Page& p) { return groups.List(p); });
+  create("/api/v1/consistency-groups", [&groups](const json& b) { return groups.Create(b); }, 201);
+  get(R"(/api/v1/consistency-groups/([^/]+))", [&groups](const std::string& id) { return groups.Get(id); });
+  s.Delete(R"(/api/v1/consistency-groups/([^/]+))", [&groups](const httplib::Request& req, httplib::Response& res) {
+    Status st = groups.Delete(req.matches[1]);
+    if (!st.ok()) return ReplyError(res, st);
+    Reply(res, json{{"ok", true}}, 200);
+  });
+  s.Post(R"(/api/v1/consistency-groups/([^/]+)/members)", [&groups](const httplib::Request& req,
+                                                                   httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    ReplyResult(res, groups.AddMember(req.matches[1], *b), 200);
+  });
+  s.Delete(R"(/api/v1/consistency-groups/([^/]+)/members/([^/]+))",
+           [&groups](const httplib::Request& req, httplib::Response& res) {
+             ReplyResult(res, groups.RemoveMember(req.matches[1], req.matches[2]), 200);
+           });
+
   // ---- jobs
   auto& jobs = ctl_->jobs();
   s.Get("/api/v1/jobs", [this, &jobs](const httplib::Request& req, httplib::Response& res) {

@@ -187,6 +187,8 @@ ApiOr<json> ApiClient::Patch(const std::string& path, const json& body) {
   return Send("PATCH", path, {}, &body);
 }
 
+ApiOr<json> ApiClient::Put(const std::string& path, const json& body) { return Send("PUT", path, {}, &body); }
+
 ApiOr<json> ApiClient::Delete(const std::string& path) { return Send("DELETE", path, {}, nullptr); }
 
 ApiOr<json> ApiClient::Send(const char* method, const std::string& path, const Query& query,

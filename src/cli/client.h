@@ -98,6 +98,7 @@ class ApiClient {
   ApiOr<json> Get(const std::string& path, const Query& query = {});
   ApiOr<json> Post(const std::string& path, const json& body = json::object());
   ApiOr<json> Patch(const std::string& path, const json& body);
+  ApiOr<json> Put(const std::string& path, const json& body);
   ApiOr<json> Delete(const std::string& path);
 
   // A paged list (`{"items": [...], "next_page_token": "..."}`), following next_page_token

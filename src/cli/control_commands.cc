@@ -13,6 +13,7 @@
 //   8    the server is unreachable
 //   9    --wait / job watch: the job is Suspended, waiting for a manual action
 //   10   bad request (400, 413; or an ambiguous name)
+//   11   plan readiness: the plan is not ready (problems listed)
 //   130  Ctrl-C while following a job: the watching stopped, the job goes on
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -148,6 +149,8 @@ void AddControlCommands(CLI::App& app) {
   AddInventoryCommands(app);
   AddItemCommands(app);
   AddJobCommands(app);
+  AddPlanCommands(app);
+  AddGroupCommands(app);
 }
 
 }  // namespace ferry::cli

@@ -54,5 +54,7 @@ void FollowAndReport(ApiClient& client, const VerbOptions& options, const std::s
 void AddInventoryCommands(CLI::App& app);  // site, node (list|show|enroll), policy, machine
 void AddItemCommands(CLI::App& app);       // item, protect, recovery-points, the operations
 void AddJobCommands(CLI::App& app);        // job
+void AddPlanCommands(CLI::App& app);       // plan (plan_commands.cc)
+void AddGroupCommands(CLI::App& app);      // group (consistency groups)
 
 }  // namespace ferry::cli

@@ -16,6 +16,7 @@ inline constexpr int kUnauthenticated = 7;  // 401: missing or wrong API token
 inline constexpr int kUnreachable = 8;      // no answer from the server
 inline constexpr int kJobSuspended = 9;     // --wait: the job waits for a manual action
 inline constexpr int kBadRequest = 10;      // 400 / 413: the server refused the request
+inline constexpr int kNotReady = 11;        // ferry plan readiness: the plan has problems
 inline constexpr int kInterrupted = 130;    // Ctrl-C while following a job (it goes on)
 
 }  // namespace ferry::cli::exit_code

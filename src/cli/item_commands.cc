@@ -249,7 +249,7 @@ void AddProtect(CLI::App& app) {
   auto o = AddVerbOptions(cmd);
   AddWaitFlag(cmd, o.get());
   struct Args {
-    std::string machine, target_site, target_node, policy, name;
+    std::string machine, target_site, target_node, policy, name, group;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("machine", a->machine, "The machine's id or name")->required();
@@ -257,6 +257,8 @@ void AddProtect(CLI::App& app) {
   cmd->add_option("--target-node", a->target_node, "The node there (default: the site's healthiest)");
   cmd->add_option("--policy", a->policy, "The replication policy (default: default)");
   cmd->add_option("--name", a->name, "The item's name (default: the machine's)");
+  cmd->add_option("--consistency-group", a->group,
+                  "Join this consistency group (its name; a new name creates it)");
   cmd->callback([=] {
     ApiClient client = Connect(*o);
     json body = {
@@ -272,6 +274,7 @@ void AddProtect(CLI::App& app) {
       body["policy"] = StringField(OrExit(Resolve(client, a->policy, kPolicyKind), a->policy), "id");
     }
     if (!a->name.empty()) body["name"] = a->name;
+    if (!a->group.empty()) body["consistency_group"] = a->group;
     ReportStartedJob(client, *o, OrExit(client.Post("/items", body), "protecting " + a->machine));
   });
 }

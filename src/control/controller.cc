@@ -14,8 +14,8 @@ Controller::Controller(std::unique_ptr<store::Database> db, Clock* clock, Contro
       options_(options),
       inventory_(db_.get(), clock),
       jobs_(db_.get(), this, clock),
-      items_(db_.get(), &inventory_, &jobs_, clock),
-      groups_(db_.get(), &inventory_, clock),
+      items_(db_.get(), &inventory_, &jobs_, &groups_, clock),
+      groups_(db_.get(), &inventory_, &items_, clock),
       plans_(db_.get(), &inventory_, &items_, &jobs_, clock) {}
 
 Result<std::unique_ptr<Controller>> Controller::Open(std::unique_ptr<store::Database> db, Clock* clock,
@@ -32,6 +32,7 @@ Controller::~Controller() { Stop(); }
 Status Controller::Start() {
   RETURN_IF_ERROR(jobs_.Start());
   monitor_ = std::thread([this] { MonitorLoop(); });
+  group_points_ = std::thread([this] { GroupPointsLoop(); });
   return Status::Ok();
 }
 
@@ -42,6 +43,7 @@ void Controller::Stop() {
     cv_.notify_all();
   }
   if (monitor_.joinable()) monitor_.join();
+  if (group_points_.joinable()) group_points_.join();
   jobs_.Stop();
 }
 
@@ -52,6 +54,22 @@ void Controller::MonitorLoop() {
     MonitorOnce();
     lock.lock();
     cv_.wait_for(lock, std::chrono::milliseconds(options_.monitor_interval_ms), [&] { return stopping_; });
+  }
+}
+
+// Its own thread: a point must not wait behind a slow monitor pass, nor the monitor behind
+// a barrier; 200 ms keeps a 1 s interval on time.
+void Controller::GroupPointsLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    try {
+      groups_.TakeDuePoints();
+    } catch (const std::exception& e) {
+      spdlog::warn("group points: unexpected answer from a node: {}", e.what());
+    }
+    lock.lock();
+    cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; });
   }
 }
 

@@ -48,6 +48,7 @@ class Controller {
  private:
   Controller(std::unique_ptr<store::Database> db, Clock* clock, ControllerOptions options);
   void MonitorLoop();
+  void GroupPointsLoop();  // takes the due consistency-group points (groups.h)
   Status RefreshItem(int64_t id);
   Status IngestPoints(const ItemRecord& item);
 
@@ -64,6 +65,7 @@ class Controller {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::thread monitor_;
+  std::thread group_points_;
 };
 
 // Registers the item workflows (workflows.cc) on the engine.

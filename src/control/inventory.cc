@@ -66,28 +66,6 @@ json PageJson(json items, int64_t next_after) {
   return {{"items", std::move(items)}, {"next_page_token", next_after > 0 ? std::to_string(next_after) : ""}};
 }
 
-namespace {
-
-// Runs "SELECT id … WHERE id > after ORDER BY id LIMIT n+1" and turns each id into JSON.
-template <typename F>
-Result<json> ListPage(Sql& sql, const std::string& table, const Page& page, F&& to_json) {
-  ASSIGN_OR_RETURN(auto rows, sql.Query("SELECT id FROM " + table + " WHERE id > $1 ORDER BY id LIMIT $2",
-                                        {page.after_id, int64_t{page.limit} + 1}));
-  json items = json::array();
-  int64_t next = 0;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (static_cast<int>(i) == page.limit) {
-      next = rows[i - 1].Int(0);
-      break;
-    }
-    ASSIGN_OR_RETURN(json j, to_json(rows[i].Int(0)));
-    items.push_back(std::move(j));
-  }
-  return PageJson(std::move(items), next);
-}
-
-}  // namespace
-
 Status Inventory::Init() {
   return db_->Transaction([&](Sql& tx) -> Status {
     ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT id FROM policies WHERE name = 'default'"));

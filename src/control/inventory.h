@@ -89,5 +89,25 @@ class Inventory {
 
 // Paged list envelope: {"items": [...], "next_page_token": "..."}.
 json PageJson(json items, int64_t next_after);
+// Runs "SELECT id FROM table WHERE id > after ORDER BY id LIMIT n+1" and turns each id into
+// JSON with to_json(id); a row deleted meanwhile (to_json answers kNotFound) is left out.
+template <typename F>
+Result<json> ListPage(store::Sql& sql, const std::string& table, const Page& page, F&& to_json) {
+  ASSIGN_OR_RETURN(auto rows, sql.Query("SELECT id FROM " + table + " WHERE id > $1 ORDER BY id LIMIT $2",
+                                        {page.after_id, int64_t{page.limit} + 1}));
+  json items = json::array();
+  int64_t next = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (static_cast<int>(i) == page.limit) {
+      next = rows[i - 1].Int(0);
+      break;
+    }
+    Result<json> j = to_json(rows[i].Int(0));
+    if (!j.ok() && j.status().code() == Code::kNotFound) continue;
+    if (!j.ok()) return j.status();
+    items.push_back(std::move(*j));
+  }
+  return PageJson(std::move(items), next);
+}
 
 }  // namespace ferry::control

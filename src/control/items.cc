@@ -7,6 +7,7 @@
 
 #include "control/errors.h"
 #include "control/fields.h"
+#include "control/groups.h"
 
 namespace ferry::control {
 
@@ -167,6 +168,7 @@ Result<json> Items::ToJson(Sql& sql, const ItemRecord& it) {
                                                         {"node", FormatId("node", it.running.value("node", int64_t{0}))},
                                                         {"site", it.running.value("site_name", "")}}
                                                 : json(nullptr);
+  ASSIGN_OR_RETURN(j["consistency_group"], groups_->GroupOf(sql, it.id));
   j["active_job"] = it.active_job ? json(JobEngine::JobId(it.active_job)) : json(nullptr);
   j["created_at"] = it.created_at;
   j["updated_at"] = it.updated_at;
@@ -258,12 +260,14 @@ Status Items::Start(Sql& tx, ItemRecord& item, const std::string& op, const std:
 }
 
 Result<json> Items::Enable(const json& body) {
-  RETURN_IF_ERROR(CheckFields(body, {"machine", "target_site", "target_node", "policy", "name"}));
+  RETURN_IF_ERROR(CheckFields(body, {"machine", "target_site", "target_node", "policy", "name", "consistency_group"}));
   ASSIGN_OR_RETURN(std::string machine_ref, StringField(body, "machine"));
   ASSIGN_OR_RETURN(std::string target_site_ref, StringField(body, "target_site"));
   ASSIGN_OR_RETURN(std::string target_node_ref, StringField(body, "target_node", ""));
   ASSIGN_OR_RETURN(std::string policy_ref, StringField(body, "policy", "default"));
   ASSIGN_OR_RETURN(std::string name, StringField(body, "name", ""));
+  ASSIGN_OR_RETURN(std::string group, StringField(body, "consistency_group", ""));
+  if (!group.empty()) RETURN_IF_ERROR(CheckName("consistency group", group));
   return Launch([&](Sql& tx) -> Result<int64_t> {
     ASSIGN_OR_RETURN(int64_t machine_id, inv_->MachineId(tx, machine_ref));
     ASSIGN_OR_RETURN(json machine, inv_->MachineById(tx, machine_id));
@@ -325,6 +329,10 @@ Result<json> Items::Enable(const json& body) {
                             {id, item_name, machine_id, source_site, target_site, source_node, target_node, policy_id,
                              props.dump(), disks.dump(), now})
                         .status());
+    if (!group.empty()) {
+      ASSIGN_OR_RETURN(int64_t group_id, groups_->Ensure(tx, group));
+      RETURN_IF_ERROR(groups_->Join(tx, group_id, id));
+    }
     ASSIGN_OR_RETURN(int64_t job, jobs_->Create(tx, "enable", "item", id, item_name, json{{"item", id}},
                                                 json{{"prev_state", "Enabling"}}));
     RETURN_IF_ERROR(tx.Exec("UPDATE items SET active_job_id = $2 WHERE id = $1", {id, job}).status());

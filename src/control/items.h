@@ -53,10 +53,12 @@ struct ItemRecord {
   std::string created_at, updated_at;
 };
 
+class Groups;
+
 class Items {
  public:
-  Items(store::Database* db, Inventory* inventory, JobEngine* jobs, Clock* clock)
-      : db_(db), inv_(inventory), jobs_(jobs), clock_(clock) {}
+  Items(store::Database* db, Inventory* inventory, JobEngine* jobs, Groups* groups, Clock* clock)
+      : db_(db), inv_(inventory), jobs_(jobs), groups_(groups), clock_(clock) {}
 
   Result<json> List(const std::string& state, const std::string& site, const Page& page);
   Result<json> Get(const std::string& ref);
@@ -90,6 +92,7 @@ class Items {
   store::Database* db_;
   Inventory* inv_;
   JobEngine* jobs_;
+  Groups* groups_;  // enable replication's consistency_group
   Clock* clock_;
 };
 

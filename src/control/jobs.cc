@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 
 #include "base/crash_point.h"
@@ -330,13 +331,53 @@ double PhaseProgress(const json& job, const std::string& phase) {
 
 }  // namespace
 
+namespace {
+
+bool StepFinal(const std::string& st) { return st == "Succeeded" || st == "Skipped" || st == "Cancelled"; }
+
+const StepDef* FindDef(const std::vector<StepDef>& defs, const std::string& name) {
+  for (const StepDef& d : defs) {
+    if (d.name == name) return &d;
+  }
+  return nullptr;
+}
+
+// The job's error when failed steps stop it: the step's own error when one failed, else a
+// summary that names each.
+json FailedError(const json& job, const std::vector<const json*>& failed, const std::string& id) {
+  if (failed.size() == 1 && job["error"].is_object()) return job["error"];
+  std::string msg = std::to_string(failed.size()) + (failed.size() == 1 ? " step" : " steps") + " failed: ";
+  for (size_t i = 0; i < failed.size() && i < 10; ++i) {
+    msg += (i ? "; " : "") + (*failed[i])["title"].get<std::string>() + ": " + (*failed[i])["message"].get<std::string>();
+  }
+  if (failed.size() > 10) msg += "; and " + std::to_string(failed.size() - 10) + " more";
+  std::string code = job["error"].is_object() ? job["error"].value("code", "FailedPrecondition") : "FailedPrecondition";
+  return {{"code", code}, {"message", msg},
+          {"action", "fix the causes shown with each step, then retry the job to run the failed steps again (ferry job "
+                     "retry " + id + "), or cancel it to undo what it did"}};
+}
+
+// One step of a round: what it runs with and what came out.
+struct Work {
+  int64_t idx = 0;
+  std::string name, point, prev_message;
+  const StepDef* def = nullptr;
+  const json* spec = nullptr;
+  json* data = nullptr;
+  StepOutcome out;
+};
+
+}  // namespace
+
 // One job's thread. Every decision is taken from the store, so that what it does after a
-// restart is what it would have done without one.
+// restart is what it would have done without one. Each pass runs a round: the first step
+// that is not done, with the rest of its batch (the steps of a batch that are due).
 void JobEngine::Run(int64_t id) {
   auto persist_fail = [&](const Status& s) {
     spdlog::error("job {}: cannot update the store: {}; the job will resume after a restart",
                   JobId(id), s.ToString());
   };
+  std::map<int64_t, int64_t> due;  // step index -> when it asked to run again (ns)
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -381,119 +422,224 @@ void JobEngine::Run(int64_t id) {
         });
         if (!s.ok()) { persist_fail(s); break; }
         spdlog::info("job {} ({}): cancel requested; undoing what it did", JobId(id), type);
+        due.clear();
         continue;
       }
       std::vector<StepDef> defs = phase == "run" ? wf->Steps(job["spec"]) : wf->UndoSteps(job["spec"]);
-      const json* step = nullptr;
+      std::vector<const json*> steps;  // this phase's, in order
       for (const json& s : job["steps"]) {
-        if (s["phase"] != phase) continue;
-        std::string st = s["state"];
-        if (st != "Succeeded" && st != "Skipped" && st != "Cancelled") {
-          step = &s;
-          break;
-        }
+        if (s["phase"] == phase) steps.push_back(&s);
       }
-      if (step == nullptr) {
-        std::string final_state = phase == "run" ? "Succeeded" : "Cancelled";
-        Status s = db_->Exec("UPDATE jobs SET state = $2, progress = $3, ended_at = $4 WHERE id = $1",
-                             {id, final_state, phase == "run" ? 100.0 : PhaseProgress(job, "run"), now})
-                       .status();
+      // The first step that is not done; failed keep_going steps count as done until the end.
+      size_t first = steps.size();
+      for (size_t i = 0; i < steps.size(); ++i) {
+        std::string st = (*steps[i])["state"];
+        if (StepFinal(st)) continue;
+        const StepDef* d = FindDef(defs, (*steps[i])["name"]);
+        if (st == "Failed" && d && d->keep_going) continue;
+        first = i;
+        break;
+      }
+      if (first == steps.size()) {
+        std::vector<const json*> failed;
+        for (const json* s : steps) {
+          if ((*s)["state"] == "Failed") failed.push_back(s);
+        }
+        Status s;
+        if (!failed.empty()) {
+          s = db_->Exec("UPDATE jobs SET state = 'Failed', error = $2, ended_at = $3 WHERE id = $1",
+                        {id, FailedError(job, failed, JobId(id)).dump(), now})
+                  .status();
+          spdlog::warn("job {} ({}) ended with {} failed steps", JobId(id), type, failed.size());
+        } else {
+          std::string final_state = phase == "run" ? "Succeeded" : "Cancelled";
+          s = db_->Exec("UPDATE jobs SET state = $2, progress = $3, ended_at = $4 WHERE id = $1",
+                        {id, final_state, phase == "run" ? 100.0 : PhaseProgress(job, "run"), now})
+                  .status();
+          spdlog::info("job {} ({}) {}", JobId(id), type, final_state == "Succeeded" ? "succeeded" : "was cancelled");
+        }
         if (!s.ok()) { persist_fail(s); break; }
-        spdlog::info("job {} ({}) {}", JobId(id), type, final_state == "Succeeded" ? "succeeded" : "was cancelled");
         continue;  // re-reads the job and stops
       }
-      const std::string name = (*step)["name"];
-      int64_t idx = (*step)["index"];
-      const StepDef* def = nullptr;
-      for (const StepDef& d : defs) {
-        if (d.name == name) def = &d;
-      }
-      if (def == nullptr) {
+      const StepDef* first_def = FindDef(defs, (*steps[first])["name"]);
+      if (first_def == nullptr) {
         Status s = db_->Exec("UPDATE jobs SET state = 'Failed', error = $2, ended_at = $3 WHERE id = $1",
-                             {id, ErrorJson(Internal("step " + name + " is unknown to this server version")).dump(), now})
+                             {id, ErrorJson(Internal("step " + (*steps[first])["name"].get<std::string>() +
+                                                     " is unknown to this server version")).dump(), now})
                        .status();
         if (!s.ok()) persist_fail(s);
         continue;
       }
-      if ((*step)["state"] != "InProgress" || (*step)["started_at"].is_null()) {
-        Status s = db_->Exec("UPDATE job_steps SET state = 'InProgress', started_at = COALESCE(started_at, $3) "
-                             "WHERE job_id = $1 AND idx = $2",
-                             {id, idx, now})
+      // The round: the first step, or the steps of its batch that are left and due.
+      std::vector<const json*> batch_left, batch_failed;
+      for (size_t i = first; i < steps.size(); ++i) {
+        const StepDef* d = FindDef(defs, (*steps[i])["name"]);
+        if (i > first && (first_def->batch.empty() || !d || d->batch != first_def->batch)) break;
+        std::string st = (*steps[i])["state"];
+        if (st == "Failed") {
+          if (!d || !d->keep_going) batch_failed.push_back(steps[i]);
+        } else if (!StepFinal(st)) {
+          batch_left.push_back(steps[i]);
+        }
+      }
+      if (batch_left.empty()) {
+        // Nothing of the batch is left but some of it failed: the job stops here.
+        Status s = db_->Exec("UPDATE jobs SET state = 'Failed', error = $2, ended_at = $3 WHERE id = $1",
+                             {id, FailedError(job, batch_failed, JobId(id)).dump(), now})
                        .status();
         if (!s.ok()) { persist_fail(s); break; }
+        spdlog::warn("job {} ({}) failed at step {}", JobId(id), type, (*batch_failed[0])["name"].get<std::string>());
+        continue;
       }
-      const std::string point = "job." + type + "." + name;
-      CrashPoint(point);
-
+      const int64_t now_ns = clock_->NowNanos();
       json data = job["data"];
-      JobContext ctx(id, job["spec"], &data, ctl_, [this, id] {
-        std::lock_guard<std::mutex> lock(mu_);
-        auto it = cancel_.find(id);
-        return it != cancel_.end() && it->second;
-      });
-      StepOutcome out;
-      if (phase == "run" && HoldPoint(point)) {
-        // A test holds the job here (base/crash_point.h): the step stays InProgress and does
-        // not run, until the job is cancelled or a server started without the hold resumes it.
-        // Undo steps are never held: a cancelled job must be able to finish.
-        out = StepOutcome::Wait("held by FERRY_HOLD_AT=" + point, 0, 200);
-        if ((*step)["message"] != out.message) {
-          spdlog::warn("job {} ({}): held before step {} by FERRY_HOLD_AT; cancel it or restart without the hold",
-                       JobId(id), type, name);
+      std::vector<Work> work;
+      for (const json* row : batch_left) {
+        int64_t idx = (*row)["index"];
+        auto d = due.find(idx);
+        if (d != due.end() && d->second > now_ns) continue;
+        Work w;
+        w.idx = idx;
+        w.name = (*row)["name"];
+        w.prev_message = (*row)["message"];
+        w.def = FindDef(defs, w.name);
+        w.point = "job." + type + "." + w.name;
+        w.spec = &job["spec"];
+        w.data = &data;
+        if (!w.def->scope.empty()) {
+          // Made here, before any step runs: steps of a round only touch their own scope.
+          json& scoped = data["scopes"][w.def->scope];
+          if (!scoped.is_object()) scoped = json::object();
+          w.data = &scoped;
+          const json& spec = job["spec"];
+          if (spec.contains("scopes") && spec["scopes"].contains(w.def->scope)) w.spec = &spec["scopes"][w.def->scope];
         }
-      } else {
-        try {
-          out = def->run(ctx);
-        } catch (const std::exception& e) {
-          out = StepOutcome::Fail(Internal(std::string("step ") + name + " threw: " + e.what()));
-        }
+        work.push_back(std::move(w));
       }
-      std::string when = FormatTime(clock_->NowNanos());
-      Status s = db_->Transaction([&](Sql& tx) -> Status {
-        RETURN_IF_ERROR(tx.Exec("UPDATE jobs SET data = $2 WHERE id = $1", {id, data.dump()}).status());
-        switch (out.kind) {
-          case StepOutcome::Kind::kDone:
-            RETURN_IF_ERROR(tx.Exec("UPDATE job_steps SET state = 'Succeeded', progress = 100, message = $3, "
-                                    "ended_at = $4 WHERE job_id = $1 AND idx = $2",
-                                    {id, idx, out.message, when})
+      if (!work.empty()) {
+        Status s = db_->Transaction([&](Sql& tx) -> Status {
+          for (const Work& w : work) {
+            RETURN_IF_ERROR(tx.Exec("UPDATE job_steps SET state = 'InProgress', started_at = COALESCE(started_at, $3) "
+                                    "WHERE job_id = $1 AND idx = $2 AND (state <> 'InProgress' OR started_at IS NULL)",
+                                    {id, w.idx, now})
                                 .status());
-            break;
-          case StepOutcome::Kind::kWait:
-            RETURN_IF_ERROR(tx.Exec("UPDATE job_steps SET progress = $3, message = $4 WHERE job_id = $1 AND idx = $2",
-                                    {id, idx, out.progress, out.message})
-                                .status());
-            break;
-          case StepOutcome::Kind::kFail:
-            RETURN_IF_ERROR(tx.Exec("UPDATE job_steps SET state = 'Failed', message = $3, ended_at = $4 "
-                                    "WHERE job_id = $1 AND idx = $2",
-                                    {id, idx, Describe(out.error).message, when})
-                                .status());
-            RETURN_IF_ERROR(tx.Exec("UPDATE jobs SET state = 'Failed', error = $2, ended_at = $3 WHERE id = $1",
-                                    {id, ErrorJson(out.error).dump(), when})
-                                .status());
-            break;
-          case StepOutcome::Kind::kSuspend:
-            RETURN_IF_ERROR(tx.Exec("UPDATE job_steps SET state = 'Suspended', message = $3 WHERE job_id = $1 "
-                                    "AND idx = $2",
-                                    {id, idx, out.message})
-                                .status());
-            RETURN_IF_ERROR(tx.Exec("UPDATE jobs SET state = 'Suspended' WHERE id = $1", {id}).status());
-            break;
+          }
+          return Status::Ok();
+        });
+        if (!s.ok()) { persist_fail(s); break; }
+        for (const Work& w : work) CrashPoint(w.point);
+        auto cancelled = [this, id] {
+          std::lock_guard<std::mutex> lock(mu_);
+          auto it = cancel_.find(id);
+          return it != cancel_.end() && it->second;
+        };
+        auto run_one = [&](Work& w) {
+          JobContext ctx(id, *w.spec, w.data, ctl_, cancelled);
+          if (phase == "run" && HoldPoint(w.point)) {
+            // A test holds the job here (base/crash_point.h): the step stays InProgress and
+            // does not run, until the job is cancelled or a server started without the hold
+            // resumes it. Undo steps are never held: a cancelled job must be able to finish.
+            w.out = StepOutcome::Wait("held by FERRY_HOLD_AT=" + w.point, 0, 200);
+            return;
+          }
+          try {
+            w.out = w.def->run(ctx);
+          } catch (const std::exception& e) {
+            w.out = StepOutcome::Fail(Internal(std::string("step ") + w.name + " threw: " + e.what()));
+          }
+        };
+        if (work.size() == 1) {
+          run_one(work[0]);
+        } else {
+          std::atomic<size_t> next{0};
+          std::vector<std::thread> pool;
+          for (size_t t = 0; t < std::min<size_t>(work.size(), kBatchParallelism); ++t) {
+            pool.emplace_back([&] {
+              for (size_t i = next++; i < work.size(); i = next++) run_one(work[i]);
+            });
+          }
+          for (auto& t : pool) t.join();
         }
-        // Progress of the phase the job is in, from the steps as they are now.
-        ASSIGN_OR_RETURN(json fresh, Load(tx, id));
-        return tx.Exec("UPDATE jobs SET progress = $2 WHERE id = $1",
-                       {id, phase == "run" ? PhaseProgress(fresh, "run") : fresh["progress"].get<double>()})
-            .status();
-      });
-      if (!s.ok()) { persist_fail(s); break; }
-      if (out.kind == StepOutcome::Kind::kDone) CrashPoint(point + ".done");
-      if (out.kind == StepOutcome::Kind::kFail) {
-        spdlog::warn("job {} ({}) failed at step {}: {}", JobId(id), type, name, out.error.ToString());
+        std::string when = FormatTime(clock_->NowNanos());
+        s = db_->Transaction([&](Sql& tx) -> Status {
+          RETURN_IF_ERROR(tx.Exec("UPDATE jobs SET data = $2 WHERE id = $1", {id, data.dump()}).status());
+          for (const Work& w : work) {
+            const StepOutcome& out = w.out;
+            switch (out.kind) {
+              case StepOutcome::Kind::kDone:
+                RETURN_IF_ERROR(tx.Exec("UPDATE job_steps SET state = 'Succeeded', progress = 100, message = $3, "
+                                        "ended_at = $4 WHERE job_id = $1 AND idx = $2",
+                                        {id, w.idx, out.message, when})
+                                    .status());
+                break;
+              case StepOutcome::Kind::kWait:
+                RETURN_IF_ERROR(tx.Exec("UPDATE job_steps SET progress = $3, message = $4 WHERE job_id = $1 AND idx = $2",
+                                        {id, w.idx, out.progress, out.message})
+                                    .status());
+                break;
+              case StepOutcome::Kind::kFail:
+                RETURN_IF_ERROR(tx.Exec("UPDATE job_steps SET state = 'Failed', message = $3, ended_at = $4 "
+                                        "WHERE job_id = $1 AND idx = $2",
+                                        {id, w.idx, Describe(out.error).message, when})
+                                    .status());
+                // The first failure's error; the job fails when its batch is over.
+                RETURN_IF_ERROR(tx.Exec("UPDATE jobs SET error = $2 WHERE id = $1 AND error IS NULL",
+                                        {id, ErrorJson(out.error).dump()})
+                                    .status());
+                break;
+              case StepOutcome::Kind::kSuspend:
+                RETURN_IF_ERROR(tx.Exec("UPDATE job_steps SET state = 'Suspended', message = $3 WHERE job_id = $1 "
+                                        "AND idx = $2",
+                                        {id, w.idx, out.message})
+                                    .status());
+                RETURN_IF_ERROR(tx.Exec("UPDATE jobs SET state = 'Suspended' WHERE id = $1", {id}).status());
+                break;
+            }
+          }
+          // Progress of the phase the job is in, from the steps as they are now.
+          ASSIGN_OR_RETURN(json fresh, Load(tx, id));
+          return tx.Exec("UPDATE jobs SET progress = $2 WHERE id = $1",
+                         {id, phase == "run" ? PhaseProgress(fresh, "run") : fresh["progress"].get<double>()})
+              .status();
+        });
+        if (!s.ok()) { persist_fail(s); break; }
+        const int64_t after = clock_->NowNanos();
+        for (const Work& w : work) {
+          switch (w.out.kind) {
+            case StepOutcome::Kind::kDone:
+              CrashPoint(w.point + ".done");
+              due.erase(w.idx);
+              break;
+            case StepOutcome::Kind::kWait:
+              if (w.out.message != w.prev_message && w.out.message.rfind("held by FERRY_HOLD_AT", 0) == 0) {
+                spdlog::warn("job {} ({}): held before step {} by FERRY_HOLD_AT; cancel it or restart without the hold",
+                             JobId(id), type, w.name);
+              }
+              due[w.idx] = after + w.out.wait_ms * 1'000'000;
+              break;
+            case StepOutcome::Kind::kFail:
+              spdlog::warn("job {} ({}): step {} failed: {}", JobId(id), type, w.name, w.out.error.ToString());
+              due.erase(w.idx);
+              break;
+            case StepOutcome::Kind::kSuspend:
+              due.erase(w.idx);
+              break;
+          }
+        }
+        bool progressed = std::any_of(work.begin(), work.end(),
+                                      [](const Work& w) { return w.out.kind != StepOutcome::Kind::kWait; });
+        if (progressed) continue;
       }
-      if (out.kind == StepOutcome::Kind::kWait) {
+      // Every step of the round waits: sleep until the first is due again.
+      int64_t next_due = INT64_MAX;
+      for (const json* row : batch_left) {
+        auto d = due.find((*row)["index"].get<int64_t>());
+        next_due = std::min(next_due, d == due.end() ? clock_->NowNanos() : d->second);
+      }
+      int64_t wait_ms = std::max<int64_t>(0, (next_due - clock_->NowNanos()) / 1'000'000);
+      if (wait_ms > 0) {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait_for(lock, std::chrono::milliseconds(out.wait_ms), [&] {
+        cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] {
           return stopping_ || kicked_.count(id) || (phase == "run" && cancel_[id]);
         });
       }

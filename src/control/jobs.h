@@ -19,6 +19,14 @@
 // such as a commit that dropped the other recovery points); the undo steps then run, each
 // tolerating any amount of the forward work having been done.
 //
+// Batches: consecutive steps that name the same batch run together, in parallel (up to
+// kBatchParallelism at once), each with its own state, progress and timing — the
+// machines of a recovery plan. A step of a batch that fails does not stop the others; once
+// none of the batch is left to run, the job fails (unless the failed steps are keep_going:
+// then the job goes on and ends Failed after its last step). A scoped step sees
+// spec["scopes"][scope] as its spec (when present) and data["scopes"][scope] as its data, so
+// that the steps of one machine share their state and never touch another's.
+//
 // Crash points (base/crash_point.h): "job.TYPE.STEP" before a step runs and
 // "job.TYPE.STEP.done" after its success is persisted. Hold points: with FERRY_HOLD_AT
 // naming "job.TYPE.STEP" (or "job.TYPE.*": its first step), that forward step stays
@@ -63,6 +71,8 @@ struct StepOutcome {
   static StepOutcome Suspend(std::string instructions);
 };
 
+inline constexpr int kBatchParallelism = 16;
+
 class JobContext {
  public:
   JobContext(int64_t id, const json& spec, json* data, Controller* ctl,
@@ -91,6 +101,9 @@ struct StepDef {
   double weight = 1;
   std::function<StepOutcome(JobContext&)> run;
   bool point_of_no_return = false;
+  std::string batch = {};   // run in parallel with the neighbouring steps of the same batch
+  std::string scope = {};   // the spec and data this step sees (see the top of this file)
+  bool keep_going = false;  // a failure does not stop the job (it ends Failed)
 };
 
 class Workflow {
@@ -121,6 +134,9 @@ class JobEngine {
   Status Resume(int64_t id, const std::string& comment);
   Status Retry(int64_t id);
 
+  // The workflow registered for a job type, or null (plan workflows run item steps).
+  const Workflow* Find(const std::string& type) const;
+
   Result<json> Get(int64_t id);
   // Newest first. item_id 0: all; state "": all.
   Result<json> List(const std::string& target_kind, int64_t target_id, const std::string& state,
@@ -134,7 +150,6 @@ class JobEngine {
  private:
   struct Running;
   void Run(int64_t id);
-  const Workflow* Find(const std::string& type) const;
   Result<json> Load(store::Sql& sql, int64_t id);
   std::vector<std::string> AllowedActions(const json& job) const;
 

@@ -307,5 +307,101 @@ TEST_F(JobsTest, WithoutHoldNothingIsHeld) {
   EXPECT_EQ(counters_.Get("b"), 2);
 }
 
+// Three machines of a batch ("m1".."m3", scopes "s1".."s3") then "z". Each machine step waits
+// until every machine has run once, so the batch only finishes when its steps run together.
+// spec: {"fail": "m2", "keep_going": bool}.
+class BatchWorkflow : public Workflow {
+ public:
+  explicit BatchWorkflow(Counters* c) : c_(c) {}
+  std::vector<StepDef> Steps(const json& spec) const override {
+    std::vector<StepDef> out;
+    for (const std::string n : {"m1", "m2", "m3"}) {
+      StepDef d{n, "machine " + n, 1, [this, n](JobContext& ctx) {
+                  c_->Add(n);
+                  if (ctx.spec().value("who", "") != n) return StepOutcome::Fail(Internal("wrong scope spec"));
+                  ctx.data()["runs"] = ctx.data().value("runs", 0) + 1;
+                  if (c_->Get("m1") == 0 || c_->Get("m2") == 0 || c_->Get("m3") == 0) {
+                    return StepOutcome::Wait("waiting for the others", 0, 10);
+                  }
+                  if (ctx.spec().value("fail", false) && c_->fail_armed.exchange(false)) {
+                    return StepOutcome::Fail(FailedPrecondition("machine " + n + " broke"));
+                  }
+                  return StepOutcome::Done("ran " + std::to_string(ctx.data()["runs"].get<int>()) + " times");
+                }};
+      d.batch = "machines";
+      d.scope = "s-" + n;
+      d.keep_going = spec.value("keep_going", false);
+      out.push_back(d);
+    }
+    out.push_back({"z", "after the batch", 1, [this](JobContext& ctx) {
+                     c_->Add("z");
+                     // The scopes are the machines' own: each saw only its runs.
+                     for (const std::string n : {"m1", "m2", "m3"}) {
+                       if (!ctx.data()["scopes"]["s-" + n].contains("runs")) {
+                         return StepOutcome::Fail(Internal("no scope data for " + n));
+                       }
+                     }
+                     return StepOutcome::Done();
+                   }});
+    return out;
+  }
+  std::vector<StepDef> UndoSteps(const json&) const override { return {}; }
+
+ private:
+  Counters* c_;
+};
+
+class BatchTest : public JobsTest {
+ protected:
+  int64_t CreateBatch(bool keep_going) {
+    engine_->Register("batch", std::make_unique<BatchWorkflow>(&counters_));
+    json scopes = json::object();
+    for (const std::string n : {"m1", "m2", "m3"}) scopes["s-" + n] = {{"who", n}, {"fail", n == "m2"}};
+    int64_t id = 0;
+    Status s = db_->Transaction([&](store::Sql& tx) -> Status {
+      auto r = engine_->Create(tx, "batch", "plan", 1, "p", json{{"scopes", scopes}, {"keep_going", keep_going}},
+                               json::object());
+      if (!r.ok()) return r.status();
+      id = *r;
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return id;
+  }
+};
+
+TEST_F(BatchTest, AFailedStepStopsTheJobOnlyAfterItsBatch) {
+  int64_t id = CreateBatch(false);
+  engine_->Kick(id);
+  EXPECT_EQ(WaitState(id), "Failed");
+  json j = Get(id);
+  EXPECT_EQ(j["steps"][0]["state"], "Succeeded") << j.dump();
+  EXPECT_EQ(j["steps"][1]["state"], "Failed");
+  EXPECT_EQ(j["steps"][2]["state"], "Succeeded");
+  EXPECT_EQ(j["steps"][3]["state"], "NotStarted");
+  EXPECT_EQ(j["error"]["message"], "machine m2 broke");
+  EXPECT_EQ(counters_.Get("z"), 0);
+  ASSERT_TRUE(engine_->Retry(id).ok());
+  EXPECT_EQ(WaitState(id), "Succeeded");
+  EXPECT_EQ(counters_.Get("z"), 1);
+  int m1 = counters_.Get("m1");
+  EXPECT_EQ(Get(id)["steps"][1]["state"], "Succeeded");
+  EXPECT_EQ(counters_.Get("m1"), m1);  // only the failed machine ran again
+}
+
+TEST_F(BatchTest, KeepGoingRunsTheRestAndFailsAtTheEnd) {
+  int64_t id = CreateBatch(true);
+  engine_->Kick(id);
+  EXPECT_EQ(WaitState(id), "Failed");
+  json j = Get(id);
+  EXPECT_EQ(j["steps"][1]["state"], "Failed");
+  EXPECT_EQ(j["steps"][3]["state"], "Succeeded") << j.dump();
+  EXPECT_EQ(counters_.Get("z"), 1);
+  EXPECT_EQ(j["error"]["message"], "machine m2 broke");
+  ASSERT_TRUE(engine_->Retry(id).ok());
+  EXPECT_EQ(WaitState(id), "Succeeded");
+  EXPECT_EQ(counters_.Get("z"), 1);  // z had succeeded: only m2 runs again
+}
+
 }  // namespace
 }  // namespace ferry::control

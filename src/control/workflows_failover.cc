@@ -50,7 +50,10 @@ StepOutcome TargetPreflight(JobContext& c) {
   return StepOutcome::Done("the target node holds every disk");
 }
 
-StepOutcome ResolveStep(JobContext& c, const std::string& point) {
+// A recovery plan may have chosen the point for this machine (its consistency group's common
+// point: plan_jobs.cc, ChoosePoints); it overrides the requested one.
+StepOutcome ResolveStep(JobContext& c, const std::string& requested) {
+  const std::string point = c.data().value("point_override", requested);
   STEP_ASSIGN(ItemRecord it, LoadItem(c));
   STEP_ASSIGN(NodeClient dst, Node(c, it.target_node));
   STEP_CHECK(ResolvePoint(c, it, dst, point));
@@ -81,7 +84,7 @@ std::string TestName(const JobContext& c) { return "test-" + std::to_string(c.id
 std::string FailoverName(const JobContext& c) { return "fo-" + std::to_string(c.id()); }
 
 json FailoverRecord(JobContext& c) {
-  return {{"job", JobEngine::JobId(c.id())}, {"point", c.spec().value("point", "")},
+  return {{"job", JobEngine::JobId(c.id())}, {"point", c.data().value("point_override", c.spec().value("point", ""))},
           {"point_time", c.data().value("point_time", "")}, {"seqs", c.data().value("seqs", json::object())},
           {"overlay", c.data().value("overlay", "")}, {"uris", c.data().value("uris", json::object())},
           {"planned", c.spec().value("planned", false)}};

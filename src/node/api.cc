@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include "node/scripts.h"
+
 namespace ferry::node {
 
 namespace {
@@ -114,6 +116,17 @@ void Api::Routes() {
   s.Get("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
     Reply(res, node_->StatusJson());
   });
+  // Recovery-plan scripts (node/scripts.h).
+  s.Post("/v1/run", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    ReplyResult(res, RunScript(node_->config().data_dir, *b));
+  });
+  s.Post("/v1/run/check", [](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    ReplyResult(res, CheckScript(*b));
+  });
   s.Post("/v1/volumes", [this](const httplib::Request& req, httplib::Response& res) {
     auto b = Body(req);
     if (!b.ok()) return ReplyError(res, b.status());
@@ -212,9 +225,11 @@ void Api::Routes() {
     if (!b.ok()) return ReplyError(res, b.status());
     auto volumes = Field<std::vector<std::string>>(*b, "volumes", {});
     auto timeout = Field<int64_t>(*b, "timeout_ms", 5000);
+    auto app = Field<bool>(*b, "app_consistent", false);
     if (!volumes.ok()) return ReplyError(res, volumes.status());
     if (!timeout.ok()) return ReplyError(res, timeout.status());
-    ReplyResult(res, node_->BarrierHold(*volumes, *timeout), 201);
+    if (!app.ok()) return ReplyError(res, app.status());
+    ReplyResult(res, node_->BarrierHold(*volumes, *timeout, *app), 201);
   });
   s.Post(R"(/v1/barriers/([^/]+)/mark)", [this](const httplib::Request& req, httplib::Response& res) {
     auto b = Body(req);

@@ -550,7 +550,7 @@ void Node::MarkerLoop() {
     cv_.wait_for(l, std::chrono::milliseconds(100));
     if (stopping_) return;
     const int64_t now = SystemClock::Default()->NowNanos();
-    ExpireBarriers(now);
+    std::vector<Barrier> expired = ExpireBarriers(now);
     std::vector<std::shared_ptr<Volume>> app_due, drop_due, scan_due;
     for (auto& [name, v] : volumes_) {
       if (v->sender) {
@@ -608,6 +608,7 @@ void Node::MarkerLoop() {
     }
     // Hooks may take seconds: run them without the node's lock.
     l.unlock();
+    for (auto& b : expired) EndBarrier(b);
     for (auto& v : drop_due) {
       const uint64_t acked = v->sender ? v->sender->status().acked_seq : 0;
       auto before = capture::DropToDirtyMap(*v->splitter, *v->log, *v->dirty, acked);

@@ -107,8 +107,12 @@ class Node {
   // Consistency-group barrier over some of this node's volumes: Hold stops answering their
   // writes (they are still captured), Mark appends the same group-consistent marker to each,
   // Release answers again. A hold not released within timeout_ms is released by the node
-  // (an event says so) and can no longer be marked.
-  Result<json> BarrierHold(const std::vector<std::string>& volumes, int64_t timeout_ms);
+  // (an event says so) and can no longer be marked. app_consistent: the volumes' freeze hooks
+  // run before the hold (a failure thaws what was frozen and fails with the hook's error),
+  // their thaw hooks at release or expiry; kAborted while one of them is taking an
+  // app-consistent marker of its own.
+  Result<json> BarrierHold(const std::vector<std::string>& volumes, int64_t timeout_ms,
+                           bool app_consistent = false);
   Result<json> BarrierMark(const std::string& id, const std::string& marker_id,
                            const std::string& group_id, const std::string& label);
   Status BarrierRelease(const std::string& id);
@@ -163,8 +167,21 @@ class Node {
   Status RemoveReplicaFiles(const std::string& volume_id);
   void MarkerLoop();
   Result<uint64_t> AppConsistentMarker(const std::shared_ptr<Volume>& v, const std::string& label);
+  // A thaw hook to run after a freeze (app-consistent markers and barriers share them).
+  struct HookRun {
+    std::string volume, command;
+    std::map<std::string, std::string> env;
+    int64_t timeout_ms = 0;
+  };
+  // Runs the freeze hooks of volumes, each distinct command once; returns their thaw hooks.
+  Result<std::vector<HookRun>> Freeze(const std::vector<std::shared_ptr<Volume>>& volumes);
+  void Thaw(const std::vector<HookRun>& thaws);
   Result<json> RunScan(const std::shared_ptr<Volume>& v);
-  void ExpireBarriers(int64_t now);
+  struct Barrier;
+  // Releases the barriers past their deadline (mu_ held); returns them for EndBarrier.
+  std::vector<Barrier> ExpireBarriers(int64_t now);
+  // Thaws a released barrier's volumes (without mu_).
+  void EndBarrier(Barrier& b);
   void AcceptLinks();
   std::string ExportUri(const std::string& export_name) const;
   json VolumeJson(Volume& v, int64_t now);
@@ -192,6 +209,8 @@ class Node {
     std::vector<std::shared_ptr<Volume>> volumes;
     int64_t deadline_ns = 0;
     bool marked = false;
+    bool app_consistent = false;  // its volumes are frozen (app_running) until EndBarrier
+    std::vector<HookRun> thaws;
   };
   std::map<std::string, Barrier> barriers_;
   uint64_t next_barrier_ = 1;

@@ -1,6 +1,7 @@
 // Node: the status JSON (GET /v1/status), docs/protocols/node-api.md.
 #include <fmt/format.h>
 
+#include "env/env.h"
 #include "journal/overlay.h"
 #include "node/node_internal.h"
 
@@ -161,8 +162,11 @@ json Node::StatusJson() {
   }
   json replicas = json::array();
   for (const auto& e : replicas_.List()) replicas.push_back(ReplicaJson(e, now));
+  // Free space of the data directory (replicas and overlays live there); null when unknown.
+  auto space = Env::Posix()->GetSpace(config_.data_dir);
   return json{{"node", {{"name", config_.name}, {"site", config_.site}, {"nbd", nbd_addresses_},
                         {"link", link_address()}}},
+              {"data_free_bytes", space.ok() ? json(space->free_bytes) : json(nullptr)},
               {"volumes", volumes},
               {"replicas", replicas},
               {"launcher", machines_ ? machines_->Summary() : json()}};

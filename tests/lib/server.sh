@@ -13,7 +13,9 @@ stop_server() {
   fi
   server_pid=
 }
-trap 'stop_server; cleanup' EXIT
+api_proxy_pid=
+stop_api_proxy() { [[ -z $api_proxy_pid ]] || kill -KILL "$api_proxy_pid" 2>/dev/null || true; }
+trap 'stop_server; stop_api_proxy; cleanup' EXIT
 show_logs() { echo "--- server log" >&2; tail -n 40 "$work/server.log" >&2 || true; }
 node_fail() { :; }
 eval "node_$(declare -f fail)"
@@ -90,4 +92,23 @@ enroll_nodes() {
   done
   [[ $(ok GET /nodes | json 'sorted(n["name"] for n in j["items"])') == "['node-a', 'node-b']" ]] ||
     fail "the nodes did not register: $(ok GET /nodes)"
+}
+
+# start_api_proxy: a proxy in front of the server that checks every exchange against
+# src/api/openapi.yaml (tests/tools/openapi_proxy.py); points url at it. It outlives server
+# restarts (same port). check_api_proxy fails the test if any exchange did not match.
+start_api_proxy() {
+  local port
+  port=$(free_port)
+  "$py" "$here/tools/openapi_proxy.py" --spec "$here/../src/api/openapi.yaml" --listen "127.0.0.1:$port" \
+    --upstream "http://127.0.0.1:$server_port" --report "$work/openapi.report" >"$work/proxy.log" 2>&1 &
+  api_proxy_pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  url="http://127.0.0.1:$port"
+}
+check_api_proxy() {
+  if [[ -s $work/openapi.report ]]; then
+    cat "$work/openapi.report" >&2
+    fail "the server does not match src/api/openapi.yaml"
+  fi
 }
