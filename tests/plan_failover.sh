@@ -2,8 +2,10 @@
 # Recovery plans end to end: `ferry server` and two nodes, three machines (db1, app1, web1)
 # in a plan of three ordered groups with scripts that record their order and context, a
 # script that fails, a script run on a node, and a manual action. The plan goes around the
-# cycle: test failover (the failing script stops it; retry goes on) → cleanup → a cancelled
-# test failover (everything back, nothing left on the target) → unplanned failover with the
+# cycle: test failover (the failing script stops it; retry goes on) → cleanup → a test
+# failover of the consistency group's common point through the CLI → a cancelled test
+# failover and a cancelled failover that shut the sources down (everything back, nothing
+# left on the target, the sources writing and replicating) → unplanned failover with the
 # server killed -9 inside it (it resumes; the failing script only warns) → commit → reprotect
 # → failback (planned: the manual action suspends the job until it is resumed) → commit →
 # reprotect. The data written at the source before the failover is read back from the
@@ -114,8 +116,11 @@ for _ in $(seq 150); do
   [[ $(ok GET /consistency-groups/shop-cg | json 'j["latest_common_point"] is not None') == True ]] && break
   sleep 0.2
 done
-job=$(plan_op test-failover '{"point": "latest-multi-machine"}')
-wait_job "$job"
+# Through the CLI, as an operator would.
+export FERRY_SERVER=$url FERRY_TOKEN=$stoken FERRY_CONFIG=/dev/null
+"$ferry" plan test-failover shop --point latest-multi-machine --wait >"$work/cli.out" 2>&1 ||
+  fail "ferry plan test-failover: $(cat "$work/cli.out")"
+job=$(ok GET /plans/shop | json 'j["last_operation"]["job"]')
 [[ $(step_of "$job" choose-points) == "Succeeded 2 machines at their group's common point"* ]] ||
   fail "choose-points: $(step_of "$job" choose-points)"
 p_db=$(ok GET /items/db1 | json 'j["test_failover"]["point"]')
@@ -124,7 +129,9 @@ p_web=$(ok GET /items/web1 | json 'j["test_failover"]["point"]')
 [[ $p_db == marker:* && $p_db == "$p_app" && $p_web == latest ]] ||
   fail "multi-machine points: db1 $p_db, app1 $p_app, web1 $p_web"
 : >"$log"
-wait_job "$(plan_op cleanup-test-failover)"
+"$ferry" plan cleanup-test-failover shop --notes "multi-machine drill" --wait >"$work/cli.out" 2>&1 ||
+  fail "ferry plan cleanup-test-failover: $(cat "$work/cli.out")"
+[[ $(states) == "Protected Protected Protected " ]] || fail "items after the CLI's cleanup: $(states)"
 
 echo "== a test failover cancelled in group 3 leaves nothing behind"
 stop_server
@@ -140,6 +147,27 @@ wait_job "$job" Cancelled
 [[ $(states) == "Protected Protected Protected " ]] || fail "items after the cancel: $(states)"
 overlays=$(api b GET /v1/status | json 'sum(len(r["overlays"]) for r in j["replicas"])')
 [[ $overlays == 0 ]] || fail "the cancelled test left $overlays overlays on the target"
+: >"$log"
+
+echo "== a failover that shut the sources down, cancelled in group 2: the sources write again"
+stop_server
+start_server FERRY_HOLD_AT=job.plan-failover.group-2/app1
+job=$(plan_op failover '{"shutdown_source": true}')
+for _ in $(seq 300); do
+  [[ $(step_of "$job" group-2/app1) == *"held by FERRY_HOLD_AT"* ]] && break
+  sleep 0.1
+done
+[[ $(step_of "$job" group-2/app1) == *"held by"* ]] || fail "the failover did not reach group 2: $(steps_of "$job")"
+[[ $(api a GET /v1/status | json '[v["fenced"] for v in j["volumes"]]') == "[True, True, True]" ]] ||
+  fail "the sources were not shut down: $(api a GET /v1/status)"
+ok POST "/jobs/$job/cancel" "{}" >/dev/null
+wait_job "$job" Cancelled
+[[ $(states) == "Protected Protected Protected " ]] || fail "items after the cancelled failover: $(states)"
+[[ $(api a GET /v1/status | json '[(v["fenced"], (v["link"] or {}).get("setting")) for v in j["volumes"]]') == \
+   "[(False, 'running'), (False, 'running'), (False, 'running')]" ]] ||
+  fail "after the cancel the sources are fenced or do not replicate: $(api a GET /v1/status)"
+[[ $(api b GET /v1/status | json 'sum(len(r["overlays"]) for r in j["replicas"])') == 0 ]] ||
+  fail "the cancelled failover left overlays on the target"
 : >"$log"
 stop_server
 start_server

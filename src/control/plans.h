@@ -1,7 +1,7 @@
 // Plans: recovery plans (docs/plans.md) — their definitions, the readiness check, and the
 // entry point of plan operations, each a job over every machine of the plan.
 //
-// plans.cc: definitions (create, list, get, replace, delete) and readiness.
+// plans.cc: definitions (create, list, get, replace, delete); plan_readiness.cc: readiness.
 // plan_jobs.cc: Operate and the plan workflows.
 //
 // Thread-safety: every method may be called from any thread.
