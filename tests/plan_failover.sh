@@ -102,7 +102,7 @@ log_is "2 post flaky" "3 pre g3pre"
 [[ $(states) == "TestFailover TestFailover TestFailover " ]] || fail "items after the test failover: $(states)"
 # One step per machine and per group action, in the documented order.
 names=$(ok GET "/jobs/$job" | json '" ".join(s["name"] for s in j["steps"])')
-want="preflight/db1 preflight/app1 preflight/web1 prepare/db1 prepare/app1 prepare/web1 group-1-pre/g1pre group-1/db1 group-1-post/g1post group-2/app1 group-2-post/flaky group-3-pre/g3pre group-3/web1 finish"
+want="preflight/db1 preflight/app1 preflight/web1 prepare/db1 prepare/app1 prepare/web1 group-1-pre/g1pre group-1/db1 group-1 group-1-post/g1post group-2/app1 group-2 group-2-post/flaky group-3-pre/g3pre group-3/web1 group-3 finish"
 [[ $names == "$want" ]] || fail "the job's steps: $names"
 [[ $(ok GET /plans/shop | json 'j["active_job"]') == None ]] || fail "the plan still has a job: $(ok GET /plans/shop)"
 
@@ -190,6 +190,7 @@ server_pid=
 start_server
 wait_job "$job"
 log_is "1 pre g1pre" "1 post g1post" "2 post flaky" "3 pre g3pre"
+[[ $(step_of "$job" group-2) == "Succeeded 1 of 1 machines started" ]] || fail "group 2's step: $(step_of "$job" group-2)"
 [[ $(step_of "$job" group-2-post/flaky) == *"going on"* ]] || fail "unplanned: the failing script should warn: $(step_of "$job" group-2-post/flaky)"
 [[ $(states) == "FailedOver FailedOver FailedOver " ]] || fail "items after the failover: $(states)"
 for m in $machines; do

@@ -1,9 +1,10 @@
 // Plan operations and their workflows (docs/plans.md, "Operations", "The job").
 //
-// plan-test-failover: preflight/M… → [choose-points] → prepare/M… → per group G:
-//                     pre actions → start/M… → post actions → finish
-// plan-failover:      preflight/M… → [shutdown/M…] → [choose-points] → prepare/M… → per group:
-//                     pre actions → start/M… → post actions → finish   (failover and failback)
+// plan-test-failover: preflight/M… → [choose-points] → prepare/M… → per group N: its pre
+//                     actions → group-N/M… (start) → group-N (all started) → post actions →
+//                     finish
+// plan-failover:      preflight/M… → [shutdown/M…] → [choose-points] → prepare/M… → per group
+//                     as above → finish   (failover and failback)
 // plan-cleanup-test-failover: cleanup/M… (no return) → finish
 // plan-commit:        commit/M… (no return) → finish
 // plan-reprotect:     reprotect/M… → finish
@@ -220,6 +221,23 @@ StepOutcome ChoosePoints(JobContext& c) {
   return StepOutcome::Done(msg);
 }
 
+// The group's own step, once its machines' start steps are over: how many started (in an
+// unplanned failover some may have failed, and the job goes on with the next group).
+StepOutcome GroupStarted(JobContext& c, int64_t gidx, const std::string& stage) {
+  const json& members = c.spec()["groups"][gidx]["members"];
+  std::vector<std::string> failed;
+  for (const json& key : members) {
+    json scope = c.data().value("scopes", json::object()).value(key.get<std::string>(), json::object());
+    if (scope.value("cursor", json::object()).value(stage, 0) < 3) {
+      failed.push_back(c.spec()["names"][key.get<std::string>()]);
+    }
+  }
+  std::string msg = std::to_string(members.size() - failed.size()) + " of " + std::to_string(members.size()) +
+                    " machines started";
+  for (size_t i = 0; i < failed.size(); ++i) msg += (i ? ", " : "; not started: ") + failed[i];
+  return StepOutcome::Done(msg);
+}
+
 StepOutcome FinishPlan(JobContext& c, const std::string& state) {
   const json& spec = c.spec();
   json last = {{"operation", spec["operation"]}, {"job", JobEngine::JobId(c.id())}, {"state", state},
@@ -289,6 +307,8 @@ class PlanWorkflow : public Workflow {
           out.push_back(MachineStep(engine_, item_type, false, {"launch", "boot", "finish"}, gname, k, spec["names"][k],
                                     gtitle + ": start", 3, unplanned));
         }
+        out.push_back({gname, gtitle + ": every machine started", 0.1,
+                       [g, gname](JobContext& c) { return GroupStarted(c, static_cast<int64_t>(g), gname); }});
         actions("post");
       }
     } else if (type_ == "plan-cleanup-test-failover") {
