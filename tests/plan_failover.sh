@@ -89,12 +89,13 @@ wait_job "$job" Failed
 log_is "1 pre g1pre" "1 post g1post" "2 post flaky"
 [[ $(step_of "$job" group-2-post/flaky) == Failed* ]] || fail "the failing script's step: $(step_of "$job" group-2-post/flaky)"
 [[ $(step_of "$job" group-3/web1) == NotStarted* ]] || fail "group 3 started after a failed group: $(steps_of "$job")"
-ok GET "/jobs/$job" | json 'j["error"]["message"]' | grep -q "the app is not ready" || fail "the job's error: $(ok GET "/jobs/$job")"
+[[ $(ok GET "/jobs/$job" | json 'j["error"]["message"]') == *"the app is not ready"* ]] ||
+  fail "the job's error: $(ok GET "/jobs/$job")"
 [[ $(states) == "TestFailover TestFailover Protected " ]] || fail "items after the stop: $(states)"
 # The context of group 1's pre action: the plan, the type, its machine with its disk's URI.
 c="$ctx/$job-1-pre-g1pre.json"
-json '(j["plan"]["name"], j["failover_type"], j["direction"], j["group"]["index"], j["machines"][0]["machine"], j["machines"][0]["disks"][0]["uri"][:6], bool(j["machines"][0]["recovery_point"]["time"]))' <"$c" |
-  grep -qx "('shop', 'test', 'forward', 1, 'db1', 'nbd+un', True)" || fail "the context: $(cat "$c")"
+[[ $(json '(j["plan"]["name"], j["failover_type"], j["direction"], j["group"]["index"], j["machines"][0]["machine"], j["machines"][0]["disks"][0]["uri"][:6], bool(j["machines"][0]["recovery_point"]["time"]))' <"$c") == \
+   "('shop', 'test', 'forward', 1, 'db1', 'nbd+un', True)" ]] || fail "the context: $(cat "$c")"
 touch "$work/fixed"
 ok POST "/jobs/$job/retry" "{}" >/dev/null
 wait_job "$job"
