@@ -398,40 +398,45 @@ Result<json> Items::Disable(const std::string& ref) {
   });
 }
 
-Result<json> Items::Operate(const std::string& ref, const std::string& op, const json& body) {
-  json spec;
-  std::string transitional;
+Result<OperationSpec> ParseOperation(const std::string& op, const json& body, bool plan) {
+  auto check_point = [plan](const std::string& point) {
+    if (plan && (point == "latest-multi-machine" || point == "latest-multi-machine-app-consistent")) {
+      return Status::Ok();
+    }
+    return CheckPoint(point);
+  };
+  OperationSpec o;
   if (op == "test-failover") {
     RETURN_IF_ERROR(CheckFields(body, {"point", "network"}));
     ASSIGN_OR_RETURN(std::string point, StringField(body, "point", "latest-processed"));
-    RETURN_IF_ERROR(CheckPoint(point));
+    RETURN_IF_ERROR(check_point(point));
     ASSIGN_OR_RETURN(std::string network, StringField(body, "network", "isolated"));
     RETURN_IF_ERROR(CheckName("network", network));
-    spec = {{"point", point}, {"network", network}};
+    o.spec = {{"point", point}, {"network", network}};
   } else if (op == "cleanup-test-failover") {
     RETURN_IF_ERROR(CheckFields(body, {"notes"}));
     ASSIGN_OR_RETURN(std::string notes, StringField(body, "notes", ""));
     if (notes.size() > 4096) return InvalidArgument("field 'notes' is longer than 4096 bytes");
-    spec = {{"notes", notes}};
-  } else if (op == "failover") {
+    o.spec = {{"notes", notes}};
+  } else if (op == "failover" || (plan && op == "failback")) {
     RETURN_IF_ERROR(CheckFields(body, {"point", "shutdown_source", "planned"}));
     ASSIGN_OR_RETURN(std::string point, StringField(body, "point", "latest"));
-    RETURN_IF_ERROR(CheckPoint(point));
+    RETURN_IF_ERROR(check_point(point));
     ASSIGN_OR_RETURN(bool shutdown, BoolField(body, "shutdown_source", false));
-    ASSIGN_OR_RETURN(bool planned, BoolField(body, "planned", false));
+    ASSIGN_OR_RETURN(bool planned, BoolField(body, "planned", op == "failback"));
     if (planned && body.contains("point") && point != "latest") {
       return InvalidArgument("a planned failover always uses the last write of the shut-down source; leave out 'point'");
     }
-    spec = {{"point", point}, {"shutdown_source", shutdown || planned}, {"planned", planned}};
-    transitional = "FailingOver";
-  } else if (op == "change-recovery-point") {
+    o.spec = {{"point", point}, {"shutdown_source", shutdown || planned}, {"planned", planned}};
+    o.transitional = "FailingOver";
+  } else if (op == "change-recovery-point" && !plan) {
     RETURN_IF_ERROR(CheckFields(body, {"point"}));
     ASSIGN_OR_RETURN(std::string point, StringField(body, "point"));
     RETURN_IF_ERROR(CheckPoint(point));
-    spec = {{"point", point}};
+    o.spec = {{"point", point}};
   } else if (op == "commit") {
     RETURN_IF_ERROR(CheckFields(body, {}));
-    spec = json::object();
+    o.spec = json::object();
   } else if (op == "reprotect") {
     RETURN_IF_ERROR(CheckFields(body, {"location", "disk_dir"}));
     ASSIGN_OR_RETURN(std::string location, StringField(body, "location", "original"));
@@ -440,14 +445,24 @@ Result<json> Items::Operate(const std::string& ref, const std::string& op, const
     }
     ASSIGN_OR_RETURN(std::string dir, StringField(body, "disk_dir", ""));
     if (!dir.empty() && dir[0] != '/') return InvalidArgument("field 'disk_dir' must be an absolute path");
-    spec = {{"location", location}, {"disk_dir", dir}};
-    transitional = "Reprotecting";
-  } else if (op == "resync") {
+    o.spec = {{"location", location}, {"disk_dir", dir}};
+    o.transitional = "Reprotecting";
+  } else if (op == "resync" && !plan) {
     return WithAction(Code::kFailedPrecondition, "a forced digest resync is not available in this version",
                       "a link resyncs by itself after an outage; to rebuild a replica, disable and protect again");
+  } else if (plan) {
+    return WithAction(Code::kNotFound, "no plan operation '" + op + "'",
+                      "use test-failover, cleanup-test-failover, failover, failback, commit or reprotect");
   } else {
     return NotFound("no operation '" + op + "'");
   }
+  return o;
+}
+
+Result<json> Items::Operate(const std::string& ref, const std::string& op, const json& body) {
+  ASSIGN_OR_RETURN(OperationSpec o, ParseOperation(op, body, false));
+  const json& spec = o.spec;
+  const std::string& transitional = o.transitional;
   return Launch([&](Sql& tx) -> Result<int64_t> {
     ASSIGN_OR_RETURN(int64_t id, ItemId(tx, ref));
     ASSIGN_OR_RETURN(ItemRecord it, Load(tx, id));

@@ -32,6 +32,19 @@ namespace ferry::control {
 
 std::vector<std::string> AllowedOperations(const std::string& state);
 
+// An operation's job spec from its request body, and the state it moves an item to ("" when
+// it stays). plan: the body of a plan operation (docs/plans.md), which also takes the
+// multi-machine points and `failback` (planned unless "planned": false), but not
+// change-recovery-point or resync. Errors: kInvalidArgument naming the field, kNotFound for
+// an unknown operation.
+struct OperationSpec {
+  json spec;
+  std::string transitional;
+};
+Result<OperationSpec> ParseOperation(const std::string& op, const json& body, bool plan);
+// A recovery point the API accepts (items.cc).
+Status CheckPoint(const std::string& point);
+
 // The persisted item, as workflows read and change it.
 struct ItemRecord {
   int64_t id = 0;

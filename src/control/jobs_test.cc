@@ -94,10 +94,12 @@ class JobsTest : public ::testing::Test {
     engine_->Register("script", std::make_unique<ScriptWorkflow>(&counters_));
   }
   int64_t Create(const json& script, bool c_no_return = false) {
+    return CreateJob("script", json{{"script", script}, {"c_no_return", c_no_return}});
+  }
+  int64_t CreateJob(const std::string& type, const json& spec) {
     int64_t id = 0;
     Status s = db_->Transaction([&](store::Sql& tx) -> Status {
-      auto r = engine_->Create(tx, "script", "item", 1, "it", json{{"script", script}, {"c_no_return", c_no_return}},
-                               json::object());
+      auto r = engine_->Create(tx, type, "item", 1, "it", spec, json::object());
       if (!r.ok()) return r.status();
       id = *r;
       return Status::Ok();
@@ -357,16 +359,7 @@ class BatchTest : public JobsTest {
     engine_->Register("batch", std::make_unique<BatchWorkflow>(&counters_));
     json scopes = json::object();
     for (const std::string n : {"m1", "m2", "m3"}) scopes["s-" + n] = {{"who", n}, {"fail", n == "m2"}};
-    int64_t id = 0;
-    Status s = db_->Transaction([&](store::Sql& tx) -> Status {
-      auto r = engine_->Create(tx, "batch", "plan", 1, "p", json{{"scopes", scopes}, {"keep_going", keep_going}},
-                               json::object());
-      if (!r.ok()) return r.status();
-      id = *r;
-      return Status::Ok();
-    });
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    return id;
+    return CreateJob("batch", json{{"scopes", scopes}, {"keep_going", keep_going}});
   }
 };
 

@@ -27,8 +27,6 @@ using namespace steps;
 using store::Row;
 using store::Sql;
 
-Status CheckPoint(const std::string& point);  // items.cc
-
 namespace {
 
 constexpr const char* kMultiMachine = "latest-multi-machine";
@@ -345,50 +343,14 @@ struct OpInfo {
 };
 
 Result<OpInfo> Info(const std::string& op, const json& body, json* spec) {
+  ASSIGN_OR_RETURN(OperationSpec o, ParseOperation(op, body, true));
+  *spec = o.spec;
   OpInfo i;
-  if (op == "test-failover") {
-    RETURN_IF_ERROR(CheckFields(body, {"point", "network"}));
-    ASSIGN_OR_RETURN(std::string point, StringField(body, "point", "latest-processed"));
-    if (point != kMultiMachine && point != kMultiMachineApp) RETURN_IF_ERROR(CheckPoint(point));
-    ASSIGN_OR_RETURN(std::string network, StringField(body, "network", "isolated"));
-    RETURN_IF_ERROR(CheckName("network", network));
-    *spec = {{"point", point}, {"network", network}};
-    i = {"test-failover", "plan-test-failover", "", "test"};
-  } else if (op == "cleanup-test-failover") {
-    RETURN_IF_ERROR(CheckFields(body, {"notes"}));
-    ASSIGN_OR_RETURN(std::string notes, StringField(body, "notes", ""));
-    if (notes.size() > 4096) return InvalidArgument("field 'notes' is longer than 4096 bytes");
-    *spec = {{"notes", notes}};
-    i = {"cleanup-test-failover", "plan-cleanup-test-failover", "", ""};
-  } else if (op == "failover" || op == "failback") {
-    RETURN_IF_ERROR(CheckFields(body, {"point", "shutdown_source", "planned"}));
-    ASSIGN_OR_RETURN(std::string point, StringField(body, "point", "latest"));
-    if (point != kMultiMachine && point != kMultiMachineApp) RETURN_IF_ERROR(CheckPoint(point));
-    ASSIGN_OR_RETURN(bool shutdown, BoolField(body, "shutdown_source", false));
-    ASSIGN_OR_RETURN(bool planned, BoolField(body, "planned", op == "failback"));
-    if (planned && body.contains("point") && point != "latest") {
-      return InvalidArgument("a planned failover always uses the last write of the shut-down sources; leave out 'point'");
-    }
-    *spec = {{"point", point}, {"shutdown_source", shutdown || planned}, {"planned", planned}};
-    i = {"failover", "plan-failover", "FailingOver", planned ? "planned" : "unplanned"};
-  } else if (op == "commit") {
-    RETURN_IF_ERROR(CheckFields(body, {}));
-    *spec = json::object();
-    i = {"commit", "plan-commit", "", ""};
-  } else if (op == "reprotect") {
-    RETURN_IF_ERROR(CheckFields(body, {"location", "disk_dir"}));
-    ASSIGN_OR_RETURN(std::string location, StringField(body, "location", "original"));
-    if (location != "original" && location != "alternate") {
-      return InvalidArgument("field 'location' must be 'original' (delta only) or 'alternate' (full copy)");
-    }
-    ASSIGN_OR_RETURN(std::string dir, StringField(body, "disk_dir", ""));
-    if (!dir.empty() && dir[0] != '/') return InvalidArgument("field 'disk_dir' must be an absolute path");
-    *spec = {{"location", location}, {"disk_dir", dir}};
-    i = {"reprotect", "plan-reprotect", "Reprotecting", ""};
-  } else {
-    return WithAction(Code::kNotFound, "no plan operation '" + op + "'",
-                      "use test-failover, cleanup-test-failover, failover, failback, commit or reprotect");
-  }
+  i.item_op = op == "failback" ? "failover" : op;
+  i.job_type = "plan-" + i.item_op;
+  i.transitional = o.transitional;
+  if (op == "test-failover") i.failover_type = "test";
+  if (i.item_op == "failover") i.failover_type = o.spec.value("planned", false) ? "planned" : "unplanned";
   return i;
 }
 
