@@ -280,6 +280,7 @@ std::string ItemDetails(const json& item) {
       {"replication", Text(item, "source_site") + " (" + Text(item, "source_node") + ") -> " +
                           Text(item, "target_site") + " (" + Text(item, "target_node") + ")"},
       {"policy", Text(item, "policy")},
+      {"consistency group", Text(item, "consistency_group")},
       {"rpo", FormatSeconds(Field(item, "rpo_seconds"))},
       {"allowed operations", Text(item, "allowed_operations")},
       {"target name", Text(props, "target_name")},

@@ -97,6 +97,10 @@ TEST(ItemDetailsTest, KeyValuesThenDisks) {
             std::string::npos);
   EXPECT_NE(text.find("memory:             512 MiB\n"), std::string::npos);
   EXPECT_NE(text.find("ip address:         -\n"), std::string::npos);
+  EXPECT_NE(text.find("consistency group:  -\n"), std::string::npos) << text;
+  json grouped = WebItem();
+  grouped["consistency_group"] = "shop";
+  EXPECT_NE(ItemDetails(grouped).find("consistency group:  shop\n"), std::string::npos);
   EXPECT_NE(text.find("last test failover: 2026-11-26T05:06:18Z (job-4): boots\n"), std::string::npos);
   EXPECT_NE(text.find("failed over:        -\n"), std::string::npos);
   EXPECT_NE(text.find("\ndisks:\n"
