@@ -76,7 +76,12 @@ ends = [datetime.datetime.fromisoformat(s['ended_at'].replace('Z', '+00:00')).ti
         for s in j['steps'] if s['name'].startswith('group-') and s['ended_at']]
 print(f'{max(ends) - $2:.2f}')"
 }
-wait_quiet() { for j in "$@"; do wait_job "$j"; done; }
+# each_item OP: OP on every item at once (a job each), then waits for every job.
+each_item() {
+  local i ids=()
+  for i in $(seq "$machines"); do ids+=("$(ok POST "/items/m$i/$1" '{}' | job_of)"); done
+  for i in "${ids[@]}"; do wait_job "$i"; done
+}
 
 echo "plan test failover ..." >&2
 t=$(now)
@@ -90,19 +95,13 @@ echo "item by item, one after the other ..." >&2
 t=$(now)
 for i in $(seq "$machines"); do wait_job "$(ok POST "/items/m$i/test-failover" '{}' | job_of)"; done
 seq_s=$(since "$t")
-ids=()
-for i in $(seq "$machines"); do ids+=("$(ok POST "/items/m$i/cleanup-test-failover" '{}' | job_of)"); done
-wait_quiet "${ids[@]}"
+each_item cleanup-test-failover
 
 echo "item by item, all at once ..." >&2
 t=$(now)
-ids=()
-for i in $(seq "$machines"); do ids+=("$(ok POST "/items/m$i/test-failover" '{}' | job_of)"); done
-wait_quiet "${ids[@]}"
+each_item test-failover
 par_s=$(since "$t")
-ids=()
-for i in $(seq "$machines"); do ids+=("$(ok POST "/items/m$i/cleanup-test-failover" '{}' | job_of)"); done
-wait_quiet "${ids[@]}"
+each_item cleanup-test-failover
 
 echo "plan failover (unplanned) ..." >&2
 t=$(now)

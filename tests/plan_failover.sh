@@ -176,6 +176,15 @@ start_server
 echo "== data at the sources, then an unplanned failover with the server killed -9 inside it"
 rm -f "$work/fixed"
 declare -A pattern=([db1]=161 [app1]=162 [web1]=163)
+# recovered_data WHEN: every machine's active disk holds the pattern written at its source.
+recovered_data() {
+  local m uri
+  for m in $machines; do
+    uri=$(ok GET "/items/$m" | json 'j["disks"][0]["uri"]')
+    timeout 20 qemu-io -f raw -c "read -P ${pattern[$m]} 1M 256k" "$uri" >"$work/qio.out" 2>&1 ||
+      fail "$1, $m does not hold its data: $(cat "$work/qio.out")"
+  done
+}
 for m in $machines; do
   uri=$(api a GET /v1/status | json "next(v['uri'] for v in j['volumes'] if v['name'] == '$m.disk0')")
   timeout 20 qemu-io -f raw -c "write -P ${pattern[$m]} 1M 256k" "$uri" >/dev/null || fail "cannot write to $m"
@@ -194,11 +203,7 @@ log_is "1 pre g1pre" "1 post g1post" "2 post flaky" "3 pre g3pre"
 [[ $(step_of "$job" group-2) == "Succeeded 1 of 1 machines started" ]] || fail "group 2's step: $(step_of "$job" group-2)"
 [[ $(step_of "$job" group-2-post/flaky) == *"going on"* ]] || fail "unplanned: the failing script should warn: $(step_of "$job" group-2-post/flaky)"
 [[ $(states) == "FailedOver FailedOver FailedOver " ]] || fail "items after the failover: $(states)"
-for m in $machines; do
-  uri=$(ok GET "/items/$m" | json 'j["disks"][0]["uri"]')
-  timeout 20 qemu-io -f raw -c "read -P ${pattern[$m]} 1M 256k" "$uri" >"$work/qio.out" 2>&1 ||
-    fail "the recovered disk of $m does not hold its data: $(cat "$work/qio.out")"
-done
+recovered_data "after the failover"
 
 echo "== commit, reprotect"
 wait_job "$(plan_op commit)"
@@ -219,15 +224,10 @@ wait_job "$job"
 [[ $(step_of "$job" group-2-pre/check) == "Succeeded resumed: licence server is up" ]] ||
   fail "the manual step after resume: $(step_of "$job" group-2-pre/check)"
 log_is "1 pre g1pre" "1 post g1post" "2 post flaky" "3 pre g3pre"
-grep -q . "$ctx/$job-1-pre-g1pre.json" || fail "no context for the failback"
 [[ $(json 'j["failover_type"] + " " + j["direction"]' <"$ctx/$job-1-pre-g1pre.json") == "planned reverse" ]] ||
   fail "the failback's context: $(cat "$ctx/$job-1-pre-g1pre.json")"
 [[ $(states) == "FailedOver FailedOver FailedOver " ]] || fail "items after the failback: $(states)"
-for m in $machines; do
-  uri=$(ok GET "/items/$m" | json 'j["disks"][0]["uri"]')
-  timeout 20 qemu-io -f raw -c "read -P ${pattern[$m]} 1M 256k" "$uri" >"$work/qio.out" 2>&1 ||
-    fail "after the failback, $m does not hold its data: $(cat "$work/qio.out")"
-done
+recovered_data "after the failback"
 
 echo "== commit, reprotect forward again"
 wait_job "$(plan_op commit)"

@@ -86,6 +86,7 @@ StepDef MachineStep(const JobEngine* engine, const std::string& item_type, bool 
       // The item's own last step lets go of it; the plan's job keeps it until the plan is done.
       STEP_CHECK(SaveItem(c, [&](ItemRecord& it) { it.active_job = c.id(); }));
     }
+    c.data()["done"][stage] = true;
     return StepOutcome::Done(last);
   };
   return def;
@@ -226,7 +227,7 @@ StepOutcome GroupStarted(JobContext& c, int64_t gidx, const std::string& stage) 
   std::vector<std::string> failed;
   for (const json& key : members) {
     json scope = c.data().value("scopes", json::object()).value(key.get<std::string>(), json::object());
-    if (scope.value("cursor", json::object()).value(stage, 0) < 3) {
+    if (!scope.value("done", json::object()).value(stage, false)) {
       failed.push_back(c.spec()["names"][key.get<std::string>()]);
     }
   }
