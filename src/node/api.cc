@@ -77,6 +77,12 @@ Api::Api(Node* node, std::string token) : node_(node), token_(std::move(token)) 
   // Headers and body leave in two writes: without TCP_NODELAY a kept-alive client waits for
   // its delayed ACK (~40 ms) on every answer.
   http_->set_tcp_nodelay(true);
+  // httplib's default is SO_REUSEPORT, which lets a second process bind the same port and
+  // silently take half the connections; a port in use must be an error instead.
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   Routes();
 }
 
