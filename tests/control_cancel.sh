@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cancel at every step: `ferry server` and two nodes; one machine with one disk. For every
-# forward step of failover (unplanned, shutting the source down), test-failover, commit (up to
-# its point of no return), reprotect and failback, the server is started with that step held
+# forward step of failover (unplanned, shutting the source down), resync, test-failover, commit
+# (up to its point of no return), reprotect and failback, the server is started with that step held
 # (FERRY_HOLD_AT=job.TYPE.STEP, base/crash_point.h), the operation is started, the job is
 # cancelled while it waits there, and then the item must be back in the state the workflow's
 # undo steps define, with nothing the job made left on the target node, the source not fenced,
@@ -166,12 +166,17 @@ start_test() { ok POST /items/item-1/test-failover '{"point": "latest"}' | job_o
 start_commit() { ok POST /items/item-1/commit '{}' | job_of; }
 start_reprotect() { ok POST /items/item-1/reprotect '{}' | job_of; }
 start_failback() { "$ferry" failback item-1; }
+start_resync() { ok POST /items/item-1/resync '{}' | job_of; }
 
 echo "== failover (unplanned, shutting the source down): cancel at every step"
 target=b
 before=$(served b)
 cancel_each failover protected_again start_failover
 [[ -z $uncancellable ]] || fail "failover has a step that cannot be cancelled"
+
+echo "== resync (a forced digest resync): cancel at every step"
+cancel_each resync protected_again start_resync
+[[ -z $uncancellable ]] || fail "resync has a step that cannot be cancelled"
 
 echo "== test failover: cancel at every step (through the CLI)"
 via_cli=1

@@ -179,6 +179,57 @@ for _ in $(seq 300); do
 done
 ((acked >= seq)) || fail "replication did not resume after the cancelled failover"
 
+echo "== resync: a forced digest resync finds and repairs a damaged replica, sending only what differs"
+vol=web1.disk0
+tgt_at() { echo "nbd+unix:///$vol@$1?socket=$work/b.sock"; }
+job=$(ok POST /items/item-1/resync '{}' | job_of)
+wait_job "$job"
+verify_msg() { ok GET "/jobs/$1" | json '[s for s in j["steps"] if s["name"] == "verify"][0]["message"]'; }
+[[ $(verify_msg "$job") == "disk0: no difference" ]] || fail "resync of a healthy replica: $(ok GET "/jobs/$job")"
+# A pattern at 20 MiB travels as a record; then the target's replica is damaged behind the
+# node's back: 4 KiB of its base at 40 MiB, and one byte of that record in its journal.
+timeout 20 qemu-io -f raw -c 'write -P 0xab 20M 64k' "$src" >/dev/null || fail "qemu-io write at the source"
+m=$(mark before-damage "$vol")
+wait_acked "$m" "$vol"
+bases=$(find "$work/b-data" -name base.img)
+[[ $(wc -l <<<"$bases") == 1 && -f $bases ]] || fail "want one replica on node b, found: $bases"
+rdir=$(dirname "$bases")
+"$py" - "$rdir" <<'PY' || fail "could not damage the replica"
+import os, sys
+d = sys.argv[1]
+with open(os.path.join(d, "base.img"), "r+b") as f:
+    f.seek(40 << 20); f.write(os.urandom(4096))
+for name in sorted(os.listdir(os.path.join(d, "journal"))):
+    p = os.path.join(d, "journal", name)
+    data = open(p, "rb").read()
+    at = data.find(b"\xab" * 65536)
+    if at < 0: continue
+    with open(p, "r+b") as f:
+        f.seek(at + 100); f.write(b"\x5a")
+    sys.exit(0)
+sys.exit("the record's payload was not found in the journal")
+PY
+if qemu-img compare -f raw -F raw "$src" "$(tgt_at "$m")" >/dev/null 2>&1; then
+  fail "the damaged replica still compares equal: the damage did not take"
+fi
+# A paused link cannot be verified: the job fails naming the link; resumed, a retry finishes.
+api a POST "/v1/volumes/$vol/link/pause" >/dev/null
+job=$(ok POST /items/item-1/resync '{}' | job_of)
+wait_job "$job" Failed
+[[ $(ok GET "/jobs/$job" | json 'j["error"]["message"]') == *"link of disk disk0 is paused"* ]] ||
+  fail "resync of a paused link: $(ok GET "/jobs/$job")"
+api a POST "/v1/volumes/$vol/link/resume" >/dev/null
+crashing_job resync "check-links verify finish" POST "/jobs/$job/retry" '{}'
+[[ $(verify_msg "$job") == "disk0: 8 KiB differed and were resynced (consistent from seq "* ]] ||
+  fail "resync of the damaged replica: $(ok GET "/jobs/$job")"
+echo "   $(verify_msg "$job")"
+[[ $(item_state) == Protected && $(ok GET /items/item-1 | json 'j["allowed_operations"] != []') == True ]] ||
+  fail "the item is not Protected and idle after the resync: $(ok GET /items/item-1)"
+m=$(mark after-resync "$vol")
+wait_acked "$m" "$vol"
+qemu-img compare -f raw -F raw "$src" "$(tgt_at "$m")" >"$work/compare.log" 2>&1 ||
+  fail "after the resync the target differs from the source: $(cat "$work/compare.log")"
+
 echo "== failover with --shutdown-source; the server is killed -9 at every step"
 write_data "$src" "$r2"
 crashing_job failover "preflight power-off-source shutdown-source sync-final pause-replication resolve-point create-overlays launch boot finish" \
@@ -236,6 +287,9 @@ vol=$("$ferry" item show "$item" --output json | json 'j["disks"][0]["volume"]')
 r5="16M 2M"
 write_data "$(api a GET /v1/status | json "[v for v in j['volumes'] if v['name']=='$vol'][0]['uri']")" "$r5"
 wait_acked "$(mark cli "$vol")" "$vol"
+cli resync "$item" --wait || fail "ferry resync: $(cat "$work/cli.out")"
+[[ $(cat "$work/cli.out") == *"resync what differs: Succeeded"*"disk0: no difference"* ]] ||
+  fail "ferry resync --wait does not say what it found: $(cat "$work/cli.out")"
 cli test-failover "$item" --point latest --wait || fail "ferry test-failover: $(cat "$work/cli.out")"
 verify_data "the CLI's test failover" "$("$ferry" item show "$item" --output json | json 'j["test_failover"]["uris"]["'"$vol"'"]')" "$r5"
 cli cleanup-test-failover "$item" --notes cli --wait || fail "ferry cleanup-test-failover: $(cat "$work/cli.out")"

@@ -16,7 +16,7 @@ using store::Sql;
 
 std::vector<std::string> AllowedOperations(const std::string& state) {
   if (state == "Enabling" || state == "InitialSync") return {"disable"};
-  if (state == "Protected") return {"test-failover", "failover", "update", "disable"};
+  if (state == "Protected") return {"test-failover", "failover", "update", "resync", "disable"};
   if (state == "TestFailover") return {"cleanup-test-failover", "update"};
   if (state == "FailedOver") return {"change-recovery-point", "commit"};
   if (state == "Committed") return {"reprotect"};
@@ -448,8 +448,8 @@ Result<OperationSpec> ParseOperation(const std::string& op, const json& body, bo
     o.spec = {{"location", location}, {"disk_dir", dir}};
     o.transitional = "Reprotecting";
   } else if (op == "resync" && !plan) {
-    return WithAction(Code::kFailedPrecondition, "a forced digest resync is not available in this version",
-                      "a link resyncs by itself after an outage; to rebuild a replica, disable and protect again");
+    RETURN_IF_ERROR(CheckFields(body, {}));
+    o.spec = json::object();
   } else if (plan) {
     return WithAction(Code::kNotFound, "no plan operation '" + op + "'",
                       "use test-failover, cleanup-test-failover, failover, failback, commit or reprotect");

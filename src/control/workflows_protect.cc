@@ -6,6 +6,8 @@
 // update:    save
 // reprotect: preflight → promote → prepare-target → protect → sync → finish (Protected, the
 //            direction swapped); undo: stop-reverse-link → (item Committed)
+// resync:    check-links → verify → finish (Protected; replication never stops)
+//            undo: stop-verify → finish-undo
 #include <spdlog/spdlog.h>
 
 #include "control/fields.h"
@@ -361,11 +363,142 @@ class ReprotectWorkflow : public Workflow {
 
 }  // namespace
 
+// Resync (a forced digest resync, docs/protocols/link.md "Verify"): each disk's link compares
+// the source disk with the target's newest state and resyncs only the blocks that differ.
+std::string VerifyId(const JobContext& c, const json& disk) {
+  return JobEngine::JobId(c.id()) + "/" + disk["name"].get<std::string>();
+}
+
+std::string Bytes(uint64_t n) {
+  char buf[32];
+  if (n >= (1ull << 30)) {
+    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(n) / (1ull << 30));
+  } else if (n >= (1ull << 20)) {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(n) / (1ull << 20));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0f KiB", static_cast<double>(n) / 1024);
+  }
+  return buf;
+}
+
+StepOutcome CheckLinks(JobContext& c) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
+  STEP_ASSIGN(json st, NodeStatus(src));
+  for (const json& d : it.disks) {
+    const json* v = Find(st, "volumes", d["volume"]);
+    const std::string disk = d["name"];
+    if (!v || !v->contains("link") || !(*v)["link"].is_object()) {
+      return StepOutcome::Fail(WithAction(Code::kFailedPrecondition,
+                                          "disk " + disk + " is not replicating from node " + src.name(),
+                                          "protect the item again (disable, then ferry protect)"));
+    }
+    const json& link = (*v)["link"];
+    // What was asked (the link may take a moment to get there), then what it does.
+    const std::string setting = link.value("setting", "running");
+    const std::string state = setting != "running" ? setting : link.value("state", "");
+    if (state == "stopped" || state == "paused" || state == "blocked") {
+      std::string why = link.value("last_error", "");
+      return StepOutcome::Fail(WithAction(
+          Code::kFailedPrecondition, "the link of disk " + disk + " is " + state + (why.empty() ? "" : ": " + why),
+          "resume it on node " + src.name() + " (POST /v1/volumes/" + d["volume"].get<std::string>() +
+              "/link/resume), then resync again"));
+    }
+  }
+  return StepOutcome::Done("every disk's link is running");
+}
+
+StepOutcome VerifyDisks(JobContext& c) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
+  STEP_ASSIGN(json st, NodeStatus(src));
+  bool done = true;
+  double total = 0;
+  std::string msg;
+  json results = json::object();
+  for (const json& d : it.disks) {
+    const std::string disk = d["name"], vol = d["volume"], id = VerifyId(c, d);
+    const json* v = Find(st, "volumes", vol);
+    if (!v || !v->contains("link") || !(*v)["link"].is_object()) {
+      return StepOutcome::Fail(WithAction(Code::kFailedPrecondition,
+                                          "disk " + disk + " stopped replicating from node " + src.name(),
+                                          "protect the item again (disable, then ferry protect)"));
+    }
+    const json& link = (*v)["link"];
+    json verify = link.value("verify", json::object());
+    if (verify.value("id", "") != id) {
+      // Not asked yet, or the node restarted and forgot: ask (again).
+      STEP_ASSIGN(verify, src.Post("/v1/volumes/" + vol + "/link/resync", json{{"id", id}}));
+    }
+    const std::string state = verify.value("state", "waiting");
+    const uint64_t differing = verify.value("differing_bytes", uint64_t{0});
+    const uint64_t closed_at = verify.value("consistent_from", uint64_t{0});
+    const uint64_t acked = link.value("acked_seq", uint64_t{0});
+    const bool disk_done = state == "done" && acked >= closed_at;
+    double pct = verify.value("percent", 0.0) * 0.8;
+    std::string line = disk + ": ";
+    if (disk_done) {
+      pct = 100;
+      line += differing ? Bytes(differing) + " differed and were resynced (consistent from seq " +
+                              std::to_string(closed_at) + ")"
+                        : std::string(verify.value("cancelled", false) ? "cancelled, nothing found"
+                                                                       : "no difference");
+      results[disk] = {{"differing_bytes", differing}, {"consistent_from", closed_at},
+                       {"compared_bytes", verify.value("compared_bytes", uint64_t{0})}};
+    } else if (state == "rewriting" || state == "done") {
+      pct = 90;
+      line += Bytes(differing) + " differ; resyncing them";
+    } else if (state == "comparing") {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, "comparing, %.1f%%", verify.value("percent", 0.0));
+      line += buf;
+      if (differing) line += ", " + Bytes(differing) + " differ so far";
+    } else {
+      const std::string ls = link.value("state", "");
+      line += ls == "replicating" ? "waiting for the link's resync to finish" : "waiting for the link (" + ls + ")";
+    }
+    done = done && disk_done;
+    total += pct;
+    msg += (msg.empty() ? "" : "; ") + line;
+  }
+  if (!done) return StepOutcome::Wait(msg, it.disks.empty() ? 100 : total / static_cast<double>(it.disks.size()), 1000);
+  c.data()["resync"] = results;
+  return StepOutcome::Done(msg);
+}
+
+StepOutcome StopVerify(JobContext& c) {
+  STEP_ASSIGN(ItemRecord it, LoadItem(c));
+  STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
+  for (const json& d : it.disks) {
+    auto r = src.Delete("/v1/volumes/" + d["volume"].get<std::string>() + "/link/resync");
+    if (!r.ok() && !IsCode(r.status(), Code::kNotFound)) return FromError(r.status());
+  }
+  return StepOutcome::Done("comparing stopped; blocks found so far are still resynced");
+}
+
+StepOutcome ReleaseItem(JobContext& c) {
+  STEP_CHECK(SaveItem(c, [](ItemRecord& it) { it.active_job = 0; }));
+  return StepOutcome::Done();
+}
+
+class ResyncWorkflow : public Workflow {
+ public:
+  std::vector<StepDef> Steps(const json&) const override {
+    return {{"check-links", "Check the links", 1, CheckLinks},
+            {"verify", "Compare source and target, resync what differs", 20, VerifyDisks},
+            {"finish", "Release the item", 1, ReleaseItem}};
+  }
+  std::vector<StepDef> UndoSteps(const json&) const override {
+    return {{"stop-verify", "Stop comparing", 1, StopVerify}, {"finish-undo", "Release the item", 1, ReleaseItem}};
+  }
+};
+
 void RegisterProtectWorkflows(JobEngine& engine) {
   engine.Register("enable", std::make_unique<EnableWorkflow>());
   engine.Register("disable", std::make_unique<DisableWorkflow>());
   engine.Register("update", std::make_unique<UpdateWorkflow>());
   engine.Register("reprotect", std::make_unique<ReprotectWorkflow>());
+  engine.Register("resync", std::make_unique<ResyncWorkflow>());
 }
 
 }  // namespace ferry::control

@@ -11,7 +11,7 @@ namespace {
 
 Status Corrupt(std::string what) { return DataLoss("corrupt frame: " + what); }
 
-bool KnownType(uint8_t t) { return t >= 1 && t <= 12; }
+bool KnownType(uint8_t t) { return t >= 1 && t <= 13; }
 
 }  // namespace
 
@@ -29,6 +29,7 @@ std::string_view MessageTypeName(MessageType type) {
     case MessageType::kResyncDone: return "RESYNC_DONE";
     case MessageType::kDigestRequest: return "DIGEST_REQUEST";
     case MessageType::kDigests: return "DIGESTS";
+    case MessageType::kVerifyRequest: return "VERIFY_REQUEST";
   }
   return "unknown";
 }

@@ -32,6 +32,7 @@ enum class MessageType : uint8_t {
   kResyncDone = 10,
   kDigestRequest = 11,
   kDigests = 12,
+  kVerifyRequest = 13,  // DIGEST_REQUEST about the target's newest state
 };
 std::string_view MessageTypeName(MessageType type);
 

@@ -345,6 +345,115 @@ TEST_F(LinkTest, PendingLogOverflowBecomesAResyncOfTheChangedBlocks) {
   EXPECT_EQ(target.receiver().Inbound()[0].sync_bytes, 0u);
 }
 
+// Flips one byte of the first copy of needle in the files under dir; true if one was found.
+bool DamageFirstCopy(const std::string& dir, const std::string& needle) {
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    auto f = std::move(Env::Posix()->OpenFile(e.path().string(), OpenMode::kReadWrite)).value();
+    std::string all(e.file_size(), '\0');
+    if (!f->ReadAt(0, all.size(), all.data()).ok()) continue;
+    size_t at = all.find(needle);
+    if (at == std::string::npos) continue;
+    std::string flipped(1, static_cast<char>(all[at + 100] ^ 0x5A));
+    return f->WriteAt(at + 100, flipped).ok();
+  }
+  return false;
+}
+
+TEST_F(LinkTest, VerifyResyncsOnlyTheBlocksThatDifferAtTheTarget) {
+  Target target(dir_ + "/target");
+  auto dirty = std::shared_ptr<capture::DirtyMap>(
+      std::move(capture::DirtyMap::Open(Env::Posix(), dir_ + "/dirty.map", kSize)).value());
+  SenderConfig c = Config(target.port());
+  c.dirty = dirty;
+  c.rewrite = [this](uint64_t off, uint64_t len) { return splitter_->Rewrite(off, len); };
+  sender_ = std::make_unique<LinkSender>(c, log_);
+  sender_->Start();
+  auto replica = TargetReplica(target);
+  ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
+  // Records after the initial sync, in the upper half (the target keeps them in its journal).
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(splitter_->Write((2048 + i * 7) * kBs, Block(70'000 + i), false).ok());
+  }
+  auto m1 = splitter_->Mark(MarkerKind::kCrashConsistent, "one");
+  ASSERT_TRUE(sender_->WaitAcked(*m1, 30'000));
+  const uint64_t synced = target.receiver().Inbound()[0].sync_bytes;
+  auto done = [&] { return sender_->status().verify.state == "done"; };
+
+  // A healthy target: nothing differs and no resync window opens.
+  auto v1 = sender_->Verify("v1");
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  ASSERT_TRUE(Eventually(done));
+  VerifyStatus v = sender_->status().verify;
+  EXPECT_EQ(v.compared_bytes, kSize);
+  EXPECT_EQ(v.differing_bytes, 0u);
+  EXPECT_EQ(v.consistent_from, 0u);
+  EXPECT_EQ(replica->OpenResync(), 0u);
+  EXPECT_EQ(sender_->Verify("v1")->state, "done");  // asking again with its id changes nothing
+
+  // Damage the target: three blocks of its base and the payload of one journal record.
+  {
+    auto base = std::move(Env::Posix()->OpenFile(replica->dir() + "/base.img", OpenMode::kReadWrite)).value();
+    for (uint64_t b : {3, 300, 600}) ASSERT_TRUE(base->WriteAt(b * kBs, Block(b + 7)).ok());
+  }
+  ASSERT_TRUE(DamageFirstCopy(replica->dir() + "/journal", Block(70'005)));
+  const uint64_t wire_before = sender_->status().wire_bytes;
+  ASSERT_TRUE(sender_->Verify("v2").ok());
+  ASSERT_TRUE(Eventually(done));
+  v = sender_->status().verify;
+  EXPECT_EQ(v.id, "v2");
+  EXPECT_EQ(v.differing_bytes, 4 * kBs);
+  EXPECT_GT(v.consistent_from, *m1);
+  ASSERT_TRUE(sender_->WaitAcked(v.consistent_from, 30'000));
+  ASSERT_TRUE(Eventually([&] { return replica->OpenResync() == 0; }));
+  ExpectSame(*replica, v.consistent_from);
+  // Only the four blocks travelled, with the digests (16 MiB compared).
+  EXPECT_LT(sender_->status().wire_bytes - wire_before, 4 * kBs + 64 * 1024);
+  // The history is kept as it was (a verify repairs the newest state, not the past).
+  EXPECT_TRUE(replica->OpenView(*m1).ok());
+
+  // Damage again, and verify while the machine keeps writing.
+  {
+    auto base = std::move(Env::Posix()->OpenFile(replica->dir() + "/base.img", OpenMode::kReadWrite)).value();
+    ASSERT_TRUE(base->WriteAt(900 * kBs, Block(12)).ok());
+  }
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; !stop; ++i) {
+      ASSERT_TRUE(splitter_->Write(((i * 37) % 1024) * kBs, Block(80'000 + i), false).ok());
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  ASSERT_TRUE(sender_->Verify("v3").ok());
+  ASSERT_TRUE(Eventually(done));
+  stop = true;
+  writer.join();
+  v = sender_->status().verify;
+  EXPECT_GE(v.differing_bytes, kBs);
+  auto m3 = splitter_->Mark(MarkerKind::kCrashConsistent, "three");
+  ASSERT_TRUE(sender_->WaitAcked(*m3, 30'000));
+  ASSERT_TRUE(Eventually([&] { return replica->OpenResync() == 0; }));
+  ExpectSame(*replica, *m3);
+  EXPECT_EQ(target.receiver().Inbound()[0].sync_bytes, synced);  // never a second initial sync
+
+  // A verify cancelled before it compared anything ends at once, finding nothing.
+  sender_->Pause();
+  ASSERT_TRUE(Eventually([&] { return sender_->status().state == "paused"; }));
+  ASSERT_TRUE(sender_->Verify("v4").ok());
+  EXPECT_EQ(sender_->Verify("v5").status().code(), Code::kFailedPrecondition);  // one at a time
+  sender_->CancelVerify();
+  v = sender_->status().verify;
+  EXPECT_EQ(v.state, "done");
+  EXPECT_TRUE(v.cancelled);
+  EXPECT_EQ(v.compared_bytes, 0u);
+}
+
+TEST_F(LinkTest, VerifyNeedsAChangedBlockMap) {
+  Target target(dir_ + "/target");
+  sender_ = std::make_unique<LinkSender>(Config(target.port()), log_);
+  EXPECT_EQ(sender_->Verify("v1").status().code(), Code::kFailedPrecondition);
+}
+
 TEST_F(LinkTest, SeededSyncSendsOnlyTheBlocksThatDiffer) {
   // The target holds an older version of the disk (say, what a failover left behind).
   const std::string seed = dir_ + "/old.img";

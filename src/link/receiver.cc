@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <functional>
+
+#include "journal/view.h"
 #include "link/frame.h"
 
 namespace ferry::link {
@@ -61,6 +65,63 @@ namespace {
 ferry::Status SendRefuse(FrameWriter* w, const std::string& code, const std::string& message) {
   auto r = w->Write(MessageType::kRefuse, EncodeRefuse({code, message}));
   return r.ok() ? ferry::Status::Ok() : r.status();
+}
+
+// The digests of q's granules, reading n bytes at an offset with read. A run that cannot be
+// read is read again granule by granule; a granule that still fails gets the digest 0, which
+// the source takes as a difference (link.md, "Verify").
+Result<Digests> DigestsOf(const DigestRequest& q,
+                          const std::function<ferry::Status(uint64_t, size_t, char*)>& read) {
+  Digests d;
+  d.granularity = q.granularity;
+  d.ranges = q.ranges;
+  const uint64_t step = std::max<uint64_t>(q.granularity, 4u << 20) / q.granularity * q.granularity;
+  std::string buf;
+  for (const DigestRange& r : q.ranges) {
+    for (uint64_t off = r.offset; off < r.offset + r.length;) {
+      const uint64_t n = std::min<uint64_t>(step, r.offset + r.length - off);
+      buf.resize(n);
+      const bool whole = read(off, n, buf.data()).ok();
+      for (uint64_t g = 0; g < n; g += q.granularity) {
+        const uint64_t len = std::min<uint64_t>(q.granularity, n - g);
+        if (!whole) {
+          ferry::Status s = read(off + g, len, buf.data() + g);
+          if (!s.ok()) {
+            spdlog::warn("digest of bytes {}..{}: {}; counted as differing", off + g, off + g + len,
+                         s.ToString());
+            d.digests.push_back({});
+            continue;
+          }
+        }
+        d.digests.push_back(DigestOf(std::string_view(buf).substr(g, len)));
+      }
+      off += n;
+    }
+  }
+  return d;
+}
+
+Result<Digests> BaseDigests(journal::Replica& replica, const DigestRequest& q) {
+  // The base of a seeded sync is a plain file: a read error is an error, not a difference.
+  ferry::Status failed;
+  auto d = DigestsOf(q, [&](uint64_t off, size_t n, char* dst) {
+    ferry::Status s = replica.ReadBase(off, n, dst);
+    if (!s.ok() && failed.ok()) failed = s;
+    return s;
+  });
+  if (!failed.ok()) return failed;
+  return d;
+}
+
+// The target's newest state: the view at the newest seq it holds.
+Result<Digests> NewestDigests(journal::Replica& replica, const DigestRequest& q,
+                              const std::string& volume) {
+  if (replica.GetInitialSync().running || replica.OpenResync() != 0) {
+    return FailedPrecondition("link " + volume + ": VERIFY_REQUEST while an initial sync or a "
+                              "resync is running; the source asks again after it");
+  }
+  ASSIGN_OR_RETURN(auto view, replica.OpenView(replica.last_seq()));
+  return DigestsOf(q, [&](uint64_t off, size_t n, char* dst) { return view->Read(off, n, dst); });
 }
 
 }  // namespace
@@ -292,24 +353,15 @@ ferry::Status LinkReceiver::Run(Conn* c) {
         RETURN_IF_ERROR(ack(replica.GetInitialSync().running ? c->sync_saved : kNoSync));
         break;
       }
-      case MessageType::kDigestRequest: {
+      case MessageType::kDigestRequest:
+      case MessageType::kVerifyRequest: {
         ASSIGN_OR_RETURN(DigestRequest q, DecodeDigestRequest(f->payload, replica.size(),
                                                                replica.block_size()));
         Digests d;
-        d.granularity = q.granularity;
-        d.ranges = q.ranges;
-        std::string buf;
-        for (const DigestRange& r : q.ranges) {
-          for (uint64_t off = r.offset; off < r.offset + r.length;) {
-            const uint64_t n = std::min<uint64_t>(std::max<uint64_t>(q.granularity, 4u << 20) / q.granularity * q.granularity,
-                                                  r.offset + r.length - off);
-            buf.resize(n);
-            RETURN_IF_ERROR(replica.ReadBase(off, n, buf.data()));
-            for (uint64_t g = 0; g < n; g += q.granularity) {
-              d.digests.push_back(DigestOf(std::string_view(buf).substr(g, std::min<uint64_t>(q.granularity, n - g))));
-            }
-            off += n;
-          }
+        if (f->type == MessageType::kDigestRequest) {
+          ASSIGN_OR_RETURN(d, BaseDigests(replica, q));
+        } else {
+          ASSIGN_OR_RETURN(d, NewestDigests(replica, q, c->hello.volume));
         }
         std::string payload;
         EncodeDigests(d, &payload);

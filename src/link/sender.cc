@@ -7,7 +7,6 @@
 #include "link/codec.h"
 #include "link/frame.h"
 #include "link/messages.h"
-#include "link/frame.h"
 
 namespace ferry::link {
 
@@ -106,6 +105,38 @@ bool LinkSender::WaitAcked(uint64_t seq, int64_t timeout_ms) const {
          st_.acked_seq >= seq;
 }
 
+Result<VerifyStatus> LinkSender::Verify(const std::string& id) {
+  if (!config_.dirty || !config_.rewrite) {
+    return FailedPrecondition("volume " + config_.volume + " has no changed-block map (scan "
+                              "capture): each scan cycle already compares every block");
+  }
+  std::lock_guard l(mu_);
+  VerifyStatus& v = st_.verify;
+  if (!id.empty() && v.id == id) return v;
+  if (v.state == "waiting" || v.state == "comparing" || v.state == "rewriting") {
+    return FailedPrecondition("volume " + config_.volume + " is being verified already (" + v.id +
+                              ", " + v.state + ")");
+  }
+  v = VerifyStatus{};
+  v.id = id;
+  v.state = "waiting";
+  v.total_bytes = log_->size();
+  v.started_ns = config_.clock->NowNanos();
+  cv_.notify_all();
+  spdlog::info("link {}: verify {} requested", config_.volume, id);
+  return v;
+}
+
+void LinkSender::CancelVerify() {
+  std::lock_guard l(mu_);
+  VerifyStatus& v = st_.verify;
+  if (v.state == "waiting") {
+    v.state = "done";
+    v.finished_ns = config_.clock->NowNanos();
+  }
+  if (v.state == "waiting" || v.state == "comparing" || v.state == "done") v.cancelled = true;
+}
+
 void LinkSender::SetState(const std::string& state) {
   std::lock_guard l(mu_);
   st_.state = state;
@@ -200,6 +231,10 @@ Status LinkSender::RunSession() {
     result = SendResync(&s, &sent_resync);
     if (!result.ok()) break;
     sent_sync |= sent_resync;
+    bool sent_verify = false;
+    result = SendVerify(&s, &sent_verify);
+    if (!result.ok()) break;
+    sent_sync |= sent_verify;
     SampleRates();
     MaybeTrim();
     if (sent_records || sent_sync) continue;
@@ -289,6 +324,10 @@ Status LinkSender::Handshake(Session* s) {
                                 "needs a full resync");
     }
     RETURN_IF_ERROR(BeginResync(s, w.resume_from, oldest_held));
+  } else if (!w.resync_open && config_.dirty &&
+             config_.dirty->phase() == capture::DirtyMap::Phase::kRewriting) {
+    // A verify's RESYNC_BEGIN (a window that drops nothing) was lost with the connection.
+    RETURN_IF_ERROR(BeginResync(s, w.resume_from, w.resume_from));
   }
   s->sync = w.sync_needed;
   s->sync_cursor = w.sync_offset;
@@ -561,9 +600,14 @@ Status LinkSender::BeginResync(Session* s, uint64_t missing_from, uint64_t resum
   s->next_seq = resume_at;
   s->target_resync_open = missing_from;
   s->resync_cursor = 0;
-  spdlog::warn("link {}: records {}..{} are no longer in the pending log; resyncing {} bytes of "
-               "changed blocks", config_.volume, missing_from, resume_at - 1,
-               config_.dirty->DirtyBytes());
+  if (missing_from == resume_at) {
+    spdlog::warn("link {}: verify: resyncing {} bytes that differ from the target", config_.volume,
+                 config_.dirty->DirtyBytes());
+  } else {
+    spdlog::warn("link {}: records {}..{} are no longer in the pending log; resyncing {} bytes of "
+                 "changed blocks", config_.volume, missing_from, resume_at - 1,
+                 config_.dirty->DirtyBytes());
+  }
   return Status::Ok();
 }
 
@@ -616,19 +660,24 @@ Status LinkSender::SendResync(Session* s, bool* sent) {
     std::lock_guard l(mu_);
     st_.resync = "none";
     st_.dirty_bytes = 0;
+    if (st_.verify.state == "rewriting") {
+      st_.verify.state = "done";
+      st_.verify.consistent_from = m;
+      st_.verify.finished_ns = config_.clock->NowNanos();
+    }
     spdlog::info("link {}: resync sent; consistent from seq {}", config_.volume, m);
   }
   return Status::Ok();
 }
 
-Result<Digests> LinkSender::AskDigests(Session* s, uint32_t granularity,
+Result<Digests> LinkSender::AskDigests(Session* s, MessageType ask, uint32_t granularity,
                                        const std::vector<DigestRange>& ranges) {
   DigestRequest q;
   q.granularity = granularity;
   q.ranges = ranges;
   std::string payload;
   EncodeDigestRequest(q, &payload);
-  ASSIGN_OR_RETURN(size_t wire, s->writer->Write(MessageType::kDigestRequest, payload));
+  ASSIGN_OR_RETURN(size_t wire, s->writer->Write(ask, payload));
   std::string reply;
   {
     std::unique_lock l(mu_);
@@ -650,26 +699,85 @@ Result<Digests> LinkSender::AskDigests(Session* s, uint32_t granularity,
   return d;
 }
 
-// Seeded sync of one window: compare digests from coarse to fine (1 MiB, 64 KiB, a block),
-// then send only the blocks that differ (zero blocks as zero extents).
-Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
+// Verify: one window of the compare per call, at the link's pace; then the resync of what
+// differs, through the changed-block map (link.md, "Verify").
+Status LinkSender::SendVerify(Session* s, bool* sent) {
+  VerifyStatus v;
+  {
+    std::lock_guard l(mu_);
+    v = st_.verify;
+    if (inflight_bytes_ >= config_.window_bytes / 2) return Status::Ok();
+  }
+  if (v.state != "waiting" && v.state != "comparing") return Status::Ok();
+  // A verify waits for the initial sync and for any resync to finish (kDone with the target's
+  // window closed is finished: the phase turns idle at the next handshake).
+  using Phase = capture::DirtyMap::Phase;
+  const Phase phase = config_.dirty->phase();
+  if (s->sync || s->target_resync_open || (phase != Phase::kIdle && phase != Phase::kDone)) {
+    return Status::Ok();
+  }
   const uint64_t size = log_->size();
+  *sent = true;
+  if (!v.cancelled && v.compared_bytes < size) {
+    const uint64_t start = v.compared_bytes;
+    const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
+    std::string buf(window, '\0');
+    ASSIGN_OR_RETURN(auto disk, config_.env->OpenFile(config_.disk_path, OpenMode::kRead));
+    ASSIGN_OR_RETURN(size_t got, disk->ReadAt(start, window, buf.data()));
+    (void)got;  // past the end of a shorter file reads as zeros
+    ASSIGN_OR_RETURN(std::vector<DigestRange> ranges,
+                     DifferingBlocks(s, MessageType::kVerifyRequest, start, buf));
+    uint64_t differing = 0;
+    for (const DigestRange& r : ranges) {
+      config_.dirty->Set(r.offset, r.length);
+      differing += r.length;
+    }
+    if (!ranges.empty()) RETURN_IF_ERROR(config_.dirty->Save());
+    s->last_send_ns = config_.clock->NowNanos();
+    std::lock_guard l(mu_);
+    st_.verify.state = "comparing";
+    st_.verify.compared_bytes = start + window;
+    st_.verify.differing_bytes += differing;
+    return Status::Ok();
+  }
+  if (!config_.dirty->Empty()) {
+    RETURN_IF_ERROR(BeginResync(s, s->next_seq, s->next_seq));
+    std::lock_guard l(mu_);
+    st_.verify.state = "rewriting";
+    spdlog::info("link {}: verify {}: {} bytes differ from the target; resyncing them",
+                 config_.volume, v.id, v.differing_bytes);
+    return Status::Ok();
+  }
+  std::lock_guard l(mu_);
+  st_.verify.state = "done";
+  st_.verify.finished_ns = config_.clock->NowNanos();
+  if (v.cancelled) {
+    spdlog::info("link {}: verify {} cancelled after {} bytes; nothing to resync", config_.volume,
+                 v.id, v.compared_bytes);
+  } else {
+    spdlog::info("link {}: verify {}: the target equals the source", config_.volume, v.id);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<DigestRange>> LinkSender::DifferingBlocks(Session* s, MessageType ask,
+                                                             uint64_t start,
+                                                             const std::string& buf) {
   const uint32_t bs = log_->block_size();
-  const uint64_t start = s->sync_cursor;
-  const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
-  std::string buf(window, '\0');
-  ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(start, window, buf.data()));
-  (void)got;
-  std::vector<DigestRange> ranges = {{start, window}};
+  std::vector<DigestRange> ranges = {{start, buf.size()}};
   for (uint32_t g : {uint32_t{1} << 20, uint32_t{64} << 10, bs}) {
     if (g < bs || g % bs) continue;
-    ASSIGN_OR_RETURN(Digests d, AskDigests(s, g, ranges));
+    ASSIGN_OR_RETURN(Digests d, AskDigests(s, ask, g, ranges));
     std::vector<DigestRange> next;
     size_t i = 0;
     for (const DigestRange& r : ranges) {
       for (uint64_t off = r.offset; off < r.offset + r.length; off += g, ++i) {
         const uint64_t len = std::min<uint64_t>(g, r.offset + r.length - off);
-        if (DigestOf(std::string_view(buf).substr(off - start, len)) == d.digests[i]) continue;
+        // Digest 0 is a granule the target could not read: always a difference.
+        if (d.digests[i] != Digest128{} &&
+            DigestOf(std::string_view(buf).substr(off - start, len)) == d.digests[i]) {
+          continue;
+        }
         if (!next.empty() && next.back().offset + next.back().length == off) {
           next.back().length += len;
         } else {
@@ -680,6 +788,21 @@ Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
     ranges = std::move(next);
     if (ranges.empty()) break;
   }
+  return ranges;
+}
+
+// Seeded sync of one window: compare digests from coarse to fine (1 MiB, 64 KiB, a block),
+// then send only the blocks that differ (zero blocks as zero extents).
+Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
+  const uint64_t size = log_->size();
+  const uint32_t bs = log_->block_size();
+  const uint64_t start = s->sync_cursor;
+  const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
+  std::string buf(window, '\0');
+  ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(start, window, buf.data()));
+  (void)got;
+  ASSIGN_OR_RETURN(std::vector<DigestRange> ranges,
+                   DifferingBlocks(s, MessageType::kDigestRequest, start, buf));
   // ranges now hold the differing blocks.
   SyncData d;
   d.total_bytes = size;

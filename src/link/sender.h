@@ -32,6 +32,7 @@
 #include "env/stream.h"
 #include "journal/replica.h"
 #include "capture/dirty_map.h"
+#include "link/frame.h"
 #include "link/messages.h"
 #include "link/throttle.h"
 
@@ -73,6 +74,20 @@ struct SenderConfig {
   int64_t dead_after_ms = 30'000;
 };
 
+// A verify (link.md, "Verify"): the disk compared with the target's newest state, and the
+// blocks that differ resynced.
+struct VerifyStatus {
+  std::string id;                // the requester's, to make asking again harmless
+  std::string state = "none";    // none | waiting | comparing | rewriting | done
+  uint64_t compared_bytes = 0;
+  uint64_t total_bytes = 0;
+  uint64_t differing_bytes = 0;  // found by the compare (chunks of 64 KiB)
+  uint64_t consistent_from = 0;  // the marker that closed the resync (0: nothing differed)
+  bool cancelled = false;
+  int64_t started_ns = 0;
+  int64_t finished_ns = 0;
+};
+
 struct LinkStatus {
   std::string volume;
   std::string state = "connecting";
@@ -87,6 +102,7 @@ struct LinkStatus {
   uint64_t sync_total = 0;     // allocated bytes of the volume (estimate)
   std::string resync = "none";  // none | rewriting | closing
   uint64_t dirty_bytes = 0;     // still to rewrite
+  VerifyStatus verify;
   uint64_t wire_bytes = 0;
   uint64_t raw_bytes = 0;      // payload bytes before compression
   uint64_t records = 0;
@@ -113,6 +129,12 @@ class LinkSender {
   LinkStatus status() const;
   // Waits until the target acknowledged seq (or timeout_ms passed); true if it did.
   bool WaitAcked(uint64_t seq, int64_t timeout_ms) const;
+  // Starts a verify named id (link.md, "Verify"); asking again with the id of the current or
+  // last verify returns its status. kFailedPrecondition when the volume has no changed-block
+  // map (scan capture) or another verify is running.
+  Result<VerifyStatus> Verify(const std::string& id);
+  // Stops comparing; the blocks found so far are still resynced.
+  void CancelVerify();
 
  private:
   struct Session;
@@ -124,8 +146,13 @@ class LinkSender {
   Status SendSync(Session* s, bool* sent);
   Status SendResync(Session* s, bool* sent);
   Status SendSeededWindow(Session* s, bool* sent);
-  Result<Digests> AskDigests(Session* s, uint32_t granularity,
+  Status SendVerify(Session* s, bool* sent);
+  Result<Digests> AskDigests(Session* s, MessageType ask, uint32_t granularity,
                              const std::vector<DigestRange>& ranges);
+  // The blocks of buf (the disk from start) whose digests differ from the target's, asking
+  // from coarse to fine with ask (DIGEST_REQUEST: its base; VERIFY_REQUEST: its newest state).
+  Result<std::vector<DigestRange>> DifferingBlocks(Session* s, MessageType ask, uint64_t start,
+                                                   const std::string& buf);
   bool CanResync() const;
   Status BeginResync(Session* s, uint64_t missing_from, uint64_t resume_at);
   void MaybeTrim();

@@ -184,6 +184,16 @@ void Api::Routes() {
          [this](const httplib::Request& req, httplib::Response& res) {
            ReplyStatus(res, node_->LinkAction(req.matches[1], req.matches[2]));
          });
+  s.Post(R"(/v1/volumes/([^/]+)/link/resync)", [this](const httplib::Request& req, httplib::Response& res) {
+    auto b = Body(req);
+    if (!b.ok()) return ReplyError(res, b.status());
+    auto id = Field<std::string>(*b, "id", "");
+    if (!id.ok()) return ReplyError(res, id.status());
+    ReplyResult(res, node_->VerifyLink(req.matches[1], *id), 202);
+  });
+  s.Delete(R"(/v1/volumes/([^/]+)/link/resync)", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyStatus(res, node_->CancelVerify(req.matches[1]));
+  });
   s.Put(R"(/v1/volumes/([^/]+)/link/rate)", [this](const httplib::Request& req, httplib::Response& res) {
     auto b = Body(req);
     if (!b.ok()) return ReplyError(res, b.status());

@@ -490,6 +490,28 @@ Status Node::SetLinkRate(const std::string& name, uint64_t bytes_per_second) {
   return v->protect ? StoreVolume(*v) : Status::Ok();
 }
 
+Result<json> Node::VerifyLink(const std::string& name, const std::string& id) {
+  if (id.empty() || id.size() > 200) return InvalidArgument("field 'id': give a name for the verify (1 to 200 bytes)");
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  std::shared_ptr<link::LinkSender> sender;
+  {
+    std::lock_guard l(mu_);
+    if (!v->protect || !v->sender) {
+      return FailedPrecondition("volume " + name + " has no running link; protect it (or resume its link) first");
+    }
+    sender = v->sender;
+  }
+  ASSIGN_OR_RETURN(link::VerifyStatus st, sender->Verify(id));
+  return VerifyJson(st);
+}
+
+Status Node::CancelVerify(const std::string& name) {
+  ASSIGN_OR_RETURN(auto v, FindVolume(name));
+  std::lock_guard l(mu_);
+  if (v->sender) v->sender->CancelVerify();
+  return Status::Ok();
+}
+
 void Node::SetNodeRate(uint64_t bytes_per_second) { node_throttle_.SetRate(bytes_per_second); }
 
 Result<json> Node::RunScan(const std::shared_ptr<Volume>& v) {

@@ -94,6 +94,10 @@ class Node {
   Result<json> Protect(const std::string& name, const ProtectParams& p);
   Status LinkAction(const std::string& name, const std::string& action);  // pause|resume|stop
   Status SetLinkRate(const std::string& name, uint64_t bytes_per_second);
+  // Verify (link.md, "Verify"): compare the disk with the target's newest state and resync
+  // the blocks that differ. Asking again with the same id returns that verify's status.
+  Result<json> VerifyLink(const std::string& name, const std::string& id);
+  Status CancelVerify(const std::string& name);
   void SetNodeRate(uint64_t bytes_per_second);
   // kind "app-consistent" runs the volume's freeze and thaw hooks around the marker.
   Result<json> Mark(const std::string& name, const std::string& kind, const std::string& label);

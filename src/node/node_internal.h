@@ -23,6 +23,9 @@ namespace ferry::node {
 // Volume and replica names: 1 to 128 letters, digits, '-', '_' or '.', not starting with '.'.
 bool ValidName(const std::string& n);
 
+// A link's verify as JSON (status and POST .../link/resync).
+json VerifyJson(const link::VerifyStatus& v);
+
 inline double Percent(uint64_t done, uint64_t total) {
   return total ? std::min(100.0, 100.0 * static_cast<double>(done) / static_cast<double>(total)) : 0;
 }

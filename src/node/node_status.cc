@@ -17,6 +17,19 @@ std::string Node::ExportUri(const std::string& export_name) const {
   return "";
 }
 
+json VerifyJson(const link::VerifyStatus& v) {
+  return {{"id", v.id},
+          {"state", v.state},
+          {"compared_bytes", v.compared_bytes},
+          {"total_bytes", v.total_bytes},
+          {"percent", Percent(v.compared_bytes, v.total_bytes)},
+          {"differing_bytes", v.differing_bytes},
+          {"consistent_from", v.consistent_from},
+          {"cancelled", v.cancelled},
+          {"started", v.started_ns ? json(FormatTime(v.started_ns)) : json(nullptr)},
+          {"finished", v.finished_ns ? json(FormatTime(v.finished_ns)) : json(nullptr)}};
+}
+
 json Node::VolumeJson(Volume& v, int64_t now) {
   json j = {{"name", v.name},
             {"role", "source"},
@@ -69,6 +82,7 @@ json Node::VolumeJson(Volume& v, int64_t now) {
                             {"total", s.sync_total}};
     link["last_error"] = s.last_error;
     link["resync"] = {{"state", s.resync}, {"dirty_bytes", v.dirty->DirtyBytes()}};
+    link["verify"] = VerifyJson(s.verify);
   } else {
     link["state"] = "stopped";
   }
