@@ -59,6 +59,7 @@ expect_on() {  # expect_on NODE CODE TEXT METHOD PATH [BODY]
   [[ $out == *"$text"* ]] || fail "$method $path on node $n: expected '$text' in: $out"
 }
 events_with() { api a GET /v1/events | json "sum(1 for e in j['events'] if '$1' in e['message'])"; }
+vol_link() { api a GET /v1/status | json "json.dumps([v for v in j['volumes'] if v['name']=='$1'][0]['link'])"; }
 
 # 1. Synchronous mode.
 api a POST /v1/volumes/disk0/protect "{\"target\": \"127.0.0.1:${link_port[b]}\", \"mode\": \"sync\", \"sync_timeout_ms\": 1000}" >/dev/null
@@ -172,6 +173,25 @@ api b GET /v1/replicas/disk3/points | json "[p['seq'] for p in j['points']]" | g
   fail "the point taken before the outage is gone"
 echo "overflow: pending log dropped at its cap, changed blocks resynced, target equals source, older point kept"
 
+# 4b. Verify (a forced digest resync) of that link: nothing differs; asking again is harmless.
+out=$(api a POST /v1/volumes/disk3/link/resync '{"id": "check-1"}')
+[[ $(echo "$out" | json 'j["id"]') == check-1 ]] || fail "verify: $out"
+for _ in $(seq 600); do
+  st=$(vol_link disk3)
+  [[ $(echo "$st" | json 'j["verify"]["state"]') == done ]] && break
+  sleep 0.05
+done
+[[ $(echo "$st" | json '(j["verify"]["state"], j["verify"]["differing_bytes"], j["verify"]["compared_bytes"])') == \
+   "('done', 0, 167772160)" ]] || fail "verify of a healthy link: $st"
+[[ $(api a POST /v1/volumes/disk3/link/resync '{"id": "check-1"}' | json 'j["state"]') == done ]] ||
+  fail "asking again for a finished verify started another"
+for _ in $(seq 100); do
+  [[ $(events_with "verify check-1: the target equals the source") -ge 1 ]] && break
+  sleep 0.05
+done
+[[ $(events_with "verify check-1: the target equals the source") -ge 1 ]] || fail "no event for the verify: $(api a GET /v1/events)"
+echo "verify: the whole disk (after the resync above) compared by digests, nothing differed, reported as an event"
+
 # 5. Scan capture of a disk written behind the node's back.
 truncate -s 64M "$work/scan0.img"
 dd if=/dev/urandom of="$work/scan0.img" bs=1M count=6 seek=3 conv=notrunc status=none
@@ -197,6 +217,9 @@ expect_http 409 "already protected" POST /v1/volumes/disk2/protect "{\"target\":
 expect_http 400 "not JSON" POST /v1/volumes '{'
 expect_http 400 "volume name" POST /v1/volumes "{\"name\": \"a/b\", \"disk\": \"$work/x.img\"}"
 expect_http 409 "stop its link first" DELETE /v1/volumes/disk2
+expect_http 400 "field 'id'" POST /v1/volumes/disk2/link/resync '{}'
+expect_http 404 "no capture volume 'nope'" POST /v1/volumes/nope/link/resync '{"id": "v"}'
+expect_http 409 "scan capture" POST /v1/volumes/scan0/link/resync '{"id": "v"}'
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${api_port[a]}/v1/status")
 [[ $code == 401 ]] || fail "a request without the token got HTTP $code"
 echo "errors: clear messages and codes"

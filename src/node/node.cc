@@ -586,6 +586,20 @@ void Node::MarkerLoop() {
           }
           v->last_state = st.state;
         }
+        if (st.verify.state == "done" && st.verify.id != v->verify_reported) {
+          v->verify_reported = st.verify.id;
+          const link::VerifyStatus& r = st.verify;
+          if (r.differing_bytes > 0) {
+            events_.Add("warning", name,
+                        "verify " + r.id + ": " + std::to_string(r.differing_bytes) +
+                            " bytes differed from the target and were resynced (consistent from seq " +
+                            std::to_string(r.consistent_from) + ")");
+          } else {
+            events_.Add("info", name,
+                        "verify " + r.id + (r.cancelled ? ": cancelled after " : ": the target equals the source (") +
+                            std::to_string(r.compared_bytes) + " bytes compared" + (r.cancelled ? "" : ")"));
+          }
+        }
         if (v->params.mode == "sync" && !v->sync_active->load() && st.state == "replicating" &&
             st.acked_seq >= st.log_last_seq) {
           *v->sync_active = true;

@@ -57,6 +57,7 @@ struct Node::Volume {
   bool app_running = false;
   std::shared_ptr<std::atomic<bool>> sync_active = std::make_shared<std::atomic<bool>>(false);
   std::string last_state;
+  std::string verify_reported;  // the id of the last verify whose outcome became an event
   // Churn sampling (marker thread).
   int64_t sample_ns = 0;
   uint64_t sample_bytes = 0;
