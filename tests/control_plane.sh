@@ -187,18 +187,21 @@ wait_job "$job"
 verify_msg() { ok GET "/jobs/$1" | json '[s for s in j["steps"] if s["name"] == "verify"][0]["message"]'; }
 [[ $(verify_msg "$job") == "disk0: no difference" ]] || fail "resync of a healthy replica: $(ok GET "/jobs/$job")"
 # A pattern at 20 MiB travels as a record; then the target's replica is damaged behind the
-# node's back: 4 KiB of its base at 40 MiB, and one byte of that record in its journal.
+# node's back: blocks of its base, and one byte of that record in its journal.
 timeout 20 qemu-io -f raw -c 'write -P 0xab 20M 64k' "$src" >/dev/null || fail "qemu-io write at the source"
 m=$(mark before-damage "$vol")
 wait_acked "$m" "$vol"
 bases=$(find "$work/b-data" -name base.img)
 [[ $(wc -l <<<"$bases") == 1 && -f $bases ]] || fail "want one replica on node b, found: $bases"
 rdir=$(dirname "$bases")
-"$py" - "$rdir" <<'PY' || fail "could not damage the replica"
+# damage MIB [RECORD]: 4 KiB of the base at MIB MiB, and with RECORD one byte of the record.
+damage() {
+  "$py" - "$rdir" "$1" "${2:-}" <<'PY' || fail "could not damage the replica"
 import os, sys
-d = sys.argv[1]
+d, mib, record = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with open(os.path.join(d, "base.img"), "r+b") as f:
-    f.seek(40 << 20); f.write(os.urandom(4096))
+    f.seek(mib << 20); f.write(os.urandom(4096))
+if not record: sys.exit(0)
 for name in sorted(os.listdir(os.path.join(d, "journal"))):
     p = os.path.join(d, "journal", name)
     data = open(p, "rb").read()
@@ -209,10 +212,51 @@ for name in sorted(os.listdir(os.path.join(d, "journal"))):
     sys.exit(0)
 sys.exit("the record's payload was not found in the journal")
 PY
-if qemu-img compare -f raw -F raw "$src" "$(tgt_at "$m")" >/dev/null 2>&1; then
-  fail "the damaged replica still compares equal: the damage did not take"
-fi
+  local m
+  m=$(mark damaged "$vol")
+  wait_acked "$m" "$vol"
+  if qemu-img compare -f raw -F raw "$src" "$(tgt_at "$m")" >/dev/null 2>&1; then
+    fail "the damaged replica still compares equal: the damage did not take"
+  fi
+}
+# target_equals_source: a marker after everything, and the target's view there equals the source.
+target_equals_source() {
+  local m
+  m=$(mark check "$vol")
+  wait_acked "$m" "$vol"
+  qemu-img compare -f raw -F raw "$src" "$(tgt_at "$m")" >"$work/compare.log" 2>&1 ||
+    fail "$1: the target differs from the source: $(cat "$work/compare.log")"
+}
+# resync_with_node_crash POINT: node a is killed -9 at POINT inside the verify; restarted, it
+# goes on with the verify from what it saved, and the job finishes.
+resync_with_node_crash() {
+  kill9_node a
+  FERRY_CRASH_AT=$1 start_node a
+  job=$(ok POST /items/item-1/resync '{}' | job_of)
+  for _ in $(seq 600); do
+    kill -0 "${pid[a]}" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -0 "${pid[a]}" 2>/dev/null && fail "node a did not reach crash point $1: $(ok GET "/jobs/$job")"
+  wait "${pid[a]}" 2>/dev/null || true
+  unset "pid[a]"
+  grep -q "crash point $1" "$work/a.log" || fail "node a died, but not at $1"
+  start_node a
+  wait_job "$job"
+  echo "   node a killed -9 at $1 and restarted: $(verify_msg "$job")"
+  target_equals_source "after a resync with node a killed at $1"
+}
+damage 40 record
+resync_with_node_crash link.verify.compared
+[[ $(verify_msg "$job") == "disk0: 8 KiB differed and were resynced (consistent from seq "* ]] ||
+  fail "resync of the damaged replica (base block and journal record): $(ok GET "/jobs/$job")"
+damage 44
+resync_with_node_crash link.verify.rewriting
+[[ $(verify_msg "$job") == "disk0: 4 KiB differed and were resynced (consistent from seq "* ]] ||
+  fail "resync of the damaged replica (base block): $(ok GET "/jobs/$job")"
+
 # A paused link cannot be verified: the job fails naming the link; resumed, a retry finishes.
+damage 48
 api a POST "/v1/volumes/$vol/link/pause" >/dev/null
 job=$(ok POST /items/item-1/resync '{}' | job_of)
 wait_job "$job" Failed
@@ -220,15 +264,12 @@ wait_job "$job" Failed
   fail "resync of a paused link: $(ok GET "/jobs/$job")"
 api a POST "/v1/volumes/$vol/link/resume" >/dev/null
 crashing_job resync "check-links verify finish" POST "/jobs/$job/retry" '{}'
-[[ $(verify_msg "$job") == "disk0: 8 KiB differed and were resynced (consistent from seq "* ]] ||
+[[ $(verify_msg "$job") == "disk0: 4 KiB differed and were resynced (consistent from seq "* ]] ||
   fail "resync of the damaged replica: $(ok GET "/jobs/$job")"
 echo "   $(verify_msg "$job")"
 [[ $(item_state) == Protected && $(ok GET /items/item-1 | json 'j["allowed_operations"] != []') == True ]] ||
   fail "the item is not Protected and idle after the resync: $(ok GET /items/item-1)"
-m=$(mark after-resync "$vol")
-wait_acked "$m" "$vol"
-qemu-img compare -f raw -F raw "$src" "$(tgt_at "$m")" >"$work/compare.log" 2>&1 ||
-  fail "after the resync the target differs from the source: $(cat "$work/compare.log")"
+target_equals_source "after the resync"
 
 echo "== failover with --shutdown-source; the server is killed -9 at every step"
 write_data "$src" "$r2"

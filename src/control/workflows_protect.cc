@@ -439,8 +439,8 @@ StepOutcome VerifyDisks(JobContext& c) {
     std::string line = disk + ": ";
     if (disk_done) {
       pct = 100;
-      line += differing ? Bytes(differing) + " differed and were resynced (consistent from seq " +
-                              std::to_string(closed_at) + ")"
+      line += differing ? Bytes(differing) + " differed and were resynced" +
+                              (closed_at ? " (consistent from seq " + std::to_string(closed_at) + ")" : "")
                         : std::string(verify.value("cancelled", false) ? "cancelled, nothing found"
                                                                        : "no difference");
       results[disk] = {{"differing_bytes", differing}, {"consistent_from", closed_at},

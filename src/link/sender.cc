@@ -2,8 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 
+#include "base/crash_point.h"
 #include "link/codec.h"
 #include "link/frame.h"
 #include "link/messages.h"
@@ -36,12 +39,66 @@ struct LinkSender::Session {
   bool reader_done = false;
 };
 
+namespace {
+
+nlohmann::json VerifyToJson(const VerifyStatus& v) {
+  return {{"id", v.id}, {"state", v.state}, {"compared_bytes", v.compared_bytes},
+          {"total_bytes", v.total_bytes}, {"differing_bytes", v.differing_bytes},
+          {"consistent_from", v.consistent_from}, {"cancelled", v.cancelled},
+          {"started_ns", v.started_ns}, {"finished_ns", v.finished_ns}};
+}
+
+Result<VerifyStatus> VerifyFromJson(std::string_view text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return DataLoss("not JSON");
+  VerifyStatus v;
+  try {
+    v.id = j.at("id").get<std::string>();
+    v.state = j.at("state").get<std::string>();
+    v.compared_bytes = j.at("compared_bytes").get<uint64_t>();
+    v.total_bytes = j.at("total_bytes").get<uint64_t>();
+    v.differing_bytes = j.at("differing_bytes").get<uint64_t>();
+    v.consistent_from = j.at("consistent_from").get<uint64_t>();
+    v.cancelled = j.at("cancelled").get<bool>();
+    v.started_ns = j.at("started_ns").get<int64_t>();
+    v.finished_ns = j.at("finished_ns").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(e.what());
+  }
+  if (v.state != "waiting" && v.state != "comparing" && v.state != "rewriting" && v.state != "done") {
+    return DataLoss("state '" + v.state + "'");
+  }
+  return v;
+}
+
+}  // namespace
+
 LinkSender::LinkSender(SenderConfig config, std::shared_ptr<journal::Replica> log)
     : config_(std::move(config)),
       log_(std::move(log)),
       throttle_(config_.clock, config_.rate_bytes_per_second, config_.node_throttle) {
   st_.volume = config_.volume;
   st_.rate_bytes_per_second = config_.rate_bytes_per_second;
+  if (!config_.verify_path.empty() && config_.env->Exists(config_.verify_path)) {
+    auto text = ReadFileToString(config_.env, config_.verify_path);
+    auto v = text.ok() ? VerifyFromJson(*text) : Result<VerifyStatus>(text.status());
+    if (v.ok()) {
+      st_.verify = *v;  // an unfinished verify goes on where it was
+    } else {
+      spdlog::warn("link {}: the saved verify state {} is unreadable ({}); it is forgotten",
+                   config_.volume, config_.verify_path, v.status().ToString());
+    }
+  }
+}
+
+
+void LinkSender::SaveVerify(const VerifyStatus& v) {
+  if (config_.verify_path.empty()) return;
+  Status s = WriteFileAtomically(config_.env, config_.verify_path, VerifyToJson(v).dump() + "\n");
+  if (!s.ok()) {
+    // The verify goes on; after a restart it would start over (or be asked again).
+    spdlog::warn("link {}: saving the verify's state failed: {}", config_.volume, s.ToString());
+  }
 }
 
 LinkSender::~LinkSender() { Stop(); }
@@ -122,6 +179,7 @@ Result<VerifyStatus> LinkSender::Verify(const std::string& id) {
   v.state = "waiting";
   v.total_bytes = log_->size();
   v.started_ns = config_.clock->NowNanos();
+  SaveVerify(v);
   cv_.notify_all();
   spdlog::info("link {}: verify {} requested", config_.volume, id);
   return v;
@@ -135,6 +193,7 @@ void LinkSender::CancelVerify() {
     v.finished_ns = config_.clock->NowNanos();
   }
   if (v.state == "waiting" || v.state == "comparing" || v.state == "done") v.cancelled = true;
+  SaveVerify(v);
 }
 
 void LinkSender::SetState(const std::string& state) {
@@ -664,6 +723,7 @@ Status LinkSender::SendResync(Session* s, bool* sent) {
       st_.verify.state = "done";
       st_.verify.consistent_from = m;
       st_.verify.finished_ns = config_.clock->NowNanos();
+      SaveVerify(st_.verify);
     }
     spdlog::info("link {}: resync sent; consistent from seq {}", config_.volume, m);
   }
@@ -708,10 +768,19 @@ Status LinkSender::SendVerify(Session* s, bool* sent) {
     v = st_.verify;
     if (inflight_bytes_ >= config_.window_bytes / 2) return Status::Ok();
   }
+  using Phase = capture::DirtyMap::Phase;
+  if (v.state == "rewriting" && !s->target_resync_open && config_.dirty->phase() == Phase::kIdle) {
+    // Restarted after RESYNC_DONE went out but before the verify was saved as done: the
+    // handshake found the target's window closed.
+    std::lock_guard l(mu_);
+    st_.verify.state = "done";
+    st_.verify.finished_ns = config_.clock->NowNanos();
+    SaveVerify(st_.verify);
+    return Status::Ok();
+  }
   if (v.state != "waiting" && v.state != "comparing") return Status::Ok();
   // A verify waits for the initial sync and for any resync to finish (kDone with the target's
   // window closed is finished: the phase turns idle at the next handshake).
-  using Phase = capture::DirtyMap::Phase;
   const Phase phase = config_.dirty->phase();
   if (s->sync || s->target_resync_open || (phase != Phase::kIdle && phase != Phase::kDone)) {
     return Status::Ok();
@@ -732,18 +801,26 @@ Status LinkSender::SendVerify(Session* s, bool* sent) {
       config_.dirty->Set(r.offset, r.length);
       differing += r.length;
     }
-    if (!ranges.empty()) RETURN_IF_ERROR(config_.dirty->Save());
+    if (!ranges.empty()) {
+      RETURN_IF_ERROR(config_.dirty->Save());
+      CrashPoint("link.verify.compared");  // tests: the bits are saved, the compare forgotten
+    }
     s->last_send_ns = config_.clock->NowNanos();
     std::lock_guard l(mu_);
     st_.verify.state = "comparing";
     st_.verify.compared_bytes = start + window;
     st_.verify.differing_bytes += differing;
+    SaveVerify(st_.verify);
     return Status::Ok();
   }
   if (!config_.dirty->Empty()) {
     RETURN_IF_ERROR(BeginResync(s, s->next_seq, s->next_seq));
-    std::lock_guard l(mu_);
-    st_.verify.state = "rewriting";
+    {
+      std::lock_guard l(mu_);
+      st_.verify.state = "rewriting";
+      SaveVerify(st_.verify);
+    }
+    CrashPoint("link.verify.rewriting");  // tests: RESYNC_BEGIN sent, nothing rewritten yet
     spdlog::info("link {}: verify {}: {} bytes differ from the target; resyncing them",
                  config_.volume, v.id, v.differing_bytes);
     return Status::Ok();
@@ -751,6 +828,10 @@ Status LinkSender::SendVerify(Session* s, bool* sent) {
   std::lock_guard l(mu_);
   st_.verify.state = "done";
   st_.verify.finished_ns = config_.clock->NowNanos();
+  // What it found was resynced by a resync that ran meanwhile (after a restart): that one's
+  // closing marker stands for it.
+  if (st_.verify.differing_bytes) st_.verify.consistent_from = config_.dirty->consistent_from();
+  SaveVerify(st_.verify);
   if (v.cancelled) {
     spdlog::info("link {}: verify {} cancelled after {} bytes; nothing to resync", config_.volume,
                  v.id, v.compared_bytes);

@@ -54,6 +54,9 @@ struct SenderConfig {
   // append a range's current content to the log (capture::Splitter::Rewrite).
   std::shared_ptr<capture::DirtyMap> dirty;
   std::function<Status(uint64_t offset, uint64_t length)> rewrite;
+  // Where a verify's state is kept (JSON, written atomically), so that a restart goes on with
+  // it; empty: in memory only.
+  std::string verify_path;
   // Scan-captured volumes: instead of copying the disk, the initial sync asks the capture to
   // send everything again (reset_capture) and ends at the marker of the first full cycle
   // after that (full_cycle_marker returns it, 0 until then).
@@ -154,6 +157,8 @@ class LinkSender {
   Result<std::vector<DigestRange>> DifferingBlocks(Session* s, MessageType ask, uint64_t start,
                                                    const std::string& buf);
   bool CanResync() const;
+  // Under mu_: copies st_.verify for SaveVerify.
+  void SaveVerify(const VerifyStatus& v);
   Status BeginResync(Session* s, uint64_t missing_from, uint64_t resume_at);
   void MaybeTrim();
   void SetState(const std::string& state);

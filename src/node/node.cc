@@ -288,6 +288,7 @@ Status Node::StartLink(Volume& v) {
     c.checkpoint = [splitter] { return splitter->Checkpoint(); };
     c.dirty = v.dirty;
     c.rewrite = [splitter](uint64_t off, uint64_t len) { return splitter->Rewrite(off, len); };
+    c.verify_path = JoinPath(JoinPath(JoinPath(config_.data_dir, "volumes"), v.name), "verify.json");
   }
   c.rate_bytes_per_second = v.params.bytes_per_second;
   c.node_throttle = &node_throttle_;
