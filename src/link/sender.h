@@ -157,6 +157,7 @@ class LinkSender {
   Result<std::vector<DigestRange>> DifferingBlocks(Session* s, MessageType ask, uint64_t start,
                                                    const std::string& buf);
   bool CanResync() const;
+  std::string& WindowBuffer(size_t n);
   // Under mu_: copies st_.verify for SaveVerify.
   void SaveVerify(const VerifyStatus& v);
   Status BeginResync(Session* s, uint64_t missing_from, uint64_t resume_at);
@@ -184,6 +185,7 @@ class LinkSender {
   uint64_t sample_wire_ = 0;
   int64_t last_checkpoint_ns_ = 0;
   uint64_t trimmed_through_ = 0;
+  std::string window_buf_;  // sending thread only
 };
 
 }  // namespace ferry::link
