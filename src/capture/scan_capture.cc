@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/bytes.h"
 #include "base/checksum.h"
 #include "base/coding.h"
 
@@ -39,10 +40,6 @@ struct Hash128 {
 Hash128 HashChunk(const char* p, size_t n) {
   XXH128_hash_t h = XXH3_128bits(p, n);
   return {h.low64, h.high64};
-}
-
-bool AllZero(const char* p, size_t n) {
-  return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0);
 }
 
 uint64_t CeilDiv(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
@@ -436,7 +433,7 @@ Status ScanCapture::ScanAndMark(Baseline& base, MapWriter& out, journal::MarkerK
       if (!prev) ++report->unknown_chunks;
       ++report->changed_chunks;
       report->bytes_changed += len;
-      if (AllZero(p, len)) {
+      if (IsAllZero(std::string_view(p, len))) {
         batch.AddZero(offset + at, len);
       } else {
         batch.AddWrite(offset + at, p, len);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "base/bytes.h"
 #include "base/checksum.h"
 #include "base/coding.h"
 #include "journal/index.h"
@@ -25,20 +26,6 @@ uint64_t CountBits(const std::vector<uint64_t>& bits) {
   uint64_t n = 0;
   for (uint64_t w : bits) n += static_cast<uint64_t>(__builtin_popcountll(w));
   return n;
-}
-
-bool AllZero(const char* p, size_t n) {
-  // Compare 8 bytes at a time; the buffers are block-sized.
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    if (w) return false;
-  }
-  for (; i < n; ++i) {
-    if (p[i]) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -241,7 +228,7 @@ Status Overlay::Read(uint64_t offset, size_t n, void* dst) {
 
 Status Overlay::WriteBlocks(uint64_t first_block, std::string_view data, bool filled) {
   uint64_t count = data.size() / block_size_;
-  if (AllZero(data.data(), data.size())) {
+  if (IsAllZero(data)) {
     RETURN_IF_ERROR(data_->PunchHole(first_block * block_size_, data.size()));
   } else {
     RETURN_IF_ERROR(data_->WriteAt(first_block * block_size_, data));

@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <random>
 
+#include "base/bytes.h"
 #include "journal/overlay.h"
 #include "journal/segment.h"
 #include "journal/view.h"
@@ -107,10 +108,17 @@ Result<std::shared_ptr<Replica>> Replica::Create(const std::string& dir, const C
         buf.resize(n);
         ASSIGN_OR_RETURN(size_t got, seed->ReadAt(data, n, buf.data()));
         if (got < n) std::fill(buf.begin() + static_cast<std::ptrdiff_t>(got), buf.end(), '\0');
-        for (uint64_t b = 0; b < n; b += p.block_size) {
-          std::string_view block(buf.data() + b, p.block_size);
-          if (block.find_first_not_of('\0') == std::string_view::npos) continue;
-          RETURN_IF_ERROR(base->WriteAt(data + b, block));
+        // Runs of non-zero blocks, one write each.
+        const std::string_view all(buf);
+        for (uint64_t b = 0; b < n;) {
+          if (IsAllZero(all.substr(b, p.block_size))) {
+            b += p.block_size;
+            continue;
+          }
+          uint64_t e = b + p.block_size;
+          while (e < n && !IsAllZero(all.substr(e, p.block_size))) e += p.block_size;
+          RETURN_IF_ERROR(base->WriteAt(data + b, all.substr(b, e - b)));
+          b = e;
         }
         off = data + n;
       }

@@ -36,6 +36,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/bytes.h"
 #include "base/status.h"
 
 namespace ferry::link {
@@ -68,6 +69,6 @@ Status Decompress(Codec codec, std::string_view in, size_t raw_length, std::stri
 
 // True when every byte of `data` is zero (true for empty data). Runs at memory speed: such
 // blocks travel as zero records instead of being compressed.
-bool IsAllZero(std::string_view data);
+using ferry::IsAllZero;
 
 }  // namespace ferry::link

@@ -146,6 +146,18 @@ class LinkTest : public ::testing::Test {
     return c;
   }
 
+  // Starts a sender with a changed-block map (resync and verify need one); returns the map.
+  std::shared_ptr<capture::DirtyMap> StartWithDirtyMap(Target& target) {
+    auto dirty = std::shared_ptr<capture::DirtyMap>(
+        std::move(capture::DirtyMap::Open(Env::Posix(), dir_ + "/dirty.map", kSize)).value());
+    SenderConfig c = Config(target.port());
+    c.dirty = dirty;
+    c.rewrite = [this](uint64_t off, uint64_t len) { return splitter_->Rewrite(off, len); };
+    sender_ = std::make_unique<LinkSender>(c, log_);
+    sender_->Start();
+    return dirty;
+  }
+
   // The target's replica, once it exists.
   std::shared_ptr<Replica> TargetReplica(Target& t) {
     std::shared_ptr<Replica> r;
@@ -295,13 +307,7 @@ TEST_F(LinkTest, TargetRestartResumesFromItsDurableSeq) {
 
 TEST_F(LinkTest, PendingLogOverflowBecomesAResyncOfTheChangedBlocks) {
   Target target(dir_ + "/target");
-  auto dirty = std::shared_ptr<capture::DirtyMap>(
-      std::move(capture::DirtyMap::Open(Env::Posix(), dir_ + "/dirty.map", kSize)).value());
-  SenderConfig c = Config(target.port());
-  c.dirty = dirty;
-  c.rewrite = [this](uint64_t off, uint64_t len) { return splitter_->Rewrite(off, len); };
-  sender_ = std::make_unique<LinkSender>(c, log_);
-  sender_->Start();
+  auto dirty = StartWithDirtyMap(target);
   auto replica = TargetReplica(target);
   ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
   auto before = splitter_->Mark(MarkerKind::kCrashConsistent, "before");
@@ -362,13 +368,7 @@ bool DamageFirstCopy(const std::string& dir, const std::string& needle) {
 
 TEST_F(LinkTest, VerifyResyncsOnlyTheBlocksThatDifferAtTheTarget) {
   Target target(dir_ + "/target");
-  auto dirty = std::shared_ptr<capture::DirtyMap>(
-      std::move(capture::DirtyMap::Open(Env::Posix(), dir_ + "/dirty.map", kSize)).value());
-  SenderConfig c = Config(target.port());
-  c.dirty = dirty;
-  c.rewrite = [this](uint64_t off, uint64_t len) { return splitter_->Rewrite(off, len); };
-  sender_ = std::make_unique<LinkSender>(c, log_);
-  sender_->Start();
+  StartWithDirtyMap(target);
   auto replica = TargetReplica(target);
   ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
   // Records after the initial sync, in the upper half (the target keeps them in its journal).
