@@ -361,8 +361,6 @@ class ReprotectWorkflow : public Workflow {
   }
 };
 
-}  // namespace
-
 // Resync (a forced digest resync, docs/protocols/link.md "Verify"): each disk's link compares
 // the source disk with the target's newest state and resyncs only the blocks that differ.
 std::string VerifyId(const JobContext& c, const json& disk) {
@@ -415,7 +413,6 @@ StepOutcome VerifyDisks(JobContext& c) {
   bool done = true;
   double total = 0;
   std::string msg;
-  json results = json::object();
   for (const json& d : it.disks) {
     const std::string disk = d["name"], vol = d["volume"], id = VerifyId(c, d);
     const json* v = Find(st, "volumes", vol);
@@ -427,7 +424,7 @@ StepOutcome VerifyDisks(JobContext& c) {
     const json& link = (*v)["link"];
     json verify = link.value("verify", json::object());
     if (verify.value("id", "") != id) {
-      // Not asked yet, or the node restarted and forgot: ask (again).
+      // Not asked yet (or the node lost its saved verify): ask.
       STEP_ASSIGN(verify, src.Post("/v1/volumes/" + vol + "/link/resync", json{{"id", id}}));
     }
     const std::string state = verify.value("state", "waiting");
@@ -443,8 +440,6 @@ StepOutcome VerifyDisks(JobContext& c) {
                               (closed_at ? " (consistent from seq " + std::to_string(closed_at) + ")" : "")
                         : std::string(verify.value("cancelled", false) ? "cancelled, nothing found"
                                                                        : "no difference");
-      results[disk] = {{"differing_bytes", differing}, {"consistent_from", closed_at},
-                       {"compared_bytes", verify.value("compared_bytes", uint64_t{0})}};
     } else if (state == "rewriting" || state == "done") {
       pct = 90;
       line += Bytes(differing) + " differ; resyncing them";
@@ -462,7 +457,6 @@ StepOutcome VerifyDisks(JobContext& c) {
     msg += (msg.empty() ? "" : "; ") + line;
   }
   if (!done) return StepOutcome::Wait(msg, it.disks.empty() ? 100 : total / static_cast<double>(it.disks.size()), 1000);
-  c.data()["resync"] = results;
   return StepOutcome::Done(msg);
 }
 
@@ -492,6 +486,8 @@ class ResyncWorkflow : public Workflow {
     return {{"stop-verify", "Stop comparing", 1, StopVerify}, {"finish-undo", "Release the item", 1, ReleaseItem}};
   }
 };
+
+}  // namespace
 
 void RegisterProtectWorkflows(JobEngine& engine) {
   engine.Register("enable", std::make_unique<EnableWorkflow>());

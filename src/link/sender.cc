@@ -91,7 +91,6 @@ LinkSender::LinkSender(SenderConfig config, std::shared_ptr<journal::Replica> lo
   }
 }
 
-
 void LinkSender::SaveVerify(const VerifyStatus& v) {
   if (config_.verify_path.empty()) return;
   Status s = WriteFileAtomically(config_.env, config_.verify_path, VerifyToJson(v).dump() + "\n");
@@ -812,7 +811,7 @@ Status LinkSender::SendVerify(Session* s, bool* sent) {
     }
     if (!ranges.empty()) {
       RETURN_IF_ERROR(config_.dirty->Save());
-      CrashPoint("link.verify.compared");  // tests: the bits are saved, the compare forgotten
+      CrashPoint("link.verify.compared");  // tests: bits saved, the window not yet marked done
     }
     s->last_send_ns = config_.clock->NowNanos();
     std::lock_guard l(mu_);

@@ -158,7 +158,7 @@ class LinkSender {
                                                    const std::string& buf);
   bool CanResync() const;
   std::string& WindowBuffer(size_t n);
-  // Under mu_: copies st_.verify for SaveVerify.
+  // Writes v to config_.verify_path (callers hold mu_; the file is a few hundred bytes).
   void SaveVerify(const VerifyStatus& v);
   Status BeginResync(Session* s, uint64_t missing_from, uint64_t resume_at);
   void MaybeTrim();
