@@ -127,13 +127,15 @@ crashing_job() {
     points=("${rest[@]}")
     sed -i "s/crash point $fired\$/(crashed at $fired)/" "$work/server.log"
     start_server "FERRY_CRASH_AT=$(IFS=,; echo "${points[*]}")"
-    # The POST's answer may have been cut by the first kill: the job is the item's newest.
-    [[ -n $job ]] || job=$(curl "${direct[@]}" "http://127.0.0.1:$server_port/api/v1/jobs?item=item-1&limit=1" |
-                           json 'j["items"][0]["id"]')
     # The server lives until the job's next crash point, or for good once the job is done.
     state=""
     for _ in $(seq 600); do
       kill -0 "$server_pid" 2>/dev/null || break
+      # The POST's answer may have been cut by the first kill: the job is the item's newest.
+      # The restarted server may die at the next crash point before it answers: ask again.
+      [[ -n $job ]] || job=$(curl "${direct[@]}" "http://127.0.0.1:$server_port/api/v1/jobs?item=item-1&limit=1" \
+                               2>/dev/null | json 'j["items"][0]["id"]' 2>/dev/null || true)
+      [[ -n $job ]] || { sleep 0.1; continue; }
       state=$(curl "${direct[@]}" "http://127.0.0.1:$server_port/api/v1/jobs/$job" 2>/dev/null | json 'j["state"]' 2>/dev/null || true)
       case $state in Succeeded | Failed | Cancelled) break ;; esac
       sleep 0.1
