@@ -581,7 +581,8 @@ bool DecodeMessage(MessageType type, std::string_view payload, uint64_t first, c
     case MessageType::kRecords: return DecodeRecordsAndRoundTrip(payload, first, g);
     case MessageType::kSyncData: return DecodeSyncDataAndRoundTrip(payload, g);
     case MessageType::kPing: return true;  // nothing to decode
-    case MessageType::kDigestRequest: {
+    case MessageType::kDigestRequest:
+    case MessageType::kVerifyRequest: {  // the same layout
       auto got = DecodeDigestRequest(payload, g.volume_size, g.block_size);
       if (!Check(got)) return false;
       std::string again;
@@ -628,7 +629,7 @@ void FixChecksums(bool payload, bool header, std::string* bytes) {
 // checksums fixed up or not.
 void StructuredFrame(FuzzedDataProvider& in) {
   FrameHeader h;
-  h.type = static_cast<MessageType>(in.ConsumeIntegralInRange(1, 10));
+  h.type = static_cast<MessageType>(in.ConsumeIntegralInRange(1, 13));
   h.codec = static_cast<Codec>(in.ConsumeIntegralInRange(0, 2));
   const int damage = in.ConsumeIntegralInRange(0, 11);  // 0..5: none
   const int fix = in.ConsumeIntegralInRange(0, 3);
@@ -664,6 +665,7 @@ void StructuredFrame(FuzzedDataProvider& in) {
         }
         case MessageType::kPing: break;
         case MessageType::kDigestRequest:
+        case MessageType::kVerifyRequest:
         case MessageType::kDigests:
           // Not built structurally yet: arbitrary bytes exercise the decoders' checks.
           b.payload = in.ConsumeRandomLengthString(512);
