@@ -29,6 +29,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <tuple>
@@ -138,6 +139,7 @@ bool IsAscii(const std::string& s) {
 // whether it must decode (nothing was damaged).
 struct Built {
   std::string payload;
+  std::deque<std::string> held;  // what the built message's views point into
   Geometry g;
   uint64_t first = 0;
   bool valid = true;
@@ -330,7 +332,7 @@ Built BuildSyncData(FuzzedDataProvider& in, SyncData* m) {
     const uint64_t at = next + in.ConsumeIntegralInRange<uint64_t>(0, 2);
     if (at >= limit) break;
     const uint64_t n = in.ConsumeIntegralInRange<uint64_t>(1, std::min(limit - at, max_extent_blocks));
-    SyncExtent e{at * b.g.block_size, Fill(in, n * b.g.block_size)};
+    SyncExtent e{at * b.g.block_size, b.held.emplace_back(Fill(in, n * b.g.block_size))};
     next = at + n;
     if (mistake == 1) {
       e.offset += in.ConsumeIntegralInRange<uint64_t>(1, b.g.block_size - 1);
@@ -339,7 +341,7 @@ Built BuildSyncData(FuzzedDataProvider& in, SyncData* m) {
       e.offset = m->extents.back().offset + m->extents.back().data.size() - b.g.block_size;
       b.valid = false;
     } else if (mistake == 3) {
-      e.data.resize(in.ConsumeIntegralInRange<size_t>(0, e.data.size() - 1));
+      e.data = e.data.substr(0, in.ConsumeIntegralInRange<size_t>(0, e.data.size() - 1));
       b.valid = false;
     }
     m->extents.push_back(std::move(e));
@@ -608,11 +610,13 @@ bool DecodeFrame(std::string_view bytes, MessageType* type, std::string* raw) {
   if (!Check(h)) return false;
   Require(bytes.size() >= kFrameHeaderSize, "a header shorter than 32 bytes decoded");
   std::string_view stored = bytes.substr(kFrameHeaderSize);
-  auto payload = DecodeFramePayload(*h, stored.substr(0, std::min<size_t>(stored.size(), h->stored_length)));
+  std::string buf;
+  auto payload = DecodeFramePayload(
+      *h, stored.substr(0, std::min<size_t>(stored.size(), h->stored_length)), &buf);
   if (!Check(payload)) return false;
   Require(payload->size() == h->raw_length, "a frame payload decoded to the wrong length");
   *type = h->type;
-  *raw = std::move(*payload);
+  *raw = std::string(*payload);
   return true;
 }
 

@@ -91,10 +91,11 @@ echo "sync: fell back to asynchronous with the target down, synchronous again af
 hooklog="$work/hooks.log"
 api a POST /v1/volumes/disk1/protect "{\"target\": \"127.0.0.1:${link_port[b]}\",
   \"freeze_command\": \"echo freeze \$FERRY_VOLUME >>$hooklog\",
-  \"thaw_command\": \"echo thaw \$FERRY_VOLUME >>$hooklog\", \"hook_timeout_ms\": 2000}" >/dev/null
+  \"thaw_command\": \"echo thaw \$FERRY_VOLUME >>$hooklog\", \"hook_timeout_ms\": 2000, \"compression\": \"lz4\"}" >/dev/null
 # A point before the end of the initial sync is not consistent and not listed at the target:
 # the marker is taken once the sync finished (on a loaded machine it can take seconds).
 replica_ready disk1
+[[ $(vol_link disk1 | json "j['codec']") == lz4 ]] || fail "disk1's link does not compress with lz4: $(vol_link disk1)"
 seq=$(api a POST /v1/volumes/disk1/markers '{"kind": "app-consistent", "label": "nightly"}' | json 'j["seq"]')
 [[ $(cat "$hooklog") == $'freeze disk1\nthaw disk1' ]] || fail "hooks did not run freeze then thaw: $(cat "$hooklog")"
 wait_acked "$seq" disk1
@@ -111,8 +112,11 @@ tail -n1 "$hooklog" | grep -qx 'thaw-after-hang' || fail "thaw did not run after
 echo "hooks: freeze, marker, thaw in order; a hung freeze was killed, thawed, reported"
 
 # 3. Barrier over two volumes.
-api a POST /v1/volumes/disk2/protect "{\"target\": \"127.0.0.1:${link_port[b]}\"}" >/dev/null
+api a POST /v1/volumes/disk2/protect "{\"target\": \"127.0.0.1:${link_port[b]}\", \"compression\": \"none\"}" >/dev/null
 replica_ready disk2
+# The compression setting: disk0 has the default, disk2 asked for none (disk1 for lz4, above).
+codecs=$(api a GET /v1/status | json "' '.join(v['link']['codec'] for v in j['volumes'] if v['name'] in ('disk0', 'disk2'))")
+[[ $codecs == "zstd none" ]] || fail "links compress with '$codecs', expected 'zstd none'"
 id=$(api a POST /v1/barriers '{"volumes": ["disk1", "disk2"], "timeout_ms": 10000}' | json 'j["id"]')
 : >"$work/held.log"
 "$py" "$here/tools/numbered_writer.py" "$(uri disk2 a)" 256 5 "$work/held.log" 20 &
@@ -215,6 +219,7 @@ echo "scan capture: first cycle synced the disk, the next sent only the 16 chang
 expect_http() { expect_on a "$@"; }  # expect_http CODE TEXT METHOD PATH [BODY]
 expect_http 404 "no capture volume 'nope'" POST /v1/volumes/nope/markers '{}'
 expect_http 400 "mode 'fast'" POST /v1/volumes/disk2/protect "{\"target\": \"127.0.0.1:1\", \"mode\": \"fast\"}"
+expect_http 400 "compression 'gzip': use zstd" POST /v1/volumes/disk2/protect "{\"target\": \"127.0.0.1:1\", \"compression\": \"gzip\"}"
 expect_http 409 "already protected" POST /v1/volumes/disk2/protect "{\"target\": \"127.0.0.1:1\"}"
 expect_http 400 "not JSON" POST /v1/volumes '{'
 expect_http 400 "volume name" POST /v1/volumes "{\"name\": \"a/b\", \"disk\": \"$work/x.img\"}"

@@ -39,6 +39,7 @@ void AddCaptureCommands(CLI::App& app) {
   cmd->add_option("--block-size", *bs, "Block size of a new pending log")->capture_default_str();
   cmd->callback([=] {
     sigset_t stop = BlockStopSignals();
+    KeepLargeBuffersInTheHeap();
     Env* env = Env::Posix();
     auto f = env->OpenFile(*disk, OpenMode::kRead);
     Check(f.status(), "cannot open disk " + *disk);

@@ -20,6 +20,7 @@ void AddNodeCommand(CLI::App& app) {
     if (!cmd->get_subcommands().empty()) return;
     if (config->empty()) throw CLI::RequiredError("--config");
     sigset_t stop = BlockStopSignals();
+    KeepLargeBuffersInTheHeap();
     auto c = node::LoadNodeConfig(*config);
     Check(c.status(), "configuration");
     auto n = node::Node::Start(*c);

@@ -15,6 +15,8 @@ namespace ferry::cli {
 Result<std::unique_ptr<Listener>> ListenOn(const std::string& address);
 // Blocks SIGINT and SIGTERM in this thread (call before starting any thread) and returns them.
 sigset_t BlockStopSignals();
+// Daemons: keep MiB-sized buffers in the heap once freed instead of mapping them anew.
+void KeepLargeBuffersInTheHeap();
 // Listens on every address, prints "serving WHAT at URI" for each, waits for a stop signal,
 // then stops the server.
 void ServeUntilSignalled(nbd::Server& server, const std::vector<std::string>& addresses,

@@ -1,5 +1,7 @@
 // `ferry replica serve DIR --point P`: serves a recovery point (or an overlay over it) over
 // NBD with nothing else running — the operator's way to reach any point with one command.
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -42,6 +44,16 @@ sigset_t BlockStopSignals() {
   return stop;
 }
 
+void KeepLargeBuffersInTheHeap() {
+  // glibc maps each allocation above its (dynamic) mmap threshold anew and hands freed heap
+  // tops back to the kernel; a daemon that allocates and frees MiB-sized buffers all the time
+  // (sync chunks, frames, compared windows) then pays a page fault for every 4 KiB of each,
+  // which cost more than the copies themselves on a virtual machine (bench/RESULTS.md, "Notes
+  // on the initial sync"). Fixed thresholds keep such buffers in the heap for reuse.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
 void AddServeCommand(CLI::App& replica) {
   auto* cmd = replica.add_subcommand("serve", "Serve a recovery point over NBD (read-only), or an overlay over it");
   auto dir = std::make_shared<std::string>();
@@ -55,6 +67,7 @@ void AddServeCommand(CLI::App& replica) {
   cmd->callback([=] {
     // Block the stop signals before any thread starts; this thread waits for them.
     sigset_t stop = BlockStopSignals();
+    KeepLargeBuffersInTheHeap();
 
     auto spec = journal::PointSpec::Parse(*point);
     Check(spec.status(), "--point");

@@ -43,6 +43,13 @@ class File {
   virtual Status WriteAtV(uint64_t offset, std::span<const std::string_view> pieces) = 0;
   // Makes everything written so far durable (fdatasync).
   virtual Status Sync() = 0;
+  // A hint, no promise: starts writing [offset, offset+n) back to the device now, without
+  // waiting, so that a later Sync has less to wait for and the device stays busy while the
+  // caller goes on (a bulk copy that syncs now and then). Durability still needs Sync.
+  virtual void StartWriteback(uint64_t /*offset*/, uint64_t /*n*/) {}
+  // A hint, no promise: the caller will not read [offset, offset+n) soon; its clean cached
+  // pages may be dropped (a bulk copy should not fill the page cache with what it wrote).
+  virtual void DropCache(uint64_t /*offset*/, uint64_t /*n*/) {}
   virtual Result<uint64_t> Size() = 0;
   // Sets the file's size; growing makes a hole.
   virtual Status Truncate(uint64_t size) = 0;

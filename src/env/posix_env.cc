@@ -112,6 +112,17 @@ class PosixFile final : public File {
     return Status::Ok();
   }
 
+  void StartWriteback(uint64_t offset, uint64_t n) override {
+    // Only a hint: an error here (a filesystem without it) changes nothing Sync will not do.
+    (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(n),
+                            SYNC_FILE_RANGE_WRITE);
+  }
+
+  void DropCache(uint64_t offset, uint64_t n) override {
+    (void)::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(n),
+                          POSIX_FADV_DONTNEED);
+  }
+
   Result<uint64_t> Size() override {
     struct stat st;
     if (::fstat(fd_, &st) != 0) return ErrnoStatus("fstat", path_, errno);

@@ -77,16 +77,17 @@ Result<FrameHeader> DecodeFrameHeader(std::string_view bytes) {
   return h;
 }
 
-Result<std::string> DecodeFramePayload(const FrameHeader& h, std::string_view stored) {
+Result<std::string_view> DecodeFramePayload(const FrameHeader& h, std::string_view stored,
+                                            std::string* buf) {
   if (stored.size() != h.stored_length) return Corrupt("payload cut short");
   if (Checksum64(stored) != h.payload_checksum) {
     return Corrupt(std::string(MessageTypeName(h.type)) + " payload checksum mismatch");
   }
-  if (h.codec == Codec::kNone) return std::string(stored);
-  std::string raw;
-  Status s = Decompress(h.codec, stored, h.raw_length, &raw);
+  if (h.codec == Codec::kNone) return stored;
+  buf->clear();  // Decompress appends
+  Status s = Decompress(h.codec, stored, h.raw_length, buf);
   if (!s.ok()) return Corrupt(std::string(s.message()));
-  return raw;
+  return std::string_view(*buf);
 }
 
 Result<size_t> FrameWriter::Write(MessageType type, std::string_view payload) {
@@ -127,7 +128,7 @@ Result<Frame> FrameReader::Read() {
   Frame f;
   f.type = h.type;
   f.wire_bytes = kFrameHeaderSize + h.stored_length;
-  ASSIGN_OR_RETURN(f.payload, DecodeFramePayload(h, stored_));
+  ASSIGN_OR_RETURN(f.payload, DecodeFramePayload(h, stored_, &raw_));
   return f;
 }
 

@@ -53,12 +53,15 @@ struct FrameHeader {
 std::string EncodeFrameHeader(const FrameHeader& h);
 // Checks magic, header checksum, type, codec, flags and lengths.
 Result<FrameHeader> DecodeFrameHeader(std::string_view bytes);
-// Checks the payload checksum and decompresses to exactly raw_length bytes.
-Result<std::string> DecodeFramePayload(const FrameHeader& h, std::string_view stored);
+// Checks the payload checksum and decompresses to exactly raw_length bytes. The view is
+// stored itself when the payload is not compressed, else *buf (reused across calls).
+Result<std::string_view> DecodeFramePayload(const FrameHeader& h, std::string_view stored,
+                                            std::string* buf);
 
 struct Frame {
   MessageType type;
-  std::string payload;  // raw (decompressed)
+  // Raw (decompressed). A view into the reader's buffers: valid until its next Read.
+  std::string_view payload;
   size_t wire_bytes = 0;
 };
 
@@ -85,7 +88,8 @@ class FrameReader {
 
  private:
   Stream* stream_;
-  std::string stored_;
+  std::string stored_;  // reused: a frame's payload is read and decoded without allocating
+  std::string raw_;
 };
 
 }  // namespace ferry::link

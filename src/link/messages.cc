@@ -301,6 +301,9 @@ Result<std::vector<journal::Record>> DecodeRecords(std::string_view payload,
 }
 
 void EncodeSyncData(const SyncData& m, std::string* out) {
+  size_t bytes = 24 + m.extents.size() * kSyncExtentHeaderSize;
+  for (const SyncExtent& e : m.extents) bytes += e.data.size();
+  out->reserve(out->size() + bytes);
   AppendFixed<uint32_t>(out, static_cast<uint32_t>(m.extents.size()));
   AppendFixed<uint32_t>(out, 0);
   AppendFixed<uint64_t>(out, m.scanned_to);
@@ -359,7 +362,7 @@ Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
     if (Checksum64(data) != checksum) {
       return Corrupt("SYNC_DATA extent at " + std::to_string(e.offset) + ": checksum mismatch");
     }
-    e.data.assign(data);
+    e.data = data;
     at += len;
     m.extents.push_back(std::move(e));
   }

@@ -86,9 +86,11 @@ Result<std::vector<journal::Record>> DecodeRecords(std::string_view payload,
                                                    uint64_t volume_size, uint32_t block_size);
 
 // SYNC_DATA.
+// data views the buffer the source read (encoding) or the payload (decoding): it is valid
+// as long as that buffer is, and nothing is copied.
 struct SyncExtent {
   uint64_t offset = 0;
-  std::string data;     // empty for a zero extent
+  std::string_view data;     // empty for a zero extent
   uint32_t zero_length = 0;  // > 0: this range reads as zeros (seeded sync), no data
 };
 struct SyncData {

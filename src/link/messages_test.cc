@@ -112,9 +112,10 @@ TEST(LinkMessages, SyncDataZeroExtentsCarryNoData) {
   SyncExtent z;
   z.offset = 4096;
   z.zero_length = 8192;
+  const std::string xs(4096, 'x');
   SyncExtent w;
   w.offset = 65536;
-  w.data = std::string(4096, 'x');
+  w.data = xs;
   d.extents = {z, w};
   std::string p;
   EncodeSyncData(d, &p);

@@ -359,6 +359,10 @@ Status LinkSender::Handshake(Session* s) {
   Codec codec;
   if (!ParseCodec(w.codec, &codec)) return DataLoss("corrupt frame: target chose codec " + w.codec);
   s->writer->set_codec(codec);
+  {
+    std::lock_guard l(mu_);
+    st_.codec = w.codec;
+  }
   const uint64_t oldest_held = log_->Stats().oldest_point + 1;
   s->next_seq = w.resume_from;
   s->target_resync_open = w.resync_open;
@@ -427,7 +431,7 @@ void LinkSender::ReadAcks(Session* s) {
     if (f->type == MessageType::kDigests) {
       std::lock_guard l(mu_);
       s->last_recv_ns = now;
-      s->digests.push_back(std::move(f->payload));
+      s->digests.emplace_back(f->payload);
       cv_.notify_all();
       continue;
     }
@@ -584,6 +588,7 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
     s->sync = false;
     *sent = true;
     std::string().swap(window_buf_);
+    std::string().swap(payload_buf_);
     spdlog::info("link {}: initial sync sent; consistent from seq {}", config_.volume,
                  s->sync_done_seq);
     return Status::Ok();
@@ -614,9 +619,10 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
     d.scanned_to = size;
   } else {
     const uint64_t n = std::min<uint64_t>(config_.sync_chunk_bytes, size - data_at);
-    std::string buf(n, '\0');
+    std::string& buf = WindowBuffer(n);
     ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(data_at, n, buf.data()));
-    (void)got;  // past the end of a shorter file reads as zeros
+    // Past the end of a shorter file reads as zeros (the reused buffer holds older bytes).
+    if (got < n) std::fill(buf.begin() + static_cast<std::ptrdiff_t>(got), buf.end(), '\0');
     // Runs of non-zero blocks become extents; zero blocks are not sent.
     for (uint64_t b = 0; b < n / bs;) {
       std::string_view block(buf.data() + b * bs, bs);
@@ -626,12 +632,13 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
       }
       uint64_t e = b + 1;
       while (e < n / bs && !IsAllZero(std::string_view(buf.data() + e * bs, bs))) ++e;
-      d.extents.push_back({data_at + b * bs, buf.substr(b * bs, (e - b) * bs)});
+      d.extents.push_back({data_at + b * bs, std::string_view(buf).substr(b * bs, (e - b) * bs)});
       b = e;
     }
     d.scanned_to = data_at + n;
   }
-  std::string payload;
+  std::string& payload = payload_buf_;
+  payload.clear();
   EncodeSyncData(d, &payload);
   RETURN_IF_ERROR(throttle_.Acquire(payload.size()));
   ASSIGN_OR_RETURN(size_t wire, s->writer->Write(MessageType::kSyncData, payload));
@@ -759,9 +766,10 @@ Result<Digests> LinkSender::AskDigests(Session* s, MessageType ask, uint32_t gra
   return d;
 }
 
-// The buffer of a compared window, kept from one window to the next: a fresh 64 MiB buffer
-// each time is mapped and zeroed anew, and its page faults cost more than the compare (on a
-// virtual machine, most of a window's time). Freed once the sync or verify is over.
+// The buffer of a read window (a sync chunk, a compared window), kept from one to the next: a
+// fresh buffer each time is mapped and zeroed anew, and its page faults cost more than the
+// work on it (on a virtual machine, most of a 64 MiB window's time). Freed once the sync or
+// verify is over.
 std::string& LinkSender::WindowBuffer(size_t n) {
   window_buf_.resize(n);
   return window_buf_;
@@ -923,7 +931,7 @@ Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
       if (zero) {
         x.zero_length = static_cast<uint32_t>(e - b);
       } else {
-        x.data = buf.substr(b - start, e - b);
+        x.data = std::string_view(buf).substr(b - start, e - b);
         payload_bytes += x.data.size();
       }
       d.extents.push_back(std::move(x));

@@ -95,6 +95,7 @@ struct LinkStatus {
   std::string volume;
   std::string state = "connecting";
   std::string peer;
+  std::string codec;  // what frames are compressed with, as the target chose at the handshake
   uint64_t sent_seq = 0;   // newest seq put on the wire
   uint64_t acked_seq = 0;  // newest seq durable at the target
   uint64_t log_last_seq = 0;
@@ -185,7 +186,8 @@ class LinkSender {
   uint64_t sample_wire_ = 0;
   int64_t last_checkpoint_ns_ = 0;
   uint64_t trimmed_through_ = 0;
-  std::string window_buf_;  // sending thread only
+  std::string window_buf_;   // sending thread only (WindowBuffer)
+  std::string payload_buf_;  // sending thread only: the initial sync's SYNC_DATA
 };
 
 }  // namespace ferry::link

@@ -168,6 +168,7 @@ void Api::Routes() {
     if (!cap.ok() && bad.ok()) bad = cap.status();
     get_str("target", &p.target);
     get_str("mode", &p.mode);
+    get_str("compression", &p.compression);
     get_str("freeze_command", &p.freeze_command);
     get_str("thaw_command", &p.thaw_command);
     get_i64("marker_interval_ms", &p.marker_interval_ms);

@@ -174,6 +174,7 @@ Status Node::OpenVolume(const std::string& name) {
       v->params.hook_timeout_ms = p.value("hook_timeout_ms", int64_t{10000});
       v->params.app_interval_ms = p.value("app_interval_ms", int64_t{0});
       v->params.pending_cap_bytes = p.value("pending_cap_bytes", uint64_t{4} << 30);
+      v->params.compression = p.value("compression", std::string("zstd"));
       v->link_state = p.value("state", std::string("running"));
     }
   } catch (const std::exception& e) {
@@ -240,6 +241,7 @@ json Node::VolumeSettings(const Volume& v) {
                     {"hook_timeout_ms", v.params.hook_timeout_ms},
                     {"app_interval_ms", v.params.app_interval_ms},
                     {"pending_cap_bytes", v.params.pending_cap_bytes},
+                    {"compression", v.params.compression},
                     {"state", v.link_state}};
   }
   return j;
@@ -267,6 +269,11 @@ Status Node::StartLink(Volume& v) {
   };
   c.disk_path = v.disk;
   c.trim_above_bytes = v.params.pending_cap_bytes / 4;
+  // The chosen codec first; the others stay acceptable (the target takes the first it knows).
+  c.codecs = {v.params.compression};
+  for (const char* codec : {"zstd", "lz4", "none"}) {
+    if (v.params.compression != codec) c.codecs.push_back(codec);
+  }
   if (v.scan) {
     auto log = v.log;
     auto scan = v.scan;
@@ -429,6 +436,9 @@ Result<json> Node::Protect(const std::string& name, const ProtectParams& p) {
   }
   if (p.mode != "async" && p.mode != "sync") {
     return InvalidArgument("mode '" + p.mode + "': use async or sync");
+  }
+  if (p.compression != "zstd" && p.compression != "lz4" && p.compression != "none") {
+    return InvalidArgument("compression '" + p.compression + "': use zstd (WAN), lz4 or none (a fast LAN)");
   }
   if (p.sync_timeout_ms < 1 || p.hook_timeout_ms < 1) {
     return InvalidArgument("sync_timeout_ms and hook_timeout_ms must be positive");

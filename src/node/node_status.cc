@@ -63,6 +63,7 @@ json Node::VolumeJson(Volume& v, int64_t now) {
     link::LinkStatus s = v.sender->status();
     link["state"] = s.state;
     link["peer"] = s.peer;
+    link["codec"] = s.codec;
     link["acked_seq"] = s.acked_seq;
     link["sent_seq"] = s.sent_seq;
     link["log_last_seq"] = s.log_last_seq;
