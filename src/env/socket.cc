@@ -27,19 +27,23 @@ void SetNoDelay(int fd) {
 
 Socket::~Socket() { ::close(fd_); }
 
-Status Socket::ReadFull(void* dst, size_t n) {
-  char* p = static_cast<char*>(dst);
-  while (n > 0) {
-    ssize_t r = ::recv(fd_, p, n, 0);
-    if (r > 0) {
-      p += r;
-      n -= static_cast<size_t>(r);
-      continue;
-    }
+Result<size_t> Socket::ReadSome(void* dst, size_t n) {
+  for (;;) {
+    ssize_t r = ::recv(fd_, dst, n, 0);
+    if (r > 0) return static_cast<size_t>(r);
     if (r == 0) return Aborted("connection closed by peer");
     if (errno == EINTR) continue;
     if (errno == ECONNRESET) return Aborted("connection reset by peer");
     return Errno("recv");
+  }
+}
+
+Status Socket::ReadFull(void* dst, size_t n) {
+  char* p = static_cast<char*>(dst);
+  while (n > 0) {
+    ASSIGN_OR_RETURN(size_t got, ReadSome(p, n));
+    p += got;
+    n -= got;
   }
   return Status::Ok();
 }

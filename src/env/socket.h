@@ -25,6 +25,8 @@ class Socket final : public Stream {
   Socket& operator=(const Socket&) = delete;
 
   Status ReadFull(void* dst, size_t n) override;
+  // One recv(2): at least one byte and at most n (n > 0), whatever has arrived.
+  Result<size_t> ReadSome(void* dst, size_t n);
   Status WriteAll(std::string_view data) override;
   Status WriteAllV(std::span<const std::string_view> pieces) override;
   void Shutdown() override;

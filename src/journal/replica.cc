@@ -534,9 +534,22 @@ Health Replica::GetHealth() const {
   return h;
 }
 
-Status Replica::CheckSpace(uint64_t incoming) const {
+Status Replica::CheckSpace(uint64_t incoming) {
+  constexpr uint64_t kSpaceSlack = 256ull << 20;
+  constexpr int64_t kSpaceRecheckNs = 1'000'000'000;
+  const int64_t now = options_.clock->NowNanos();
+  const uint64_t spent = space_appended_since_ + incoming;
+  if (space_seen_ns_ != 0 && now - space_seen_ns_ < kSpaceRecheckNs &&
+      space_seen_free_ > spent && space_seen_free_ - spent >= options_.min_free_bytes + kSpaceSlack) {
+    space_appended_since_ = spent;
+    return Status::Ok();
+  }
   ASSIGN_OR_RETURN(SpaceInfo space, env_->GetSpace(dir_));
+  space_seen_free_ = space.free_bytes;
+  space_seen_ns_ = now;
+  space_appended_since_ = incoming;
   if (space.free_bytes < incoming || space.free_bytes - incoming < options_.min_free_bytes) {
+    space_seen_ns_ = 0;  // look again next time: space may be freed any moment
     return ResourceExhausted("no space for the journal: " + std::to_string(space.free_bytes) +
                              " bytes free, " + std::to_string(incoming) + " needed and " +
                              std::to_string(options_.min_free_bytes) +

@@ -245,7 +245,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Status ValidatePointLocked(uint64_t seq) const;
   uint64_t OldestPointLocked() const;
   uint64_t MinProtectedSeqLocked() const;
-  Status CheckSpace(uint64_t incoming_bytes) const;
+  // Called by the group-commit leader (write_mu_ held). statvfs costs as much as a small
+  // append, so it runs only when the free space last seen, less what was appended since,
+  // comes within 256 MiB of the reserve, or when the last look is a second old.
+  Status CheckSpace(uint64_t incoming_bytes);
   Status WriteBatch(std::vector<Writer*>& batch);
   Status RollSegmentIfNeeded();
   // Seals the active segment and starts one whose first record will be first_seq.
@@ -320,6 +323,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   mutable std::mutex append_mu_;  // with append_cv_: wakes WaitForAppend
   mutable std::condition_variable append_cv_;
   std::atomic<uint64_t> refused_bytes_{0};  // the last batch refused for space; 0 once one fits
+  // CheckSpace's last look (guarded by write_mu_): free bytes then, bytes appended since.
+  uint64_t space_seen_free_ = 0;
+  uint64_t space_appended_since_ = 0;
+  int64_t space_seen_ns_ = 0;
 
   // Serialises retention and commit with each other.
   std::mutex maintenance_mu_;

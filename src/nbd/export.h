@@ -36,6 +36,7 @@ class Export {
   virtual bool multi_conn() const { return true; }
   virtual std::string description() const { return {}; }
 
+  // Fills all n bytes of dst (the session reuses buffers: nothing may be left unwritten).
   virtual Status Read(uint64_t offset, size_t n, void* dst) = 0;
   virtual Status Write(uint64_t offset, std::string_view data, bool fua) = 0;
   virtual Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) = 0;

@@ -245,7 +245,7 @@ Status Session::Transmission() {
   Status result;
   for (;;) {
     uint8_t rb[kRequestSize];
-    Status s = socket_->ReadFull(rb, kRequestSize);
+    Status s = Receive(rb, kRequestSize);
     if (!s.ok()) {
       result = s.code() == Code::kAborted ? Status::Ok() : s;  // client went away
       break;
@@ -278,6 +278,7 @@ Status Session::Transmission() {
       inflight_bytes_ += payload;
     }
     if (payload) {
+      job.payload = TakeBuffer();
       s = ReadPayload(payload, &job.payload);
       if (!s.ok()) {
         Release(payload);
@@ -310,10 +311,49 @@ void Session::Worker() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    const size_t held = job.payload.size();
+    const size_t held = job.req.type == kCmdWrite ? job.req.length : 0;
     Handle(job);
+    GiveBack(std::move(job.payload));
     Release(held);
   }
+}
+
+std::string Session::TakeBuffer() {
+  std::lock_guard l(mu_);
+  if (spare_.empty()) return {};
+  std::string buf = std::move(spare_.back());
+  spare_.pop_back();
+  return buf;
+}
+
+void Session::GiveBack(std::string buf) {
+  // Enough for every admitted request; very large buffers are not kept.
+  constexpr size_t kKeepBytes = 4u << 20;
+  if (buf.capacity() == 0 || buf.capacity() > kKeepBytes) return;
+  std::lock_guard l(mu_);
+  if (spare_.size() < std::max<size_t>(1, options_.max_inflight_per_connection)) {
+    spare_.push_back(std::move(buf));
+  }
+}
+
+Status Session::Receive(void* dst, size_t n) {
+  constexpr size_t kBufferBytes = 64 << 10;
+  if (rbuf_.empty()) rbuf_.resize(kBufferBytes);
+  char* p = static_cast<char*>(dst);
+  while (n > 0) {
+    if (rbuf_pos_ == rbuf_end_) {
+      // Large payloads go straight to their buffer.
+      if (n >= kBufferBytes) return socket_->ReadFull(p, n);
+      rbuf_pos_ = rbuf_end_ = 0;
+      ASSIGN_OR_RETURN(rbuf_end_, socket_->ReadSome(rbuf_.data(), rbuf_.size()));
+    }
+    const size_t take = std::min(n, rbuf_end_ - rbuf_pos_);
+    std::memcpy(p, rbuf_.data() + rbuf_pos_, take);
+    rbuf_pos_ += take;
+    p += take;
+    n -= take;
+  }
+  return Status::Ok();
 }
 
 void Session::Release(size_t payload_bytes) {
@@ -324,14 +364,18 @@ void Session::Release(size_t payload_bytes) {
 }
 
 Status Session::ReadPayload(size_t length, std::string* out) {
-  // Grows with the bytes received, so a request that lies about its length costs nothing.
+  // A reused buffer takes the payload in place, without zeroing it first. Beyond its size the
+  // buffer grows with the bytes received, so a request that lies about its length costs
+  // little.
   constexpr size_t kStep = 64 << 10;
-  out->clear();
-  while (out->size() < length) {
-    const size_t have = out->size();
+  size_t have = std::min(out->size(), length);
+  out->resize(have);
+  RETURN_IF_ERROR(Receive(out->data(), have));
+  while (have < length) {
     const size_t n = std::min(kStep, length - have);
     out->resize(have + n);
-    RETURN_IF_ERROR(socket_->ReadFull(out->data() + have, n));
+    RETURN_IF_ERROR(Receive(out->data() + have, n));
+    have += n;
   }
   return Status::Ok();
 }
@@ -368,7 +412,8 @@ void Session::Handle(Job& job) {
         } else if (!in_range) {
           fail(kEinval, "read past the end of the export");
         } else {
-          std::string data(r.length, '\0');
+          std::string data = TakeBuffer();
+          data.resize(r.length);
           Status s = export_->Read(r.offset, r.length, data.data());
           if (!s.ok()) {
             fail(ErrorFor(s, false), s.ToString());
@@ -376,6 +421,7 @@ void Session::Handle(Job& job) {
             server_->bytes_read_.fetch_add(r.length);
             sent = ReplyRead(r, data);
           }
+          GiveBack(std::move(data));
         }
         break;
       }

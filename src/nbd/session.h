@@ -42,6 +42,11 @@ class Session {
 
   Status Transmission();
   Status ReadPayload(size_t length, std::string* out);
+  // Transmission reads go through rbuf_: one recv(2) takes in many queued small requests.
+  Status Receive(void* dst, size_t n);
+  // Payload buffers are reused (their bytes are overwritten, never zeroed first).
+  std::string TakeBuffer();
+  void GiveBack(std::string buf);
   void Worker();
   void Handle(Job& job);
   // Ends an admitted request: frees its slot and its payload bytes.
@@ -67,9 +72,12 @@ class Session {
   uint16_t trans_flags_ = 0;
 
   std::mutex write_mu_;  // one reply on the wire at a time
-  std::mutex mu_;        // guards queue_, inflight_, inflight_bytes_, stopping_, write_failed_
+  std::mutex mu_;  // guards queue_, spare_, inflight_, inflight_bytes_, stopping_, write_failed_
   std::condition_variable cv_;
   std::deque<Job> queue_;
+  std::vector<std::string> spare_;  // buffers for GiveBack/TakeBuffer
+  std::string rbuf_;                // Receive's buffer (the reading thread's alone)
+  size_t rbuf_pos_ = 0, rbuf_end_ = 0;
   size_t inflight_ = 0;        // admitted and not yet replied
   size_t inflight_bytes_ = 0;  // their write payloads
   bool stopping_ = false;
