@@ -323,15 +323,17 @@ std::string Session::TakeBuffer() {
   if (spare_.empty()) return {};
   std::string buf = std::move(spare_.back());
   spare_.pop_back();
+  spare_bytes_ -= buf.capacity();
   return buf;
 }
 
 void Session::GiveBack(std::string buf) {
-  // Enough for every admitted request; very large buffers are not kept.
-  constexpr size_t kKeepBytes = 4u << 20;
-  if (buf.capacity() == 0 || buf.capacity() > kKeepBytes) return;
+  // An idle connection keeps at most kKeepBytes of buffers.
+  constexpr size_t kKeepBytes = 16u << 20;
+  if (buf.capacity() == 0) return;
   std::lock_guard l(mu_);
-  if (spare_.size() < std::max<size_t>(1, options_.max_inflight_per_connection)) {
+  if (spare_bytes_ + buf.capacity() <= kKeepBytes) {
+    spare_bytes_ += buf.capacity();
     spare_.push_back(std::move(buf));
   }
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "env/socket.h"
 #include "nbd/export.h"
@@ -76,6 +77,7 @@ class Session {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   std::vector<std::string> spare_;  // buffers for GiveBack/TakeBuffer
+  size_t spare_bytes_ = 0;          // their capacity
   std::string rbuf_;                // Receive's buffer (the reading thread's alone)
   size_t rbuf_pos_ = 0, rbuf_end_ = 0;
   size_t inflight_ = 0;        // admitted and not yet replied
