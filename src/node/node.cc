@@ -7,6 +7,7 @@
 
 #include "env/env.h"
 #include "journal/points.h"
+#include "link/codec.h"
 #include "node/hooks.h"
 #include "node/node_internal.h"
 #include "node/promotion.h"
@@ -270,10 +271,8 @@ Status Node::StartLink(Volume& v) {
   c.disk_path = v.disk;
   c.trim_above_bytes = v.params.pending_cap_bytes / 4;
   // The chosen codec first; the others stay acceptable (the target takes the first it knows).
-  c.codecs = {v.params.compression};
-  for (const char* codec : {"zstd", "lz4", "none"}) {
-    if (v.params.compression != codec) c.codecs.push_back(codec);
-  }
+  std::stable_partition(c.codecs.begin(), c.codecs.end(),
+                        [&](const std::string& codec) { return codec == v.params.compression; });
   if (v.scan) {
     auto log = v.log;
     auto scan = v.scan;
@@ -437,7 +436,7 @@ Result<json> Node::Protect(const std::string& name, const ProtectParams& p) {
   if (p.mode != "async" && p.mode != "sync") {
     return InvalidArgument("mode '" + p.mode + "': use async or sync");
   }
-  if (p.compression != "zstd" && p.compression != "lz4" && p.compression != "none") {
+  if (link::Codec codec; !link::ParseCodec(p.compression, &codec)) {
     return InvalidArgument("compression '" + p.compression + "': use zstd (WAN), lz4 or none (a fast LAN)");
   }
   if (p.sync_timeout_ms < 1 || p.hook_timeout_ms < 1) {
