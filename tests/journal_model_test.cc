@@ -822,6 +822,10 @@ void ModelRun::OpCommit() {
     for (int i = 0, n = static_cast<int>(Rand(6)); i < n; ++i) RUN_STEP(OpOverlayWrite());
     s = r_->WaitForCommit();
     ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE(r_->committed());
+    // The old journal and base are removed in the background; a crash must not race it here.
+    s = r_->WaitForCommitCleanup();
+    ASSERT_TRUE(s.ok()) << s.ToString();
   }
   ASSERT_TRUE(r_->committed());
   // Writes made while the commit ran may or may not be covered by its final flush.
@@ -886,7 +890,7 @@ void ModelRun::OpCommit() {
 void ModelRun::InterruptCommit(const std::string& name, OverlayModel& m) {
   env_.FailAfter(static_cast<int64_t>(Rand(30)));
   Status s = r_->StartCommit(name);
-  if (s.ok()) s = r_->WaitForCommit();
+  if (s.ok()) s = r_->WaitForCommitCleanup();
   env_.FailAfter(-1);
   Log("  interrupted commit: ", s.ToString());
   if (s.ok()) return;
@@ -901,7 +905,7 @@ void ModelRun::InterruptCommit(const std::string& name, OverlayModel& m) {
   if (how == 0) {
     s = r_->StartCommit(name);
     ASSERT_TRUE(s.ok()) << "retried commit: " << s.ToString();
-    s = r_->WaitForCommit();
+    s = r_->WaitForCommitCleanup();
     ASSERT_TRUE(s.ok()) << "retried commit: " << s.ToString();
     return;
   }
@@ -923,7 +927,7 @@ void ModelRun::InterruptCommit(const std::string& name, OverlayModel& m) {
   ModelOverlayFlush(m);
   // Open resumes, in the background, a commit that had durably begun.
   if (!r_->GetCommitProgress().overlay.empty()) {
-    s = r_->WaitForCommit();
+    s = r_->WaitForCommitCleanup();
     ASSERT_TRUE(s.ok()) << "resumed commit: " << s.ToString();
   }
   if (r_->committed()) {
@@ -933,7 +937,7 @@ void ModelRun::InterruptCommit(const std::string& name, OverlayModel& m) {
   // The commit never durably began: it is the caller's to start again.
   ASSERT_EQ(m.handle->state(), OverlayState::kActive);
   ASSERT_TRUE(r_->StartCommit(name).ok());
-  s = r_->WaitForCommit();
+  s = r_->WaitForCommitCleanup();
   ASSERT_TRUE(s.ok()) << "restarted commit: " << s.ToString();
 }
 

@@ -404,6 +404,8 @@ Status Overlay::Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop)
       b = e;
     }
     done->fetch_add(last - first);
+    // Writeback of each chunk starts now, so the periodic Flush finds little left to wait for.
+    data_->StartWriteback(first * block_size_, (last - first) * block_size_);
     if (since_flush >= (64u << 20)) {
       RETURN_IF_ERROR(Flush());
       since_flush = 0;

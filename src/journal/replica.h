@@ -126,6 +126,7 @@ struct CommitProgress {
   std::string overlay;
   bool running = false;
   bool done = false;
+  bool cleaning = false;  // done; the old journal and base files are being removed
   uint64_t blocks_done = 0;
   uint64_t blocks_total = 0;
   Status status;  // the failure, if it stopped on one
@@ -217,9 +218,13 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Status DiscardOverlay(const std::string& name);
   // Consolidates the overlay into a plain image in the background while it stays in use;
   // when done the replica is committed: the journal, base and every other point are dropped.
+  // WaitForCommit returns once the replica is committed (or the commit failed); removing the
+  // old journal and base files goes on in the background (closing the replica waits for it,
+  // Open finishes it). WaitForCommitCleanup waits for that too and returns its error, if any.
   Status StartCommit(const std::string& name);
   CommitProgress GetCommitProgress() const;
   Status WaitForCommit();
+  Status WaitForCommitCleanup();
 
   // Pins keep a point through retention. One pin per owner; re-pinning moves it.
   Status Pin(uint64_t seq, const std::string& owner, const std::string& reason);
@@ -259,8 +264,12 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // After base_seq moved to target: drops the index entries and segments at or below it.
   Status DropThrough(uint64_t target);
   Status ThinAndCompact(const RetentionPolicy& policy, int64_t now, RetentionReport* report);
+  // The commit point: the manifest says committed and the journal, base and points are
+  // forgotten in memory. Then the files go (DropJournalAndBaseOf); Finish… does both.
+  Status SwitchToCommittedLocked(const std::string& name);
   Status FinishCommitLocked(const std::string& name);
   Status DropJournalAndBase();
+  Status DropJournalAndBaseOf(const std::string& overlay_name);
   void RunCommit(std::shared_ptr<Overlay> overlay);
 
   // Reads [offset, offset+n) as of point into dst; used by View (cache is the view's).
@@ -295,6 +304,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::multiset<uint64_t> view_points_;
   std::set<uint64_t> thinning_markers_;  // chosen for thinning, not yet gone: not points
   CommitProgress commit_;
+  std::condition_variable commit_cv_;  // with meta_mu_: commit_.running turned false
   std::thread commit_thread_;
   std::atomic<bool> commit_stop_{false};
   std::atomic<uint64_t> commit_done_{0};

@@ -192,17 +192,46 @@ Status Replica::StartCommit(const std::string& name) {
 void Replica::RunCommit(std::shared_ptr<Overlay> o) {
   Status s = o->Fill(&commit_done_, &commit_stop_);
   if (s.ok()) s = o->StoreMeta(OverlayState::kCommitted);
+  std::unique_lock mt(maintenance_mu_, std::defer_lock);
   if (s.ok()) {
-    std::lock_guard mt(maintenance_mu_);
-    s = FinishCommitLocked(o->name());
+    mt.lock();
+    s = SwitchToCommittedLocked(o->name());
   }
-  std::lock_guard ml(meta_mu_);
-  commit_.running = false;
-  commit_.done = manifest_.state == "committed";  // even if dropping the journal then failed
-  commit_.status = s;
+  {
+    std::lock_guard ml(meta_mu_);
+    commit_.running = false;
+    commit_.done = manifest_.state == "committed";
+    commit_.cleaning = s.ok();
+    commit_.status = s;
+  }
+  commit_cv_.notify_all();
+  if (!s.ok()) return;
+  // The commit is done: the overlay is the volume. Removing the old journal and base (a few
+  // hundred ms per GiB) is cleanup nobody waits for; Open repeats it if it is cut short.
+  Status d = DropJournalAndBaseOf(o->name());
+  {
+    std::lock_guard ml(meta_mu_);
+    commit_.cleaning = false;
+    commit_.status = d;
+  }
+  commit_cv_.notify_all();
 }
 
 Status Replica::FinishCommitLocked(const std::string& name) {
+  RETURN_IF_ERROR(SwitchToCommittedLocked(name));
+  return DropJournalAndBaseOf(name);
+}
+
+Status Replica::DropJournalAndBaseOf(const std::string& name) {
+  Status s = DropJournalAndBase();
+  if (!s.ok()) {
+    return s.WithContext("overlay " + name + " is committed, but dropping the journal and base " +
+                         "failed; opening the replica drops them");
+  }
+  return Status::Ok();
+}
+
+Status Replica::SwitchToCommittedLocked(const std::string& name) {
   std::shared_ptr<Overlay> o;
   {
     std::lock_guard wl(write_mu_);
@@ -223,12 +252,6 @@ Status Replica::FinishCommitLocked(const std::string& name) {
     active_.reset();
   }
   o->DetachView();
-  // The other recovery points are dropped: journal and base go.
-  Status s = DropJournalAndBase();
-  if (!s.ok()) {
-    return s.WithContext("overlay " + name + " is committed, but dropping the journal and base " +
-                         "failed; opening the replica drops them");
-  }
   return Status::Ok();
 }
 
@@ -257,9 +280,16 @@ CommitProgress Replica::GetCommitProgress() const {
 }
 
 Status Replica::WaitForCommit() {
-  if (commit_thread_.joinable()) commit_thread_.join();
-  std::lock_guard ml(meta_mu_);
+  std::unique_lock ml(meta_mu_);
   if (commit_.overlay.empty()) return FailedPrecondition("no commit was started");
+  commit_cv_.wait(ml, [this] { return !commit_.running; });
+  return commit_.status;
+}
+
+Status Replica::WaitForCommitCleanup() {
+  std::unique_lock ml(meta_mu_);
+  if (commit_.overlay.empty()) return FailedPrecondition("no commit was started");
+  commit_cv_.wait(ml, [this] { return !commit_.running && !commit_.cleaning; });
   return commit_.status;
 }
 

@@ -355,7 +355,7 @@ TEST_F(ReplicaRegressionTest, CommitStoppedWhileDroppingTheJournalIsFinishedByOp
     o->reset();
     env_.FailAfter(after);
     Status s = r_->StartCommit("o");
-    if (s.ok()) s = r_->WaitForCommit();
+    if (s.ok()) s = r_->WaitForCommitCleanup();
     env_.FailAfter(-1);
     if (s.ok() || !r_->committed()) continue;
     ++stopped_after_taking_effect;

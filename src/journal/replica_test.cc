@@ -109,9 +109,19 @@ TEST_F(ReplicaTest, OverlayAndCommit) {
   ASSERT_TRUE(r->StartCommit("fo").ok());
   ASSERT_TRUE(r->WaitForCommit().ok()) << r->WaitForCommit().ToString();
   EXPECT_TRUE(r->committed());
+  EXPECT_TRUE(r->GetCommitProgress().done);
   ASSERT_TRUE((*o)->Read(0, kBs, got.data()).ok());
   EXPECT_EQ(got, want);
   EXPECT_EQ(r->OpenView(1).status().code(), Code::kFailedPrecondition);
+  // The old journal and base go in the background, after the commit point.
+  ASSERT_TRUE(r->WaitForCommitCleanup().ok());
+  EXPECT_FALSE(r->GetCommitProgress().cleaning);
+  auto names = env_.ListDir("/r/journal");
+  ASSERT_TRUE(names.ok()) << names.status().ToString();
+  EXPECT_TRUE(names->empty());
+  EXPECT_FALSE(env_.Exists("/r/base.img"));
+  ASSERT_TRUE((*o)->Read(0, kBs, got.data()).ok());
+  EXPECT_EQ(got, want);
 }
 
 TEST_F(ReplicaTest, CommitInterruptedByCrashResumesOnOpen) {
@@ -126,7 +136,7 @@ TEST_F(ReplicaTest, CommitInterruptedByCrashResumesOnOpen) {
   // Let the commit start, then crash at an arbitrary moment of it.
   env_.FailAfter(40);
   ASSERT_TRUE(r->StartCommit("fo").ok());
-  Status s = r->WaitForCommit();
+  Status s = r->WaitForCommitCleanup();
   EXPECT_EQ(s.code(), Code::kIoError) << s.ToString();
   o->reset();
   r.reset();
