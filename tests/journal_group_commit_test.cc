@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -16,14 +20,18 @@ namespace ferry::journal {
 namespace {
 
 // An Env whose File::Sync takes a while, as a disk's fsync does; everything else is the
-// wrapped Env's.
+// wrapped Env's. A test may also hold or fail syncs through on_sync.
 class SlowSyncEnv final : public Env {
  public:
   SlowSyncEnv(Env* base, std::chrono::microseconds delay) : base_(base), delay_(delay) {}
 
+  // Runs at the start of every File::Sync (set it before the syncs it should see); a status
+  // other than ok fails that Sync, which then syncs nothing.
+  std::function<Status()> on_sync;
+
   Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
     ASSIGN_OR_RETURN(auto f, base_->OpenFile(path, mode));
-    return std::unique_ptr<File>(new SlowFile(std::move(f), delay_));
+    return std::unique_ptr<File>(new SlowFile(std::move(f), this));
   }
   Status CreateDir(const std::string& p) override { return base_->CreateDir(p); }
   Result<std::vector<std::string>> ListDir(const std::string& p) override {
@@ -42,15 +50,15 @@ class SlowSyncEnv final : public Env {
  private:
   class SlowFile final : public File {
    public:
-    SlowFile(std::unique_ptr<File> f, std::chrono::microseconds delay)
-        : f_(std::move(f)), delay_(delay) {}
+    SlowFile(std::unique_ptr<File> f, SlowSyncEnv* env) : f_(std::move(f)), env_(env) {}
     Result<size_t> ReadAt(uint64_t o, size_t n, void* d) override { return f_->ReadAt(o, n, d); }
     Status WriteAt(uint64_t o, std::string_view d) override { return f_->WriteAt(o, d); }
     Status WriteAtV(uint64_t o, std::span<const std::string_view> p) override {
       return f_->WriteAtV(o, p);
     }
     Status Sync() override {
-      std::this_thread::sleep_for(delay_);
+      if (env_->on_sync) RETURN_IF_ERROR(env_->on_sync());
+      std::this_thread::sleep_for(env_->delay_);
       return f_->Sync();
     }
     Result<uint64_t> Size() override { return f_->Size(); }
@@ -60,7 +68,7 @@ class SlowSyncEnv final : public Env {
 
    private:
     std::unique_ptr<File> f_;
-    std::chrono::microseconds delay_;
+    SlowSyncEnv* env_;
   };
   Env* base_;
   std::chrono::microseconds delay_;
@@ -189,6 +197,140 @@ TEST(GroupCommitTest, ConcurrentAppendsShareSyncsAndLandOnceInOrder) {
       r = std::move(reopened).value();
     }
   }
+}
+
+// Holds the first File::Sync after Arm() until Release(), then gives it `result`; later syncs
+// pass at once. Lets a test put a second batch's write and sync inside the first one's sync.
+class SyncGate {
+ public:
+  void Arm(SlowSyncEnv* env, Status result) {
+    result_ = std::move(result);
+    env->on_sync = [this]() -> Status {
+      std::unique_lock l(mu_);
+      const int n = ++seen_;
+      cv_.notify_all();
+      if (n != 1) return Status::Ok();
+      cv_.wait(l, [&] { return released_; });
+      return result_;
+    };
+  }
+  void WaitForSyncs(int n) {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return seen_ >= n; });
+  }
+  void Release() {
+    std::lock_guard l(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int seen_ = 0;
+  bool released_ = false;
+  Status result_;
+};
+
+class PipelinedCommitTest : public ::testing::Test {
+ protected:
+  PipelinedCommitTest() : env_(&sim_, std::chrono::microseconds(0)) {
+    o_.env = &env_;
+    o_.clock = &clock_;
+    CreateParams p;
+    p.size = 64 * kBs;
+    auto created = Replica::Create("/p", p, o_);
+    EXPECT_TRUE(created.ok()) << created.status().ToString();
+    r_ = std::move(created).value();
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(r_->Append(Record::Write(uint64_t(i) * kBs, std::string(kBs, 'a' + i))).ok());
+    }
+  }
+  // Two appends whose commits overlap: the first one's sync is held until the second has
+  // been written and synced, then ends with `first_sync`.
+  void Overlap(Status first_sync, Result<uint64_t>* first, Result<uint64_t>* second) {
+    SyncGate gate;
+    gate.Arm(&env_, std::move(first_sync));
+    std::atomic<bool> second_returned{false};
+    std::thread t1([&] { *first = r_->Append(Record::Write(10 * kBs, std::string(kBs, 'x'))); });
+    gate.WaitForSyncs(1);
+    std::thread t2([&] {
+      *second = r_->Append(Record::Write(11 * kBs, std::string(kBs, 'y')));
+      second_returned = true;
+    });
+    gate.WaitForSyncs(2);  // the second batch is written and its sync has begun
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_FALSE(second_returned.load()) << "a batch was acknowledged before the one written before it";
+    gate.Release();
+    t1.join();
+    t2.join();
+    env_.on_sync = nullptr;
+  }
+  void Reopen(bool crash) {
+    if (crash) sim_.CrashDropAll();
+    r_.reset();
+    auto reopened = Replica::Open("/p", o_);
+    ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+    r_ = std::move(reopened).value();
+  }
+  std::string ReadAt(uint64_t seq, uint64_t block) {
+    auto v = r_->OpenView(seq);
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    if (!v.ok()) return "";
+    std::string got(kBs, '?');
+    EXPECT_TRUE((*v)->Read(block * kBs, kBs, got.data()).ok());
+    return got;
+  }
+
+  SimEnv sim_;
+  SlowSyncEnv env_;
+  ManualClock clock_;
+  ReplicaOptions o_;
+  std::shared_ptr<Replica> r_;
+  Result<uint64_t> first_ = Internal("not run"), second_ = Internal("not run");
+};
+
+TEST_F(PipelinedCommitTest, OverlappingCommitsAreAcknowledgedInWriteOrder) {
+  Overlap(Status::Ok(), &first_, &second_);
+  ASSERT_TRUE(first_.ok()) << first_.status().ToString();
+  ASSERT_TRUE(second_.ok()) << second_.status().ToString();
+  EXPECT_EQ(*first_, 4u);
+  EXPECT_EQ(*second_, 5u);
+  EXPECT_EQ(r_->synced_seq(), 5u);
+  for (bool crash : {false, true}) {
+    SCOPED_TRACE(crash ? "after a power loss" : "after a clean reopen");
+    ASSERT_NO_FATAL_FAILURE(Reopen(crash));
+    EXPECT_EQ(r_->Stats().last_seq, 5u);
+    EXPECT_EQ(ReadAt(4, 10), std::string(kBs, 'x'));
+    EXPECT_EQ(ReadAt(5, 11), std::string(kBs, 'y'));
+  }
+}
+
+// The first batch's sync fails after the second batch was written behind it and synced. The
+// second must fail too (acknowledging it would put a hole before it), and neither may come
+// back on the next Open as records after damaged ones.
+TEST_F(PipelinedCommitTest, AFailedSyncFailsTheBatchWrittenBehindIt) {
+  Overlap(IoError("injected sync failure"), &first_, &second_);
+  ASSERT_FALSE(first_.ok());
+  EXPECT_EQ(first_.status().code(), Code::kIoError) << first_.status().ToString();
+  ASSERT_FALSE(second_.ok());
+  EXPECT_EQ(second_.status().code(), Code::kIoError) << second_.status().ToString();
+  EXPECT_EQ(r_->Stats().last_seq, 3u);
+  // Sticky until the replica is reopened.
+  auto later = r_->Append(Record::Write(0, std::string(kBs, 'z')));
+  ASSERT_FALSE(later.ok());
+  EXPECT_NE(later.status().message().find("reopen"), std::string_view::npos) << later.status().ToString();
+  for (bool crash : {false, true}) {
+    SCOPED_TRACE(crash ? "after a power loss" : "after a clean reopen");
+    ASSERT_NO_FATAL_FAILURE(Reopen(crash));
+    EXPECT_EQ(r_->Stats().last_seq, 3u);
+    EXPECT_EQ(ReadAt(3, 2), std::string(kBs, 'c'));
+    EXPECT_EQ(ReadAt(3, 11), std::string(kBs, '\0'));
+  }
+  // And the journal goes on from there.
+  auto next = r_->Append(Record::Write(11 * kBs, std::string(kBs, 'w')));
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(*next, 4u);
 }
 
 }  // namespace

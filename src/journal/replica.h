@@ -7,7 +7,8 @@
 // they do.
 //
 // Thread-safety: every public method may be called from any thread. Appends from many
-// threads are batched into one write and one sync (group commit). Reads through views run
+// threads are batched into one write and one sync (group commit, with the next batch's
+// write overlapping the previous one's sync; see docs/formats/journal.md). Reads through views run
 // in parallel with appends and retention.
 //
 // Errors (beyond those of Env):
@@ -254,8 +255,11 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // append, so it runs only when the free space last seen, less what was appended since,
   // comes within 256 MiB of the reserve, or when the last look is a second old.
   Status CheckSpace(uint64_t incoming_bytes);
-  Status WriteBatch(std::vector<Writer*>& batch);
-  Status RollSegmentIfNeeded();
+  // The leader's work for one batch (write_mu_ held through l; released for the sync).
+  // Sets every writer's status and marks it done.
+  void CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mutex>& l);
+  // Wakes the queue's front writer: it may lead now.
+  void WakeFrontLocked();
   // Seals the active segment and starts one whose first record will be first_seq.
   Status RollTo(uint64_t first_seq);
   // The gap holding seq (not consistent there), or null.
@@ -318,9 +322,18 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::shared_ptr<File> base_;
   int64_t last_ts_ = 0;
 
-  // Group commit: writers queue here; the front one writes the whole queue.
+  // Group commit, pipelined: writers queue here; the front one leads: it takes the queue
+  // off as one batch and writes it under write_mu_, then hands leadership on and syncs
+  // outside the lock, so the next batch is written while this one syncs. Batches are
+  // published to the index (and acknowledged) in the order they were written, at most
+  // kMaxCommitsInFlight written and not yet published.
   mutable std::mutex write_mu_;
   std::deque<Writer*> writers_;
+  bool leading_ = false;         // a leader is forming or writing its batch
+  size_t in_flight_ = 0;         // batches written, not yet published
+  uint64_t next_ticket_ = 0;     // write order of batches
+  uint64_t publish_turn_ = 0;    // the ticket that publishes next
+  std::condition_variable flight_cv_;  // publish turns and in_flight_ changes
   std::unique_ptr<SegmentWriter> active_;
   uint64_t next_seq_ = 1;
   int64_t next_ts_floor_ = 0;

@@ -264,7 +264,9 @@ Status Replica::FinishInitialSync(uint64_t consistent_from) {
 Status Replica::BeginResync(uint64_t missing_from, uint64_t resume_at) {
   std::lock_guard wl(write_mu_);
   if (!write_error_.ok()) return write_error_;
-  if (!writers_.empty()) return FailedPrecondition("appends are in progress; a resync starts between them");
+  if (!writers_.empty() || leading_ || in_flight_ > 0) {
+    return FailedPrecondition("appends are in progress; a resync starts between them");
+  }
   if (missing_from != next_seq_) {
     return FailedPrecondition("a resync must start at the next seq " + std::to_string(next_seq_) +
                               ", not " + std::to_string(missing_from));

@@ -215,12 +215,19 @@ Result<std::unique_ptr<SegmentWriter>> SegmentWriter::Reopen(Env* env, const std
       new SegmentWriter(segment_number, std::shared_ptr<File>(std::move(f)), valid_end));
 }
 
-Status SegmentWriter::Append(std::span<const std::string_view> pieces, bool sync) {
+Status SegmentWriter::Write(std::span<const std::string_view> pieces) {
   uint64_t n = 0;
   for (auto p : pieces) n += p.size();
   RETURN_IF_ERROR(file_->WriteAtV(end_, pieces));
-  if (sync) RETURN_IF_ERROR(file_->Sync());
   end_ += n;
+  return Status::Ok();
+}
+
+Status SegmentWriter::CutBackTo(uint64_t end) {
+  if (end >= end_) return Status::Ok();
+  RETURN_IF_ERROR(file_->Truncate(end));
+  RETURN_IF_ERROR(file_->Sync());
+  end_ = end;
   return Status::Ok();
 }
 

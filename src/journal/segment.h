@@ -5,7 +5,7 @@
 // corruption of acknowledged data (kDataLoss naming the segment number and byte offset).
 //
 // SegmentWriter appends encoded record batches to one segment file. Not thread-safe: the
-// Replica's group-commit leader is its only user at any time.
+// Replica calls it under its write lock only.
 #pragma once
 
 #include <cstdint>
@@ -67,8 +67,12 @@ class SegmentWriter {
                                                        uint64_t segment_number,
                                                        uint64_t valid_end);
 
-  // Writes the pieces at the end of the file and, with sync, makes them durable.
-  Status Append(std::span<const std::string_view> pieces, bool sync);
+  // Writes the pieces at the end of the file (not durable until the file is synced; the
+  // Replica syncs outside its lock, through shared_file()).
+  Status Write(std::span<const std::string_view> pieces);
+  // Removes everything from end on, durably: after a failed write or sync, batches written
+  // behind the failed one must not survive as valid records after a hole.
+  Status CutBackTo(uint64_t end);
 
   uint64_t segment_number() const { return segment_number_; }
   uint64_t size() const { return end_; }

@@ -65,6 +65,13 @@ PowerState PowerStateFromQmp(const std::string& s) {
 
 int QemuLauncher::LivePid(const std::string& dir) {
   auto text = ReadFileToString(env_, JoinPath(dir, kQemuPidFile));
+  // QEMU truncates its pidfile before it writes the pid (so does Start's fallback, when QEMU
+  // is slow to start and writes it after us): an empty file is one being written. Look again
+  // briefly rather than report a starting machine as stopped (or leave it running on Stop).
+  for (int i = 0; i < 50 && text.ok() && text->empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    text = ReadFileToString(env_, JoinPath(dir, kQemuPidFile));
+  }
   if (!text.ok()) return 0;
   int pid = 0;
   try {

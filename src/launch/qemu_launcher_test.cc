@@ -94,7 +94,16 @@ class QemuLauncherTest : public ::testing::Test {
     EXPECT_TRUE(st.ok()) << st.status().ToString();
     return st.ok() ? *st : MachineStatus{};
   }
-  int Pid() { return std::stoi("0" + ReadText(dir_ + "/qemu.pid")); }
+  // The fake, like QEMU, may still be writing its pidfile (truncated, not yet written) when
+  // a slow start made Start return before QMP answered.
+  int Pid() {
+    std::string text = ReadText(dir_ + "/qemu.pid");
+    for (int i = 0; i < 500 && text.empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      text = ReadText(dir_ + "/qemu.pid");
+    }
+    return std::stoi("0" + text);
+  }
   // Start may return before QMP answers (a slow host: Python can take seconds to start);
   // Status says Starting until then.
   MachineStatus WaitRunning(Launcher& l) {
