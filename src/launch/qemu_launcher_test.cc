@@ -166,6 +166,26 @@ TEST_F(QemuLauncherTest, StartStatusGracefulStop) {
   EXPECT_FALSE(std::filesystem::exists(dir_));
 }
 
+// Regression: QEMU (and Start's fallback) truncate the pidfile before writing the pid. Status
+// read the empty file as "QEMU is not running", and Stop then left QEMU running.
+TEST_F(QemuLauncherTest, PidfileBeingWrittenIsNotAStoppedMachine) {
+  QemuLauncher l(config_, Env::Posix(), &clock_);
+  ASSERT_TRUE(l.Start(Spec(), dir_).ok());
+  const int pid = Pid();
+  ASSERT_GT(pid, 0);
+  WaitRunning(l);
+  WriteText(dir_ + "/qemu.pid", "");
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    WriteText(dir_ + "/qemu.pid", std::to_string(pid) + "\n");
+  });
+  const MachineStatus st = StatusOf(l);
+  writer.join();
+  EXPECT_EQ(st.state, PowerState::kRunning) << st.detail;
+  ASSERT_TRUE(l.Stop(dir_, /*graceful=*/false, 0).ok());
+  EXPECT_FALSE(ProcessAlive(pid));
+}
+
 TEST_F(QemuLauncherTest, ForcedStopQuits) {
   QemuLauncher l(config_, Env::Posix(), &clock_);
   ASSERT_TRUE(l.Start(Spec(), dir_).ok());
