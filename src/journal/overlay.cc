@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
@@ -367,6 +368,11 @@ Status Overlay::Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop)
   const uint64_t chunks = (blocks_ + kChunkBlocks - 1) / kChunkBlocks;
   std::string buf(uint64_t{kChunkBlocks} * block_size_, '\0');
   uint64_t since_flush = 0;
+  // Each periodic Flush runs on a helper thread while filling goes on: it waits for the disk,
+  // not for the CPU. Flush takes the pending extents before it syncs, so what is filled
+  // meanwhile goes to the next one. At most one runs; leaving (even on an error) waits for it.
+  std::future<Status> flushing;
+  auto flushed = [&]() -> Status { return flushing.valid() ? flushing.get() : Status::Ok(); };
   for (uint64_t c = 0; c < chunks; ++c) {
     if (stop->load()) return Aborted("commit of overlay " + name_ + " stopped");
     uint64_t first = c * kChunkBlocks;
@@ -407,10 +413,12 @@ Status Overlay::Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop)
     // Writeback of each chunk starts now, so the periodic Flush finds little left to wait for.
     data_->StartWriteback(first * block_size_, (last - first) * block_size_);
     if (since_flush >= (64u << 20)) {
-      RETURN_IF_ERROR(Flush());
+      RETURN_IF_ERROR(flushed());
+      flushing = std::async(std::launch::async, [this] { return Flush(); });
       since_flush = 0;
     }
   }
+  RETURN_IF_ERROR(flushed());
   return Flush();
 }
 
