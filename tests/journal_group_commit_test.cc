@@ -247,15 +247,16 @@ class PipelinedCommitTest : public ::testing::Test {
     }
   }
   // Two appends whose commits overlap: the first one's sync is held until the second has
-  // been written and synced, then ends with `first_sync`.
-  void Overlap(Status first_sync, Result<uint64_t>* first, Result<uint64_t>* second) {
+  // been written and synced, then ends with `first_sync`. Their results land in first_ and
+  // second_.
+  void Overlap(Status first_sync) {
     SyncGate gate;
     gate.Arm(&env_, std::move(first_sync));
     std::atomic<bool> second_returned{false};
-    std::thread t1([&] { *first = r_->Append(Record::Write(10 * kBs, std::string(kBs, 'x'))); });
+    std::thread t1([&] { first_ = r_->Append(Record::Write(10 * kBs, std::string(kBs, 'x'))); });
     gate.WaitForSyncs(1);
     std::thread t2([&] {
-      *second = r_->Append(Record::Write(11 * kBs, std::string(kBs, 'y')));
+      second_ = r_->Append(Record::Write(11 * kBs, std::string(kBs, 'y')));
       second_returned = true;
     });
     gate.WaitForSyncs(2);  // the second batch is written and its sync has begun
@@ -266,12 +267,17 @@ class PipelinedCommitTest : public ::testing::Test {
     t2.join();
     env_.on_sync = nullptr;
   }
-  void Reopen(bool crash) {
-    if (crash) sim_.CrashDropAll();
-    r_.reset();
-    auto reopened = Replica::Open("/p", o_);
-    ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
-    r_ = std::move(reopened).value();
+  // Reopens the replica cleanly, then after a power loss, and runs check after each.
+  void ReopenBothWays(const std::function<void()>& check) {
+    for (bool crash : {false, true}) {
+      SCOPED_TRACE(crash ? "after a power loss" : "after a clean reopen");
+      if (crash) sim_.CrashDropAll();
+      r_.reset();
+      auto reopened = Replica::Open("/p", o_);
+      ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+      r_ = std::move(reopened).value();
+      check();
+    }
   }
   std::string ReadAt(uint64_t seq, uint64_t block) {
     auto v = r_->OpenView(seq);
@@ -291,26 +297,24 @@ class PipelinedCommitTest : public ::testing::Test {
 };
 
 TEST_F(PipelinedCommitTest, OverlappingCommitsAreAcknowledgedInWriteOrder) {
-  Overlap(Status::Ok(), &first_, &second_);
+  Overlap(Status::Ok());
   ASSERT_TRUE(first_.ok()) << first_.status().ToString();
   ASSERT_TRUE(second_.ok()) << second_.status().ToString();
   EXPECT_EQ(*first_, 4u);
   EXPECT_EQ(*second_, 5u);
   EXPECT_EQ(r_->synced_seq(), 5u);
-  for (bool crash : {false, true}) {
-    SCOPED_TRACE(crash ? "after a power loss" : "after a clean reopen");
-    ASSERT_NO_FATAL_FAILURE(Reopen(crash));
+  ReopenBothWays([&] {
     EXPECT_EQ(r_->Stats().last_seq, 5u);
     EXPECT_EQ(ReadAt(4, 10), std::string(kBs, 'x'));
     EXPECT_EQ(ReadAt(5, 11), std::string(kBs, 'y'));
-  }
+  });
 }
 
 // The first batch's sync fails after the second batch was written behind it and synced. The
 // second must fail too (acknowledging it would put a hole before it), and neither may come
 // back on the next Open as records after damaged ones.
 TEST_F(PipelinedCommitTest, AFailedSyncFailsTheBatchWrittenBehindIt) {
-  Overlap(IoError("injected sync failure"), &first_, &second_);
+  Overlap(IoError("injected sync failure"));
   ASSERT_FALSE(first_.ok());
   EXPECT_EQ(first_.status().code(), Code::kIoError) << first_.status().ToString();
   ASSERT_FALSE(second_.ok());
@@ -320,13 +324,12 @@ TEST_F(PipelinedCommitTest, AFailedSyncFailsTheBatchWrittenBehindIt) {
   auto later = r_->Append(Record::Write(0, std::string(kBs, 'z')));
   ASSERT_FALSE(later.ok());
   EXPECT_NE(later.status().message().find("reopen"), std::string_view::npos) << later.status().ToString();
-  for (bool crash : {false, true}) {
-    SCOPED_TRACE(crash ? "after a power loss" : "after a clean reopen");
-    ASSERT_NO_FATAL_FAILURE(Reopen(crash));
+  ReopenBothWays([&] {
     EXPECT_EQ(r_->Stats().last_seq, 3u);
     EXPECT_EQ(ReadAt(3, 2), std::string(kBs, 'c'));
     EXPECT_EQ(ReadAt(3, 11), std::string(kBs, '\0'));
-  }
+  });
+  ASSERT_FALSE(HasFatalFailure());
   // And the journal goes on from there.
   auto next = r_->Append(Record::Write(11 * kBs, std::string(kBs, 'w')));
   ASSERT_TRUE(next.ok()) << next.status().ToString();
