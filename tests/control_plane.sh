@@ -295,6 +295,8 @@ wire=$(ok GET "/jobs/$job" | json '[s for s in j["steps"] if s["name"]=="sync"][
 echo "   reprotect sync: $wire"
 sent=$(sed -E 's/.*sent ([0-9]+) bytes on the wire.*/\1/' <<<"$wire")
 ((sent < 16 * 1024 * 1024)) || fail "reprotect sent $sent bytes for a 64 MiB disk with 1 MiB changed: not delta-only"
+[[ $wire == *"by known-changes"* && $wire != *"by digests"* ]] ||
+  fail "the reprotect did not sync by the known changes (the old disk's volume seeds the replica): $wire"
 
 echo "== failback (planned, zero data loss), commit, reprotect forward"
 write_data "$furi" "$r4"

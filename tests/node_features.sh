@@ -24,7 +24,11 @@
 #   9. fence: writes fail (EPERM) and reads work, the fence marker reaches the target, the
 #      fence survives a restart, unfence allows writes again;
 #  10. DELETE of a replica refuses overlays in use unless forced; a source that reconnects
-#      afterwards gets a fresh replica, and the node keeps running.
+#      afterwards gets a fresh replica, and the node keeps running;
+#  11. reprotect with known changes: the replica prepared from the old source's volume gets
+#      every block changed since the failover point, wherever it changed (the old source
+#      after the point, replicated or not; the overlay; the promoted volume), and nothing
+#      else; it equals the volume.
 # Usage: node_features.sh FERRY_BINARY
 set -euo pipefail
 ferry=$(realpath "$1")
@@ -298,6 +302,8 @@ api a POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'pv0', 'volume
   'history_id': j['history_id'], 'size': j['size'], 'first_seq': j['log_last_seq'] + 1, 'seed': '$work/pv0.img'})")" >/dev/null
 api b POST /v1/volumes/pv0/protect "{\"target\": \"127.0.0.1:${link_port[a]}\"}" >/dev/null
 replica_ready pv0 a
+[[ $(vol_field b pv0 "['link']['initial_sync']['method']") == digests ]] ||
+  fail "a replica seeded from a bare file did not compare digests: $(vol_field b pv0 "['link']['initial_sync']")"
 sleep 0.3
 kill -TERM "$writer"; wait "$writer" 2>/dev/null || true
 writer=
@@ -397,5 +403,55 @@ sleep 0.5
 expect_on b 404 "no replica" DELETE /v1/replicas/disk1
 ((${#pid[@]} == 2)) && kill -0 "${pid[b]}" || fail "node b died"
 echo "delete replica: refused with an active overlay, forced, recreated by the running link, gone once it stopped ($((SECONDS - t)) s)"
-echo "(sections 7 to 10 took $((SECONDS - failover_started)) s)"
+
+# 11. Reprotect with known changes: four kinds of change since the failover point, each in a
+# place of its own, and the replica seeded from the old source's volume (seed_volume) must
+# get every one of them without comparing digests:
+#   X1 written at a after the point and replicated (in b's journal after the point),
+#   X2 written at a after its link stopped (only in a's pending log),
+#   X3 written through the failover overlay at b,
+#   X4 written through the promoted volume's splitter before the replica was prepared.
+t=$SECONDS
+truncate -s 32M "$work/kc.img"
+api a POST /v1/volumes "{\"name\": \"kc\", \"disk\": \"$work/kc.img\"}" >/dev/null
+api a POST /v1/volumes/kc/protect "{\"target\": \"127.0.0.1:${link_port[b]}\"}" >/dev/null
+replica_ready kc
+qemu-io -f raw -c 'write -P 0x10 0 8M' -c 'write -P 0x11 16M 8M' "$(uri kc a)" >/dev/null || fail "qemu-io on kc"
+p1=$(mark point kc)
+qemu-io -f raw -c 'write -P 0x21 1M 128k' "$(uri kc a)" >/dev/null || fail "qemu-io X1"
+wait_acked "$(mark after-point kc)" kc
+api a POST /v1/volumes/kc/link/stop >/dev/null
+qemu-io -f raw -c 'write -P 0x22 3M 64k' "$(uri kc a)" >/dev/null || fail "qemu-io X2"
+api b POST /v1/replicas/kc/overlays "{\"name\": \"fo\", \"point\": \"$p1\"}" >/dev/null
+qemu-io -f raw -c 'write -P 0x23 5124k 64k' "$(uri kc/overlay/fo b)" >/dev/null || fail "qemu-io X3"
+api b POST /v1/replicas/kc/overlays/fo/commit >/dev/null
+commit_done b kc
+api b POST /v1/replicas/kc/promote '{"volume": "kc"}' >/dev/null
+qemu-io -f raw -c 'write -P 0x24 7M 32k' "$(uri kc b)" >/dev/null || fail "qemu-io X4"
+st=$(api b GET /v1/status | json "json.dumps([v for v in j['volumes'] if v['name']=='kc'][0])")
+expect_on a 400 "not the disk of seed_volume" POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'kc',
+  'volume_id': j['volume_id'], 'history_id': j['history_id'], 'size': j['size'], 'first_seq': j['log_last_seq'] + 1,
+  'seed': '$work/other.img', 'seed_volume': 'kc'})")"
+prepared=$(api a POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'kc', 'volume_id': j['volume_id'],
+  'history_id': j['history_id'], 'size': j['size'], 'first_seq': j['log_last_seq'] + 1, 'seed_volume': 'kc'})")")
+[[ $(echo "$prepared" | json "j['seed_changes']['bytes']") -ge $((64 << 10)) ]] ||
+  fail "the seed's known changes miss what node a wrote after its link stopped: $prepared"
+[[ -z $(api a GET /v1/status | json "[v['name'] for v in j['volumes'] if v['name']=='kc'] or ''") ]] ||
+  fail "the seed volume is still there after the replica was prepared from it"
+api b POST /v1/volumes/kc/protect "{\"target\": \"127.0.0.1:${link_port[a]}\"}" >/dev/null
+replica_ready kc a
+method=$(vol_field b kc "['link']['initial_sync']['method']")
+[[ $method == known-changes ]] ||
+  fail "the reprotect's sync used $method: $(vol_field b kc "['link']['initial_sync']")"
+raw=$(vol_field b kc "['link']['raw_bytes']")
+changed=$(((128 + 64 + 64 + 32) << 10))
+((raw < changed + (64 << 10))) || fail "the reprotect sent $raw bytes of records and blocks for $changed changed"
+seq=$(api b POST /v1/volumes/kc/markers '{"label": "reprotected"}' | json 'j["seq"]')
+wait_acked_on b kc "$seq"
+api a POST /v1/replicas/kc/views "{\"point\": \"$seq\"}" >/dev/null
+qemu-img compare -f raw -F raw "$(uri kc b)" "$(uri "kc@$seq" a)" >"$work/compare.log" 2>&1 ||
+  fail "the replica synced with known changes differs from the volume: $(cat "$work/compare.log")"
+echo "known changes: reprotect sent $raw bytes for $changed changed in four places, replica equals the volume ($((SECONDS - t)) s)"
+
+echo "(sections 7 to 11 took $((SECONDS - failover_started)) s)"
 echo "node features: ok"

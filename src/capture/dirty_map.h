@@ -38,11 +38,16 @@ class DirtyMap {
   };
   static constexpr uint64_t kChunk = 64 * 1024;
 
-  // Loads path, or starts empty when it does not exist. A damaged file is kDataLoss (the
-  // caller then marks every chunk dirty: a full resync is safe).
-  static Result<std::unique_ptr<DirtyMap>> Open(Env* env, const std::string& path, uint64_t volume_size);
+  // Loads path, or starts empty (one bit per `chunk` bytes) when it does not exist; a file
+  // keeps the chunk size it was written with. A damaged file is kDataLoss (the caller then
+  // marks every chunk dirty: a full resync is safe).
+  static Result<std::unique_ptr<DirtyMap>> Open(Env* env, const std::string& path, uint64_t volume_size,
+                                                uint64_t chunk = kChunk);
 
+  uint64_t chunk() const { return chunk_; }
   void Set(uint64_t offset, uint64_t length);
+  // Set for (first block, count) runs of block_size bytes.
+  void SetRuns(const std::vector<std::pair<uint64_t, uint64_t>>& block_runs, uint32_t block_size);
   void SetAll();
   // The next dirty run at or after offset, at most max_length bytes (chunk-aligned).
   std::optional<std::pair<uint64_t, uint64_t>> NextDirty(uint64_t offset, uint64_t max_length) const;
@@ -56,12 +61,15 @@ class DirtyMap {
 
   // Writes the file atomically (temp, sync, rename, sync dir).
   Status Save();
+  // Deletes the file (the map in memory stays); Ok when there is none.
+  Status Remove();
 
  private:
-  DirtyMap(Env* env, std::string path, uint64_t volume_size);
+  DirtyMap(Env* env, std::string path, uint64_t volume_size, uint64_t chunk);
   Env* env_;
   const std::string path_;
   const uint64_t volume_size_;
+  const uint64_t chunk_;
   mutable std::mutex mu_;
   std::vector<uint64_t> bits_;
   uint64_t chunks_;

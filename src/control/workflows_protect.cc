@@ -222,15 +222,25 @@ StepOutcome PrepareTarget(JobContext& c) {
   json disks = it.disks;
   for (json& d : disks) {
     std::string vol = d["volume"];
+    const bool has_volume = Find(src_st, "volumes", vol) != nullptr;
     if (const json* old = Find(src_st, "volumes", vol)) {
       // Remember the old disk before its volume goes: it seeds the new replica.
       d["seed"] = old->value("disk", "");
       STEP_CHECK(SaveItem(c, [&](ItemRecord& i) { i.disks = disks; }));
       auto stop = src.Post("/v1/volumes/" + vol + "/link/stop");
       if (!stop.ok() && !IsCode(stop.status(), Code::kFailedPrecondition)) return FromError(stop.status());
-      STEP_ASSIGN(json ignored, src.Delete("/v1/volumes/" + vol));
+      // Original location: the replica's preparation takes the volume over (seed_volume), so
+      // that what it wrote after the failover point travels as known changes.
+      if (!original) {
+        STEP_ASSIGN(json ignored, src.Delete("/v1/volumes/" + vol));
+      }
     }
-    if (Find(src_st, "replicas", vol)) continue;  // prepared by an earlier run
+    if (Find(src_st, "replicas", vol)) {  // prepared by an earlier run
+      if (has_volume) {
+        STEP_ASSIGN(json ignored, src.Delete("/v1/volumes/" + vol));
+      }
+      continue;
+    }
     const json* nv = Find(dst_st, "volumes", vol);
     if (!nv) {
       return StepOutcome::Fail(Internal("volume " + vol + " is missing on " + dst.name() + " after promote"));
@@ -238,7 +248,10 @@ StepOutcome PrepareTarget(JobContext& c) {
     json body = {{"name", vol}, {"volume_id", (*nv)["volume_id"]}, {"history_id", (*nv)["history_id"]},
                  {"size", (*nv)["size"]}, {"block_size", nv->value("block_size", 4096)},
                  {"first_seq", nv->value("log_last_seq", int64_t{0}) + 1}};
-    if (original) body["seed"] = d.value("seed", "");
+    if (original) {
+      body["seed"] = d.value("seed", "");
+      if (has_volume) body["seed_volume"] = vol;
+    }
     STEP_ASSIGN(json ignored, src.Post("/v1/replicas", body));
   }
   STEP_CHECK(SaveItem(c, [&](ItemRecord& i) { i.disks = disks; }));
@@ -301,12 +314,16 @@ class ReprotectWorkflow : public Workflow {
            STEP_ASSIGN(NodeClient src, Node(c, it.source_node));
            STEP_ASSIGN(json st, NodeStatus(src));
            int64_t wire = 0, raw = 0;
+           std::map<std::string, int> methods;  // how each disk's sync found what to send
            for (const json& d : it.disks) {
              if (const json* v = Find(st, "volumes", d["volume"].get<std::string>())) {
                const json& l = v->value("link", json::object());
                if (l.is_object()) {
                  wire += l.value("wire_bytes", int64_t{0});
                  raw += l.value("raw_bytes", int64_t{0});
+                 const json& is = l.value("initial_sync", json::object());
+                 const std::string m = is.is_object() ? is.value("method", "") : "";
+                 if (!m.empty()) ++methods[m];
                }
              }
            }
@@ -314,6 +331,11 @@ class ReprotectWorkflow : public Workflow {
            c.data()["raw_bytes"] = raw;
            o.message += "; sent " + std::to_string(wire) + " bytes on the wire (" + std::to_string(raw) +
                         " bytes of records)";
+           std::string by;
+           for (const auto& [m, n] : methods) {
+             by += (by.empty() ? "" : ", ") + std::to_string(n) + " by " + m;
+           }
+           if (!by.empty()) o.message += "; disks synced: " + by;
            return o;
          }},
         {"finish", "Mark the item protected", 1,

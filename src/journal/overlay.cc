@@ -50,7 +50,8 @@ Overlay::Overlay(Env* env, std::string dir, std::string name, uint64_t point, ui
       block_size_(block_size),
       blocks_(size / block_size),
       written_((blocks_ + 63) / 64, 0),
-      present_((blocks_ + 63) / 64, 0) {}
+      present_((blocks_ + 63) / 64, 0),
+      diverged_((blocks_ + 63) / 64, 0) {}
 
 // A clean close keeps every acknowledged write, as a disk's would: record what is pending.
 // (Best effort: a destructor cannot report; after a crash the files are dead anyway.)
@@ -151,7 +152,37 @@ Result<std::shared_ptr<Overlay>> Overlay::Load(Env* env, const std::string& dir,
   RETURN_IF_ERROR(o->log_->Sync());
   RETURN_IF_ERROR(env->SyncDir(dir));
   o->log_end_ = off;
+  const std::string diverged = JoinPath(dir, "DIVERGED");
+  if (env->Exists(diverged)) {
+    ASSIGN_OR_RETURN(std::string dtext, ReadFileToString(env, diverged));
+    ASSIGN_OR_RETURN(std::string dbody, UnframeChecksum(dtext, diverged));
+    try {
+      auto j = nlohmann::json::parse(dbody);
+      o->diverged_through_ = j.at("through").get<uint64_t>();
+      for (const auto& run : j.at("runs")) {
+        const uint64_t first = run.at(0).get<uint64_t>(), count = run.at(1).get<uint64_t>();
+        if (first > o->blocks_ || count > o->blocks_ - first) {
+          return DataLoss(diverged + ": run " + std::to_string(first) + "+" + std::to_string(count) +
+                          " is past the volume's " + std::to_string(o->blocks_) + " blocks");
+        }
+        SetBits(o->diverged_, first, count);
+      }
+    } catch (const std::exception& e) {
+      return DataLoss(diverged + ": " + e.what());
+    }
+  }
   return o;
+}
+
+Status Overlay::StoreDiverged(const std::vector<std::pair<uint64_t, uint64_t>>& runs, uint64_t through) {
+  nlohmann::json j = {{"format", 1}, {"through", through}, {"runs", nlohmann::json::array()}};
+  for (auto [first, count] : runs) j["runs"].push_back({first, count});
+  RETURN_IF_ERROR(WriteFileAtomically(env_, JoinPath(dir_, "DIVERGED"), FrameWithChecksum(j.dump())));
+  std::lock_guard l(mu_);
+  std::fill(diverged_.begin(), diverged_.end(), 0);
+  for (auto [first, count] : runs) SetBits(diverged_, first, count);
+  diverged_through_ = through;
+  return Status::Ok();
 }
 
 void Overlay::AttachView(std::shared_ptr<View> view) {
@@ -336,22 +367,40 @@ Status Overlay::Flush() {
   return Status::Ok();
 }
 
-std::vector<BlockExtent> Overlay::ChangedExtents() const {
-  std::lock_guard l(mu_);
+namespace {
+std::vector<BlockExtent> ExtentsOf(const std::vector<uint64_t>& a, const std::vector<uint64_t>* b,
+                                   uint64_t blocks) {
   std::vector<BlockExtent> out;
-  for (uint64_t b = 0; b < blocks_; ++b) {
-    if ((b & 63) == 0 && written_[b >> 6] == 0) {
-      b += 63;
+  for (uint64_t i = 0; i < blocks; ++i) {
+    const uint64_t word = a[i >> 6] | (b ? (*b)[i >> 6] : 0);
+    if ((i & 63) == 0 && word == 0) {
+      i += 63;
       continue;
     }
-    if (!TestBit(written_, b)) continue;
-    if (!out.empty() && out.back().first_block + out.back().count == b) {
+    if (!(word >> (i & 63) & 1)) continue;
+    if (!out.empty() && out.back().first_block + out.back().count == i) {
       ++out.back().count;
     } else {
-      out.push_back({b, 1});
+      out.push_back({i, 1});
     }
   }
   return out;
+}
+}  // namespace
+
+std::vector<BlockExtent> Overlay::ChangedExtents() const {
+  std::lock_guard l(mu_);
+  return ExtentsOf(written_, nullptr, blocks_);
+}
+
+std::vector<BlockExtent> Overlay::DifferingExtents() const {
+  std::lock_guard l(mu_);
+  return ExtentsOf(written_, &diverged_, blocks_);
+}
+
+uint64_t Overlay::diverged_through() const {
+  std::lock_guard l(mu_);
+  return diverged_through_;
 }
 
 uint64_t Overlay::changed_blocks() const {

@@ -62,6 +62,14 @@ class Overlay {
   // Blocks changed by users since the overlay was created, as ascending extents.
   std::vector<BlockExtent> ChangedExtents() const;
   uint64_t changed_blocks() const;
+  // Blocks where this overlay may differ from the source's own history at any seq after the
+  // point: those users changed, and those the journal's records after the point wrote
+  // (recorded at the commit point, file DIVERGED). Ascending extents. What a delta resync
+  // back to the source's old disk must send (docs/protocols/link.md, "Known changes").
+  std::vector<BlockExtent> DifferingExtents() const;
+  // The newest seq of the source's history the journal held when the commit recorded its
+  // diverged blocks; 0 when not recorded (not committed, or committed by an older version).
+  uint64_t diverged_through() const;
   uint64_t present_blocks() const;
 
  private:
@@ -76,6 +84,9 @@ class Overlay {
   static Result<std::shared_ptr<Overlay>> Load(Env* env, const std::string& dir,
                                                uint64_t size, uint32_t block_size);
   Status StoreMeta(OverlayState state);
+  // Writes DIVERGED (atomically): the block runs records after the point wrote, and the
+  // journal's newest seq. Called before the replica's commit point drops the journal.
+  Status StoreDiverged(const std::vector<std::pair<uint64_t, uint64_t>>& runs, uint64_t through);
   void AttachView(std::shared_ptr<View> view);
   void DetachView();
   // Copies every block not yet present from the point; progress in *done. Stops early with
@@ -105,6 +116,8 @@ class Overlay {
   mutable std::mutex mu_;  // guards the bitmaps, pending_, state_, view_
   std::vector<uint64_t> written_;  // bit per block: changed by a user
   std::vector<uint64_t> present_;  // bit per block: data.img holds it
+  std::vector<uint64_t> diverged_;  // bit per block: a journal record after the point wrote it
+  uint64_t diverged_through_ = 0;
   std::vector<std::pair<BlockExtent, bool>> pending_;  // not yet in blocks.log; bool = filled
   OverlayState state_ = OverlayState::kActive;
   std::shared_ptr<View> view_;

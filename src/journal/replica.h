@@ -146,6 +146,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   Replica& operator=(const Replica&) = delete;
 
   const std::string& dir() const { return dir_; }
+  Env* env() const { return env_; }
   uint64_t size() const { return manifest_.size; }
   uint32_t block_size() const { return manifest_.block_size; }
   const Id128& volume_id() const { return manifest_.volume_id; }
@@ -205,9 +206,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   ReplicaStats Stats() const;
   Health GetHealth() const;
 
-  // The block runs that records still in the journal wrote (zeroed or trimmed), ascending:
-  // what redoing the journal onto a disk must copy. (first block, count) pairs.
-  std::vector<std::pair<uint64_t, uint64_t>> JournaledBlockRuns() const;
+  // The block runs that records still in the journal with seq > after wrote (zeroed or
+  // trimmed), ascending: what redoing the journal onto a disk must copy. (first block, count)
+  // pairs.
+  std::vector<std::pair<uint64_t, uint64_t>> JournaledBlockRuns(uint64_t after = 0) const;
 
   // A read-only view of the volume as of seq (use ResolvePoint first for other specs).
   Result<std::shared_ptr<View>> OpenView(uint64_t seq);
@@ -271,6 +273,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // The commit point: the manifest says committed and the journal, base and points are
   // forgotten in memory. Then the files go (DropJournalAndBaseOf); Finish… does both.
   Status SwitchToCommittedLocked(const std::string& name);
+  std::vector<std::pair<uint64_t, uint64_t>> JournaledBlockRunsLocked(uint64_t after) const;  // index_mu_ held
   Status FinishCommitLocked(const std::string& name);
   Status DropJournalAndBase();
   Status DropJournalAndBaseOf(const std::string& overlay_name);

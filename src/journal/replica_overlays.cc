@@ -237,6 +237,14 @@ Status Replica::SwitchToCommittedLocked(const std::string& name) {
     std::lock_guard wl(write_mu_);
     std::lock_guard ml(meta_mu_);
     o = overlays_.at(name);
+    {
+      // What the source wrote after the point, before the journal goes: a delta resync back
+      // to the source's old disk needs it (Overlay::DifferingExtents). Recorded again if a
+      // crash comes before the manifest below.
+      std::shared_lock il(index_mu_);
+      RETURN_IF_ERROR(o->StoreDiverged(JournaledBlockRunsLocked(o->point()),
+                                       std::max(published_seq_.load(), manifest_.base_seq)));
+    }
     Manifest next = manifest_;
     next.state = "committed";
     next.committed_overlay = name;

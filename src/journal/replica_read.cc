@@ -41,14 +41,19 @@ void Replica::ResolveCached(uint64_t chunk, size_t limit, uint64_t generation,
   *out = *slot;
 }
 
-std::vector<std::pair<uint64_t, uint64_t>> Replica::JournaledBlockRuns() const {
-  std::vector<std::pair<uint64_t, uint64_t>> runs;
+std::vector<std::pair<uint64_t, uint64_t>> Replica::JournaledBlockRuns(uint64_t after) const {
   std::shared_lock il(index_mu_);
+  return JournaledBlockRunsLocked(after);
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> Replica::JournaledBlockRunsLocked(uint64_t after) const {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
   ResolvedChunk rc;
   for (uint64_t chunk : index_.TouchedChunks(index_.size())) {
     index_.ResolveChunk(chunk, index_.size(), &rc);
     for (uint32_t i = 0; i < kChunkBlocks; ++i) {
-      if (rc.slot[i] == kNoRecord) continue;
+      // The newest record of the block: if it is not after `after`, none is.
+      if (rc.slot[i] == kNoRecord || index_.at(rc.slot[i] - 1).seq() <= after) continue;
       uint64_t block = chunk * kChunkBlocks + i;
       if (!runs.empty() && runs.back().first + runs.back().second == block) {
         ++runs.back().second;

@@ -129,11 +129,43 @@ Result<Hello> DecodeHello(std::string_view payload) {
   });
 }
 
+json SeedChangesToJson(const SeedChanges& m) {
+  json runs = json::array();
+  for (auto [first, count] : m.runs) runs.push_back({first, count});
+  return {{"volume_id", m.volume_id}, {"history_id", m.history_id}, {"from_seq", m.from_seq},
+          {"block_size", m.block_size}, {"runs", std::move(runs)}};
+}
+
+Result<SeedChanges> SeedChangesFromJson(const json& j) {
+  try {
+    SeedChanges m;
+    m.volume_id = j.at("volume_id").get<std::string>();
+    m.history_id = j.at("history_id").get<std::string>();
+    m.from_seq = Integer<uint64_t>(j, "from_seq");
+    m.block_size = Integer<uint32_t>(j, "block_size");
+    uint64_t end = 0;
+    for (const json& r : j.at("runs")) {
+      const uint64_t first = r.at(0).get<uint64_t>(), count = r.at(1).get<uint64_t>();
+      if (first < end || count == 0 || first + count < first) {
+        return InvalidArgument("seed changes: runs must ascend and not overlap");
+      }
+      end = first + count;
+      m.runs.push_back({first, count});
+    }
+    if (m.block_size == 0) return InvalidArgument("seed changes: block_size 0");
+    return m;
+  } catch (const std::exception& e) {
+    return InvalidArgument(std::string("seed changes: ") + e.what());
+  }
+}
+
 std::string EncodeWelcome(const Welcome& m) {
+  json sync = {{"needed", m.sync_needed}, {"offset", m.sync_offset}, {"seeded", m.sync_seeded}};
+  if (m.seed) sync["seed"] = SeedChangesToJson(*m.seed);
   json j = {{"protocol", m.protocol},
             {"resume_from", m.resume_from},
             {"codec", m.codec},
-            {"initial_sync", {{"needed", m.sync_needed}, {"offset", m.sync_offset}, {"seeded", m.sync_seeded}}},
+            {"initial_sync", std::move(sync)},
             {"resync_open", m.resync_open}};
   return Dump(j);
 }
@@ -149,6 +181,9 @@ Result<Welcome> DecodeWelcome(std::string_view payload) {
     m.sync_offset = Integer<uint64_t>(s, "offset");
     m.sync_seeded = s.contains("seeded") && s.at("seeded").get<bool>();
     m.resync_open = j.contains("resync_open") ? Integer<uint64_t>(j, "resync_open") : 0;
+    if (s.contains("seed")) {
+      ASSIGN_OR_RETURN(m.seed, SeedChangesFromJson(s.at("seed")));
+    }
     return m;
   });
 }

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +38,19 @@ struct Hello {
 std::string EncodeHello(const Hello& m);
 Result<Hello> DecodeHello(std::string_view payload);
 
+// What a seeded target knows about its seed (docs/protocols/link.md, "Known changes"): the
+// old disk it was seeded from was capture volume volume_id / history_id, and every block that
+// old source wrote with seq >= from_seq is inside runs (more may be). from_seq 0: not known.
+struct SeedChanges {
+  std::string volume_id;   // 32 hex digits
+  std::string history_id;  // hex
+  uint64_t from_seq = 0;
+  uint32_t block_size = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> runs;  // (first block, count), ascending
+};
+nlohmann::json SeedChangesToJson(const SeedChanges& m);
+Result<SeedChanges> SeedChangesFromJson(const nlohmann::json& j);
+
 struct Welcome {
   int protocol = kProtocolVersion;
   uint64_t resume_from = 0;
@@ -44,6 +59,7 @@ struct Welcome {
   uint64_t sync_offset = 0;
   bool sync_seeded = false;  // the target's base holds an older version: compare digests first
   uint64_t resync_open = 0;  // missing_from of the target's open resync window, or 0
+  std::optional<SeedChanges> seed;  // a seeded sync whose target knows its seed's changes
 };
 std::string EncodeWelcome(const Welcome& m);
 Result<Welcome> DecodeWelcome(std::string_view payload);

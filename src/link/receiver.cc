@@ -7,6 +7,7 @@
 
 #include "journal/view.h"
 #include "link/frame.h"
+#include "link/replica_store.h"
 
 namespace ferry::link {
 
@@ -236,6 +237,9 @@ ferry::Status LinkReceiver::Handshake(Conn* c) {
   w.resync_open = c->replica->OpenResync();
   w.sync_offset = st_sync.offset;
   w.sync_seeded = st_sync.seeded;
+  if (st_sync.running && st_sync.seeded) {
+    w.seed = ReplicaStore::ReadSeedChanges(c->replica->env(), c->replica->dir());
+  }
   c->next_seq = w.resume_from;
   c->sync_saved = st_sync.offset;
   {

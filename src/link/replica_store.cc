@@ -5,8 +5,10 @@
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "env/env.h"
+#include "journal/manifest.h"
 
 namespace ferry::link {
 
@@ -14,6 +16,7 @@ namespace {
 
 // The volume's name lives beside the replica (the replica format does not carry it).
 constexpr char kNameFile[] = "VOLUME_NAME";
+constexpr char kSeedChangesFile[] = "SEED-CHANGES";
 constexpr char kDeletedPrefix[] = ".deleted-";
 
 // Deletes a directory tree that is already out of the way (renamed to .deleted-*).
@@ -120,6 +123,28 @@ Result<std::shared_ptr<journal::Replica>> ReplicaStore::Prepare(const std::strin
   RETURN_IF_ERROR(WriteFileAtomically(env, JoinPath(dir, kNameFile), name));
   by_id_[id] = Entry{name, id, replica};
   return replica;
+}
+
+Status ReplicaStore::WriteSeedChanges(Env* env, const std::string& replica_dir, const SeedChanges& changes) {
+  return WriteFileAtomically(env, JoinPath(replica_dir, kSeedChangesFile),
+                             journal::FrameWithChecksum(SeedChangesToJson(changes).dump()));
+}
+
+std::optional<SeedChanges> ReplicaStore::ReadSeedChanges(Env* env, const std::string& replica_dir) {
+  const std::string path = JoinPath(replica_dir, kSeedChangesFile);
+  if (!env->Exists(path)) return std::nullopt;
+  Result<SeedChanges> got = [&]() -> Result<SeedChanges> {
+    ASSIGN_OR_RETURN(std::string text, ReadFileToString(env, path));
+    ASSIGN_OR_RETURN(std::string body, journal::UnframeChecksum(text, path));
+    nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded()) return DataLoss(path + ": not JSON");
+    return SeedChangesFromJson(j);
+  }();
+  if (!got.ok()) {
+    spdlog::warn("{}: {}; the seeded sync compares digests instead", path, got.status().ToString());
+    return std::nullopt;
+  }
+  return *got;
 }
 
 Result<std::shared_ptr<journal::Replica>> ReplicaStore::Find(const std::string& name_or_id) const {

@@ -50,6 +50,12 @@ class ReplicaStore final : public ReplicaDirectory {
   // there is neither an open replica nor a directory.
   Status Remove(const std::string& volume_id);
 
+  // The seed's known changes, kept in a seeded replica's directory (file SEED-CHANGES) until
+  // its initial sync is done; none when there is no file. A damaged file reads as none (the
+  // source then compares digests: slower, never wrong) and is logged.
+  static Status WriteSeedChanges(Env* env, const std::string& replica_dir, const SeedChanges& changes);
+  static std::optional<SeedChanges> ReadSeedChanges(Env* env, const std::string& replica_dir);
+
  private:
   const std::string root_;
   const journal::ReplicaOptions options_;

@@ -25,6 +25,7 @@ struct LinkSender::Session {
   uint64_t sync_total = 0;
   uint64_t sync_done_seq = 0;  // the marker that ends the sync, once appended
   bool seeded = false;         // the target's base holds an older version: compare digests
+  bool known = false;          // seeded, and config_.delta names every block that may differ
   std::deque<std::string> digests;  // DIGESTS payloads from the ack reader (under mu_)
   std::unique_ptr<File> disk;
   int64_t last_send_ns = 0;
@@ -79,6 +80,7 @@ LinkSender::LinkSender(SenderConfig config, std::shared_ptr<journal::Replica> lo
       throttle_(config_.clock, config_.rate_bytes_per_second, config_.node_throttle) {
   st_.volume = config_.volume;
   st_.rate_bytes_per_second = config_.rate_bytes_per_second;
+  delta_live_ = config_.delta != nullptr;
   if (!config_.verify_path.empty() && config_.env->Exists(config_.verify_path)) {
     auto text = ReadFileToString(config_.env, config_.verify_path);
     auto v = text.ok() ? VerifyFromJson(*text) : Result<VerifyStatus>(text.status());
@@ -394,6 +396,21 @@ Status LinkSender::Handshake(Session* s) {
   s->sync = w.sync_needed;
   s->sync_cursor = w.sync_offset;
   s->seeded = w.sync_seeded;
+  std::string method = !s->sync ? "" : !s->seeded ? "copy" : "digests", reason;
+  if (s->sync && s->seeded && delta_live_) {
+    ASSIGN_OR_RETURN(reason, UseKnownChanges(w));
+    if (reason.empty()) {
+      s->known = true;
+      method = "known-changes";
+    } else {
+      spdlog::info("link {}: seeded sync compares digests: {}", config_.volume, reason);
+    }
+  } else if (!s->sync && delta_live_) {
+    // The target is past its initial sync: the changes were for it only. A replica prepared
+    // later starts from its own seed, which these no longer describe.
+    RETURN_IF_ERROR(config_.delta->Remove());
+    delta_live_ = false;
+  }
   s->last_recv_ns = s->last_send_ns = config_.clock->NowNanos();
   if (s->sync && config_.reset_capture) {
     config_.reset_capture();  // the next full cycle carries the whole disk
@@ -405,6 +422,8 @@ Status LinkSender::Handshake(Session* s) {
   st_.acked_seq = std::max(st_.acked_seq, w.resume_from - 1);
   st_.sent_seq = w.resume_from - 1;
   st_.initial_sync = s->sync;
+  st_.sync_method = method;
+  st_.sync_method_reason = reason;
   st_.sync_offset = s->sync ? w.sync_offset : 0;
   st_.last_error.clear();
   s->acked = w.resume_from - 1;
@@ -503,6 +522,17 @@ void LinkSender::MaybeTrim() {
     return;
   }
   const uint64_t through = std::min(acked, *cp);
+  if (delta_live_) {
+    // Records leave the log: their blocks stay named in the known changes (a replica
+    // prepared again from the same seed would get no record of them).
+    config_.delta->SetRuns(log_->JournaledBlockRuns(), log_->block_size());
+    Status saved = config_.delta->Save();
+    if (!saved.ok()) {
+      spdlog::warn("link {}: saving the known changes failed, the log is kept: {}", config_.volume,
+                   saved.ToString());
+      return;
+    }
+  }
   Status d = log_->DiscardThrough(through);
   if (d.ok()) {
     trimmed_through_ = through;
@@ -597,6 +627,7 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
     std::lock_guard l(mu_);
     if (s->sync_cursor >= s->sync_acked + config_.sync_window_bytes) return Status::Ok();
   }
+  if (s->known) return SendKnownWindow(s, sent);
   if (s->seeded) return SendSeededWindow(s, sent);
   if (s->sync_total == 0) {
     // Allocated bytes, for progress: walk the data extents once.
@@ -893,7 +924,6 @@ Result<std::vector<DigestRange>> LinkSender::DifferingBlocks(Session* s, Message
 // then send only the blocks that differ (zero blocks as zero extents).
 Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
   const uint64_t size = log_->size();
-  const uint32_t bs = log_->block_size();
   const uint64_t start = s->sync_cursor;
   const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
   std::string& buf = WindowBuffer(window);
@@ -901,12 +931,50 @@ Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
   (void)got;
   ASSIGN_OR_RETURN(std::vector<DigestRange> ranges,
                    DifferingBlocks(s, MessageType::kDigestRequest, start, buf));
-  // ranges now hold the differing blocks.
+  RETURN_IF_ERROR(SendBlocks(s, buf, start, ranges, start + window));
+  *sent = true;
+  return Status::Ok();
+}
+
+// Seeded sync of one window with known changes: read and send only the blocks they name.
+Status LinkSender::SendKnownWindow(Session* s, bool* sent) {
+  const uint64_t size = log_->size();
+  const uint64_t start = s->sync_cursor;
+  const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
+  std::vector<DigestRange> ranges;
+  for (uint64_t at = start; at < start + window;) {
+    auto next = config_.delta->NextDirty(at, 4u << 20);
+    if (!next || next->first >= start + window) break;
+    const uint64_t end = std::min(next->first + next->second, start + window);
+    if (!ranges.empty() && ranges.back().offset + ranges.back().length == next->first) {
+      ranges.back().length += end - next->first;
+    } else {
+      ranges.push_back({next->first, end - next->first});
+    }
+    at = end;
+  }
+  std::string& buf = WindowBuffer(window);
+  for (const DigestRange& r : ranges) {
+    ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(r.offset, r.length, buf.data() + (r.offset - start)));
+    // Past the end of a shorter file reads as zeros (the reused buffer holds older bytes).
+    if (got < r.length) {
+      std::fill(buf.begin() + static_cast<std::ptrdiff_t>(r.offset - start + got),
+                buf.begin() + static_cast<std::ptrdiff_t>(r.offset - start + r.length), '\0');
+    }
+  }
+  RETURN_IF_ERROR(SendBlocks(s, buf, start, ranges, start + window));
+  *sent = true;
+  return Status::Ok();
+}
+
+Status LinkSender::SendBlocks(Session* s, std::string_view buf, uint64_t start,
+                              const std::vector<DigestRange>& ranges, uint64_t scanned_to) {
+  const uint32_t bs = log_->block_size();
   SyncData d;
-  d.total_bytes = size;
+  d.total_bytes = log_->size();
   size_t payload_bytes = 0;
-  auto flush = [&](uint64_t scanned_to) -> Status {
-    d.scanned_to = scanned_to;
+  auto flush = [&](uint64_t to) -> Status {
+    d.scanned_to = to;
     std::string payload;
     EncodeSyncData(d, &payload);
     RETURN_IF_ERROR(throttle_.Acquire(payload.size()));
@@ -920,10 +988,10 @@ Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
   };
   for (const DigestRange& r : ranges) {
     for (uint64_t b = r.offset; b < r.offset + r.length;) {
-      const bool zero = IsAllZero(std::string_view(buf).substr(b - start, bs));
+      const bool zero = IsAllZero(buf.substr(b - start, bs));
       uint64_t e = b + bs;
-      while (e < r.offset + r.length &&
-             IsAllZero(std::string_view(buf).substr(e - start, bs)) == zero && e - b < (4u << 20)) {
+      while (e < r.offset + r.length && IsAllZero(buf.substr(e - start, bs)) == zero &&
+             e - b < (4u << 20)) {
         e += bs;
       }
       SyncExtent x;
@@ -931,7 +999,7 @@ Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
       if (zero) {
         x.zero_length = static_cast<uint32_t>(e - b);
       } else {
-        x.data = std::string_view(buf).substr(b - start, e - b);
+        x.data = buf.substr(b - start, e - b);
         payload_bytes += x.data.size();
       }
       d.extents.push_back(std::move(x));
@@ -939,14 +1007,54 @@ Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
       b = e;
     }
   }
-  RETURN_IF_ERROR(flush(start + window));
-  s->sync_cursor = start + window;
+  RETURN_IF_ERROR(flush(scanned_to));
+  s->sync_cursor = scanned_to;
   s->last_send_ns = config_.clock->NowNanos();
-  *sent = true;
   std::lock_guard l(mu_);
   st_.sync_scanned = s->sync_cursor;
-  st_.sync_total = size;
+  st_.sync_total = log_->size();
   return Status::Ok();
+}
+
+Result<std::string> LinkSender::UseKnownChanges(const Welcome& w) {
+  if (!w.seed) return std::string("the target does not know which blocks its seed changed");
+  const SeedChanges& seed = *w.seed;
+  if (seed.volume_id != config_.diverged_volume_id || seed.history_id != config_.diverged_history_id) {
+    return "the target's seed is the disk of volume " + seed.volume_id + " history " + seed.history_id +
+           ", not of " + config_.diverged_volume_id + " history " + config_.diverged_history_id +
+           " that this volume diverged from";
+  }
+  if (seed.from_seq == 0 || seed.from_seq > config_.diverged_through + 1) {
+    return "the seed's changes start at seq " + std::to_string(seed.from_seq) +
+           " but this volume's history holds them only up to seq " +
+           std::to_string(config_.diverged_through);
+  }
+  if (seed.block_size != log_->block_size()) {
+    return "the seed's blocks are " + std::to_string(seed.block_size) + " bytes, this volume's " +
+           std::to_string(log_->block_size());
+  }
+  const uint32_t bs = log_->block_size();
+  for (auto [first, count] : seed.runs) {
+    if (first > log_->size() / bs || count > log_->size() / bs - first) {
+      return std::string("the seed's changes name blocks past the end of the volume");
+    }
+  }
+  // What may differ: this side's changes since the divergence (config_.delta), the seed's,
+  // the blocks of records the target will not get as records (all those the log holds), and
+  // the blocks whose records were dropped (the changed-block map). Saved before any record
+  // is trimmed.
+  config_.delta->SetRuns(seed.runs, bs);
+  config_.delta->SetRuns(log_->JournaledBlockRuns(), bs);
+  if (config_.dirty) {
+    for (uint64_t at = 0;;) {
+      auto next = config_.dirty->NextDirty(at, 64u << 20);
+      if (!next) break;
+      config_.delta->Set(next->first, next->second);
+      at = next->first + next->second;
+    }
+  }
+  RETURN_IF_ERROR(config_.delta->Save());
+  return std::string();
 }
 
 void LinkSender::SampleRates() {

@@ -54,6 +54,15 @@ struct SenderConfig {
   // append a range's current content to the log (capture::Splitter::Rewrite).
   std::shared_ptr<capture::DirtyMap> dirty;
   std::function<Status(uint64_t offset, uint64_t length)> rewrite;
+  // Known changes (optional; docs/protocols/link.md, "Known changes"): a promoted volume's
+  // blocks that may differ from the disk of the old source it diverged from (volume id and
+  // history id below; that history's records up to seq diverged_through were in the replica
+  // when it was committed). A seeded sync whose target says its seed is that disk, and names
+  // the seed's own changes since then, sends just these blocks instead of comparing digests.
+  std::shared_ptr<capture::DirtyMap> delta;
+  std::string diverged_volume_id;   // 32 hex digits
+  std::string diverged_history_id;  // hex
+  uint64_t diverged_through = 0;
   // Where a verify's state is kept (JSON, written atomically), so that a restart goes on with
   // it; empty: in memory only.
   std::string verify_path;
@@ -101,6 +110,10 @@ struct LinkStatus {
   uint64_t log_last_seq = 0;
   uint64_t pending_bytes = 0;  // journal bytes the pending log still holds
   bool initial_sync = false;
+  // How the initial sync finds what to send: "copy" (every allocated block), "digests"
+  // (seeded: compare with the target's base), "known-changes" (seeded, with known changes).
+  std::string sync_method;
+  std::string sync_method_reason;  // why not "known-changes" when the volume has a delta
   uint64_t sync_offset = 0;    // acknowledged by the target
   uint64_t sync_scanned = 0;   // sent
   uint64_t sync_total = 0;     // allocated bytes of the volume (estimate)
@@ -150,6 +163,14 @@ class LinkSender {
   Status SendSync(Session* s, bool* sent);
   Status SendResync(Session* s, bool* sent);
   Status SendSeededWindow(Session* s, bool* sent);
+  Status SendKnownWindow(Session* s, bool* sent);
+  // Sends the blocks of ranges (inside buf, which holds the disk from buf_offset) as SYNC_DATA
+  // frames of up to 4 MiB, zero blocks as zero extents; the last frame says scanned_to.
+  Status SendBlocks(Session* s, std::string_view buf, uint64_t buf_offset,
+                    const std::vector<DigestRange>& ranges, uint64_t scanned_to);
+  // At the handshake of a seeded sync: whether the known changes can stand in for digests
+  // (merging the target's into config_.delta); the reason when they cannot.
+  Result<std::string> UseKnownChanges(const Welcome& w);
   Status SendVerify(Session* s, bool* sent);
   Result<Digests> AskDigests(Session* s, MessageType ask, uint32_t granularity,
                              const std::vector<DigestRange>& ranges);
@@ -186,6 +207,7 @@ class LinkSender {
   uint64_t sample_wire_ = 0;
   int64_t last_checkpoint_ns_ = 0;
   uint64_t trimmed_through_ = 0;
+  bool delta_live_ = false;  // config_.delta still describes a sync to come (sending thread)
   std::string window_buf_;   // sending thread only (WindowBuffer)
   std::string payload_buf_;  // sending thread only: the initial sync's SYNC_DATA
 };

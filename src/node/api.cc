@@ -272,11 +272,12 @@ void Api::Routes() {
     auto bs = Field<uint32_t>(*b, "block_size", 4096);
     auto first = Field<uint64_t>(*b, "first_seq", 0);
     auto seed = Field<std::string>(*b, "seed", "");
+    auto seed_volume = Field<std::string>(*b, "seed_volume", "");
     for (const Status& st : {name.status(), vid.status(), hid.status(), size.status(), bs.status(),
-                             first.status(), seed.status()}) {
+                             first.status(), seed.status(), seed_volume.status()}) {
       if (!st.ok()) return ReplyError(res, st);
     }
-    ReplyResult(res, node_->PrepareReplica(*name, *vid, *hid, *size, *bs, *first, *seed), 201);
+    ReplyResult(res, node_->PrepareReplica(*name, *vid, *hid, *size, *bs, *first, *seed, *seed_volume), 201);
   });
   s.Delete(R"(/v1/replicas/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     bool force = false;

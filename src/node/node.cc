@@ -162,6 +162,8 @@ Status Node::OpenVolume(const std::string& name) {
     v->fenced = j.value("fenced", false);
     v->aliases = j.value("aliases", std::vector<std::string>{});
     v->promoted_from = j.value("promoted_from", json(nullptr));
+    v->diverged = j.value("diverged", json(nullptr));
+    v->acked_at_stop = j.value("acked_at_stop", uint64_t{0});
     if (j.contains("protect")) {
       const json& p = j.at("protect");
       v->protect = true;
@@ -219,6 +221,17 @@ Status Node::OpenVolume(const std::string& name) {
     RETURN_IF_ERROR((*dirty)->Save());
   }
   v->dirty = std::shared_ptr<capture::DirtyMap>(std::move(*dirty));
+  const std::string delta_path = JoinPath(dir, kDeltaMapFile);
+  if (v->diverged.is_object() && env->Exists(delta_path)) {
+    auto delta = capture::DirtyMap::Open(env, delta_path, v->log->size(), v->log->block_size());
+    if (delta.ok()) {
+      v->delta = std::move(*delta);
+    } else {
+      // Without them a seeded sync compares digests: slower, never wrong.
+      events_.Add("warning", name, delta.status().ToString() +
+                                       "; a seeded sync of this volume will compare digests instead");
+    }
+  }
   if (v->protect && v->link_state != "stopped") RETURN_IF_ERROR(StartLink(*v));
   std::lock_guard l(mu_);
   volumes_[name] = v;
@@ -231,6 +244,8 @@ json Node::VolumeSettings(const Volume& v) {
   if (v.fenced) j["fenced"] = true;
   if (!v.aliases.empty()) j["aliases"] = v.aliases;
   if (!v.promoted_from.is_null()) j["promoted_from"] = v.promoted_from;
+  if (!v.diverged.is_null()) j["diverged"] = v.diverged;
+  if (v.acked_at_stop != 0) j["acked_at_stop"] = v.acked_at_stop;
   if (v.protect) {
     j["protect"] = {{"target", v.params.target},
                     {"bytes_per_second", v.params.bytes_per_second},
@@ -293,6 +308,12 @@ Status Node::StartLink(Volume& v) {
     };
     c.checkpoint = [splitter] { return splitter->Checkpoint(); };
     c.dirty = v.dirty;
+    if (v.delta) {
+      c.delta = v.delta;
+      c.diverged_volume_id = v.diverged.value("volume_id", "");
+      c.diverged_history_id = v.diverged.value("history_id", "");
+      c.diverged_through = v.diverged.value("through", uint64_t{0});
+    }
     c.rewrite = [splitter](uint64_t off, uint64_t len) { return splitter->Rewrite(off, len); };
     c.verify_path = JoinPath(JoinPath(JoinPath(config_.data_dir, "volumes"), v.name), "verify.json");
   }
@@ -484,6 +505,7 @@ Status Node::LinkAction(const std::string& name, const std::string& action) {
   } else if (action == "stop") {
     if (v->splitter) v->splitter->SetAckWaiter(nullptr);
     v->sender->Stop();
+    v->acked_at_stop = v->sender->status().acked_seq;
     v->sender.reset();
     v->link_state = "stopped";
   } else {

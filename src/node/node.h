@@ -132,10 +132,13 @@ class Node {
   }
 
   // Creates a replica a source will fill, its base seeded from a local file holding an older
-  // version of the volume (reprotect, failback): only differing blocks travel.
+  // version of the volume (reprotect, failback): only differing blocks travel. seed_volume:
+  // a capture volume of this node whose disk is the seed; it is fenced, what it wrote is kept
+  // as the seed's known changes, and it is removed once the replica exists.
   Result<json> PrepareReplica(const std::string& name, const std::string& volume_id,
                               const std::string& history_id, uint64_t size, uint32_t block_size,
-                              uint64_t first_seq, const std::string& seed);
+                              uint64_t first_seq, const std::string& seed,
+                              const std::string& seed_volume = "");
   Result<json> ListPoints(const std::string& replica, const std::string& kind, size_t limit,
                           uint64_t before_seq);
   Result<json> OpenView(const std::string& replica, const std::string& point);

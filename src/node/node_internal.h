@@ -47,6 +47,12 @@ struct Node::Volume {
   std::shared_ptr<journal::Replica> log;
   std::shared_ptr<capture::Splitter> splitter;
   std::shared_ptr<capture::DirtyMap> dirty;
+  // A promoted volume's known changes since it diverged from the old source (delta.map),
+  // and {"volume_id", "history_id", "through"} of that divergence; null when none.
+  std::shared_ptr<capture::DirtyMap> delta;
+  json diverged = nullptr;
+  // The newest seq the target had acknowledged when the link was last stopped (0: none).
+  uint64_t acked_at_stop = 0;
   bool dropping = false;
   bool protect = false;
   ProtectParams params;

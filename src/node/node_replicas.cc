@@ -24,7 +24,9 @@ std::string NameOf(const link::ReplicaStore& store, const std::shared_ptr<journa
 
 Result<json> Node::PrepareReplica(const std::string& name, const std::string& volume_id,
                                   const std::string& history_id, uint64_t size,
-                                  uint32_t block_size, uint64_t first_seq, const std::string& seed) {
+                                  uint32_t block_size, uint64_t first_seq, const std::string& seed_arg,
+                                  const std::string& seed_volume) {
+  std::string seed = seed_arg;
   if (!ValidName(name)) return InvalidArgument("replica name '" + name + "': use letters, digits, '-', '_' and '.'");
   journal::CreateParams p;
   if (!journal::IdFromHex(volume_id, &p.volume_id)) return InvalidArgument("volume_id: give 32 hex digits");
@@ -37,13 +39,86 @@ Result<json> Node::PrepareReplica(const std::string& name, const std::string& vo
   }
   if (first_seq == 0) return InvalidArgument("first_seq: the source's next seq (its log_last_seq + 1)");
   if (!seed.empty() && seed[0] != '/') return InvalidArgument("seed: give an absolute path");
+  // Seeding from a capture volume of this node (reprotect, failback): its disk is the seed,
+  // and what it wrote that the other side may lack becomes the seed's known changes
+  // (docs/protocols/link.md, "Known changes"). The volume is fenced first, so nothing it
+  // writes afterwards is missed, and removed once the replica holds the seed.
+  std::shared_ptr<Volume> old;
+  std::optional<link::SeedChanges> changes;
+  if (!seed_volume.empty()) {
+    auto found = FindVolume(seed_volume);
+    if (!found.ok()) {
+      // Removed by an earlier attempt that did not finish: its disk is still a good seed.
+      if (seed.empty()) {
+        return NotFound("seed_volume " + seed_volume + " is not on this node; give its disk as seed");
+      }
+      spdlog::info("replica {}: seed volume {} is gone already; the seeded sync will compare digests",
+                   name, seed_volume);
+    } else {
+      old = *found;
+      if (seed.empty()) seed = old->disk;
+      if (seed != old->disk) {
+        return InvalidArgument("seed " + seed + " is not the disk of seed_volume " + seed_volume + " (" +
+                               old->disk + ")");
+      }
+      if (old->protect && old->link_state != "stopped") {
+        return FailedPrecondition("seed_volume " + seed_volume + " is protected; stop its link first");
+      }
+      if (old->splitter) {
+        old->splitter->Fence();
+        link::SeedChanges c;
+        c.volume_id = journal::IdToHex(old->log->volume_id());
+        c.history_id = fmt::format("{:016x}", old->log->history_id());
+        // Every write with seq >= from_seq is in runs: the records the target has not
+        // acknowledged (those it has are in its history, where the other side's known changes
+        // find them). Records dropped to the changed-block map leave a gap whose start is not
+        // kept: then the coverage is unknown (0).
+        // (Bits are cleared only once their rewrites are records in the log.)
+        const bool dropped = !old->dirty->Empty();
+        const uint64_t acked = old->sender ? old->sender->status().acked_seq : old->acked_at_stop;
+        const uint64_t from = std::max(old->log->Stats().oldest_point + 1, acked + 1);
+        c.from_seq = dropped ? 0 : from;
+        c.block_size = old->log->block_size();
+        c.runs = old->log->JournaledBlockRuns(from - 1);
+        changes = std::move(c);
+      }  // a scan-captured disk changes between scans, unlogged: no known changes
+    }
+  }
   p.size = size;
   p.block_size = block_size;
   p.first_seq = first_seq;
   p.seed_path = seed;
-  ASSIGN_OR_RETURN(auto r, replicas_.Prepare(name, p));
-  return json{{"name", name}, {"volume_id", volume_id}, {"seeded", !seed.empty()},
+  auto prepared = replicas_.Prepare(name, p);
+  if (!prepared.ok()) {
+    if (old && old->splitter) old->splitter->Unfence();
+    return prepared.status();
+  }
+  const std::shared_ptr<journal::Replica> r = *prepared;
+  if (changes) {
+    Status w = link::ReplicaStore::WriteSeedChanges(r->env(), r->dir(), *changes);
+    if (!w.ok()) {
+      spdlog::warn("replica {}: keeping the seed's known changes failed ({}); the seeded sync will "
+                   "compare digests", name, w.ToString());
+      changes.reset();
+    }
+  }
+  if (old) {
+    Status removed = RemoveVolume(seed_volume);
+    if (!removed.ok()) {
+      return removed.WithContext("replica " + name + " was prepared from the disk of volume " + seed_volume +
+                                 ", but removing the volume failed; remove it (DELETE /v1/volumes/" +
+                                 seed_volume + ")");
+    }
+    spdlog::info("volume {} removed: its disk {} seeds replica {}", seed_volume, seed, name);
+  }
+  json out = {{"name", name}, {"volume_id", volume_id}, {"seeded", !seed.empty()},
               {"initial_sync", r->GetInitialSync().running}};
+  if (changes) {
+    uint64_t blocks = 0;
+    for (auto [first, count] : changes->runs) blocks += count;
+    out["seed_changes"] = {{"from_seq", changes->from_seq}, {"bytes", blocks * changes->block_size}};
+  }
+  return out;
 }
 
 Result<json> Node::ListPoints(const std::string& replica, const std::string& kind, size_t limit,
@@ -251,6 +326,17 @@ Result<json> Node::Promote(const std::string& replica, const std::string& name, 
     plan.replica_id = id;
     plan.size = r->size();
     plan.block_size = r->block_size();
+    if (overlay->diverged_through() != 0) {
+      // What may differ from the old source's disk: a reprotect seeded with that disk sends
+      // only these blocks (docs/protocols/link.md, "Known changes").
+      v.diverged = {{"volume_id", id},
+                    {"history_id", fmt::format("{:016x}", r->history_id())},
+                    {"through", overlay->diverged_through()}};
+      plan.has_delta = true;
+      for (const journal::BlockExtent& e : overlay->DifferingExtents()) {
+        plan.delta_runs.push_back({e.first_block, e.count});
+      }
+    }
     plan.settings = VolumeSettings(v);
     s = promotion.Stage(plan);
     if (s.ok()) s = promotion.Commit(name);

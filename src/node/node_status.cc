@@ -78,6 +78,8 @@ json Node::VolumeJson(Volume& v, int64_t now) {
                               ? json(static_cast<double>(now - s.newest_acked_marker_ns) / kNanosPerSecond)
                               : json(nullptr);
     link["initial_sync"] = {{"running", s.initial_sync},
+                            {"method", s.sync_method},
+                            {"method_reason", s.sync_method_reason},
                             {"acked_offset", s.sync_offset},
                             {"scanned", s.sync_scanned},
                             {"total", s.sync_total}};

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "capture/dirty_map.h"
 #include "journal/replica.h"
 
 namespace ferry::node {
@@ -73,6 +74,12 @@ Status Promotion::Stage(const PromotePlan& plan) {
   {
     ASSIGN_OR_RETURN(auto log, journal::Replica::Create(JoinPath(dir, "log"), p, o));
   }  // closed: the volume opens it again
+  if (plan.has_delta) {
+    ASSIGN_OR_RETURN(auto delta, capture::DirtyMap::Open(env_, JoinPath(dir, kDeltaMapFile), plan.size,
+                                                         plan.block_size));
+    delta->SetRuns(plan.delta_runs, plan.block_size);
+    RETURN_IF_ERROR(delta->Save());
+  }
   nlohmann::json j = plan.settings;
   j["promote"] = {{"replica_id", plan.replica_id}, {"image", plan.image}};
   RETURN_IF_ERROR(WriteFileAtomically(env_, JoinPath(dir, kSettings), j.dump(2) + "\n"));

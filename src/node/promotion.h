@@ -5,8 +5,9 @@
 // directory goes.
 //
 // The steps, in this order, and what a crash after each leaves:
-//   1. Stage: VOLUMES/.promote-NAME/ gets the new pending log (log/) and volume.json, which
-//      holds the volume's settings and the intent {"replica_id", "image"}.
+//   1. Stage: VOLUMES/.promote-NAME/ gets the new pending log (log/), the known changes
+//      (delta.map) and volume.json, which holds the volume's settings and the intent
+//      {"replica_id", "image"}.
 //        crash → before: Recover removes the staging directory; the replica is untouched,
 //        promote can run again.
 //   2. Commit point: VOLUMES/.promote-NAME is renamed to VOLUMES/NAME (one rename, synced).
@@ -29,11 +30,16 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "env/env.h"
 
 namespace ferry::node {
+
+// A promoted volume's known changes (docs/protocols/link.md, "Known changes").
+inline constexpr char kDeltaMapFile[] = "delta.map";
 
 struct PromotePlan {
   std::string name;        // the new volume
@@ -43,6 +49,10 @@ struct PromotePlan {
   uint32_t block_size = 4096;
   // The volume's volume.json without the intent; its "disk" is where the image goes.
   nlohmann::json settings;
+  // The blocks that may differ from the old source's disk (Overlay::DifferingExtents),
+  // staged as delta.map (a changed-block map at block granularity) when has_delta.
+  bool has_delta = false;
+  std::vector<std::pair<uint64_t, uint64_t>> delta_runs;
 };
 
 class Promotion {
