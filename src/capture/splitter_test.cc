@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "capture/dirty_map.h"
 #include "env/sim_env.h"
 #include "journal/view.h"
 
@@ -193,6 +194,40 @@ TEST(SplitterPowerLossTest, DiskCatchesUpWithLog) {
   }
   EXPECT_GT(log_kept, 0);
   EXPECT_GT(redone, 0) << "no crash outcome needed the redo; the test does not exercise it";
+}
+
+}  // namespace
+}  // namespace ferry::capture
+
+namespace ferry::capture {
+namespace {
+
+// A map keeps the chunk size it was written with (delta.map: one bit per block), whatever
+// the opener asks for a new one; a chunk size that is not a power of two is damage.
+TEST(DirtyMapTest, KeepsItsChunkSize) {
+  SimEnv env;
+  {
+    auto m = DirtyMap::Open(&env, "/delta.map", kSize, kBs);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    (*m)->SetRuns({{3, 1}, {100, 2}}, kBs);
+    EXPECT_EQ((*m)->DirtyBytes(), 3 * kBs);
+    ASSERT_TRUE((*m)->Save().ok());
+  }
+  auto m = DirtyMap::Open(&env, "/delta.map", kSize);  // asks for the default, 64 KiB
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ((*m)->chunk(), kBs);
+  EXPECT_EQ((*m)->NextDirty(0, 1 << 20), std::make_optional(std::make_pair(uint64_t{3} * kBs, uint64_t{kBs})));
+  EXPECT_EQ((*m)->NextDirty(4 * kBs, 1 << 20),
+            std::make_optional(std::make_pair(uint64_t{100} * kBs, uint64_t{2} * kBs)));
+  ASSERT_TRUE((*m)->Remove().ok());
+  EXPECT_FALSE(env.Exists("/delta.map"));
+  ASSERT_TRUE((*m)->Save().ok());
+  auto text = ReadFileToString(&env, "/delta.map");
+  ASSERT_TRUE(text.ok());
+  std::string bad = *text;
+  bad[8] = 3;  // chunk 4099
+  ASSERT_TRUE(WriteFileAtomically(&env, "/delta.map", bad).ok());
+  EXPECT_EQ(DirtyMap::Open(&env, "/delta.map", kSize).status().code(), Code::kDataLoss);
 }
 
 }  // namespace

@@ -124,6 +124,46 @@ TEST_F(ReplicaTest, OverlayAndCommit) {
   EXPECT_EQ(got, want);
 }
 
+// Delta failback needs every block where the committed overlay may differ from the source's
+// own disk: those its users wrote and those the journal's records after its point wrote.
+TEST_F(ReplicaTest, CommitRecordsTheBlocksWrittenAfterThePoint) {
+  auto r = Make(1 << 20);
+  ASSERT_TRUE(r->Append(Record::Write(0, std::string(kBs, 'a'))).ok());          // seq 1
+  ASSERT_TRUE(r->Append(Record::Write(8 * kBs, std::string(2 * kBs, 'b'))).ok());  // seq 2
+  ASSERT_TRUE(r->Append(Record::Write(0, std::string(kBs, 'c'))).ok());          // 3: after
+  ASSERT_TRUE(r->Append(Record::Zero(20 * kBs, 3 * kBs)).ok());            // 4: after
+  ASSERT_TRUE(r->Append(Record::Marker(MarkerKind::kCrashConsistent)).ok());      // 5
+  auto o = r->CreateOverlay("fo", 2);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  ASSERT_TRUE((*o)->Write(40 * kBs + 1, "user").ok());
+  EXPECT_EQ((*o)->diverged_through(), 0u);  // known only at the commit point
+  ASSERT_TRUE(r->StartCommit("fo").ok());
+  ASSERT_TRUE(r->WaitForCommitCleanup().ok());
+  const std::vector<BlockExtent> want = {{0, 1}, {20, 3}, {40, 1}};
+  EXPECT_EQ((*o)->DifferingExtents(), want);
+  EXPECT_EQ((*o)->ChangedExtents(), (std::vector<BlockExtent>{{40, 1}}));
+  EXPECT_EQ((*o)->diverged_through(), 5u);
+  o->reset();
+  r.reset();
+  env_.Crash(3);
+  auto r2 = Replica::Open("/r", Opts());
+  ASSERT_TRUE(r2.ok()) << r2.status().ToString();
+  auto o2 = (*r2)->GetOverlay("fo");
+  ASSERT_TRUE(o2.ok());
+  EXPECT_EQ((*o2)->DifferingExtents(), want);
+  EXPECT_EQ((*o2)->diverged_through(), 5u);
+  // A damaged record of them is refused, not read as "nothing diverged".
+  o2->reset();
+  r2->reset();
+  auto text = ReadFileToString(&env_, "/r/overlays/fo/DIVERGED");
+  ASSERT_TRUE(text.ok());
+  std::string bad = *text;
+  bad[bad.find("through") + 10] ^= 1;
+  ASSERT_TRUE(WriteFileAtomically(&env_, "/r/overlays/fo/DIVERGED", bad).ok());
+  auto r3 = Replica::Open("/r", Opts());
+  EXPECT_EQ(r3.status().code(), Code::kDataLoss) << r3.status().ToString();
+}
+
 TEST_F(ReplicaTest, CommitInterruptedByCrashResumesOnOpen) {
   auto r = Make(4 << 20);
   for (int i = 0; i < 64; ++i) {

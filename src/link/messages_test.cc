@@ -42,6 +42,36 @@ TEST(LinkMessages, HelloWelcomeAndAckRoundTrip) {
   EXPECT_EQ(a->sync_offset, kNoSync);
 }
 
+TEST(LinkMessages, WelcomeCarriesTheSeedsKnownChanges) {
+  Welcome w;
+  w.resume_from = 3;
+  w.sync_needed = w.sync_seeded = true;
+  EXPECT_FALSE(DecodeWelcome(EncodeWelcome(w))->seed.has_value());
+  SeedChanges c;
+  c.volume_id = std::string(32, 'a');
+  c.history_id = "00000000000000ff";
+  c.from_seq = 41;
+  c.block_size = 4096;
+  c.runs = {{0, 2}, {9, 1}};
+  w.seed = c;
+  auto got = DecodeWelcome(EncodeWelcome(w));
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_TRUE(got->seed.has_value());
+  EXPECT_EQ(got->seed->volume_id, c.volume_id);
+  EXPECT_EQ(got->seed->history_id, c.history_id);
+  EXPECT_EQ(got->seed->from_seq, 41u);
+  EXPECT_EQ(got->seed->runs, c.runs);
+  // Runs that overlap, go backwards or are empty are refused.
+  for (auto runs : {std::vector<std::pair<uint64_t, uint64_t>>{{0, 2}, {1, 1}},
+                    std::vector<std::pair<uint64_t, uint64_t>>{{5, 1}, {0, 1}},
+                    std::vector<std::pair<uint64_t, uint64_t>>{{5, 0}}}) {
+    nlohmann::json j = SeedChangesToJson(c);
+    j["runs"] = nlohmann::json::array();
+    for (auto [f, n] : runs) j["runs"].push_back({f, n});
+    EXPECT_FALSE(SeedChangesFromJson(j).ok()) << j.dump();
+  }
+}
+
 // The fuzzer found that a HELLO with bytes that are not UTF-8 made the refusal's encoder
 // throw (the parse error quotes them), which ended the node.
 TEST(LinkMessages, HelloWithBadUtf8IsRefusedNotThrown) {

@@ -20,6 +20,8 @@ struct LinkReceiver::Conn {
   std::string key;  // volume id hex
   uint64_t next_seq = 0;
   uint64_t sync_saved = 0;
+  bool sync_seeded = false;       // the base held an older version: few of its bytes are sent
+  uint64_t sync_unsaved = 0;      // base bytes written since sync_saved
   mutable std::mutex mu;  // guards st
   InboundStatus st;
   bool closed = false;  // by Close: its status is not kept (guarded by the receiver's mu_)
@@ -242,6 +244,8 @@ ferry::Status LinkReceiver::Handshake(Conn* c) {
   }
   c->next_seq = w.resume_from;
   c->sync_saved = st_sync.offset;
+  c->sync_seeded = st_sync.seeded;
+  c->sync_unsaved = 0;
   {
     std::lock_guard cl(c->mu);
     c->st.durable_seq = last;
@@ -303,10 +307,16 @@ ferry::Status LinkReceiver::Run(Conn* c) {
           c->st.sync_total = d.total_bytes;
           c->st.sync_offset = d.scanned_to;
         }
-        if (d.scanned_to >= c->sync_saved + options_.sync_save_bytes ||
+        // Progress is made durable every sync_save_bytes scanned; in a seeded sync, where
+        // windows of the volume pass with a few blocks or none, every sync_save_bytes written
+        // or 16 times that scanned (each save syncs the base and the manifest).
+        c->sync_unsaved += bytes;
+        const uint64_t every = c->sync_seeded ? 16 * options_.sync_save_bytes : options_.sync_save_bytes;
+        if (d.scanned_to >= c->sync_saved + every || c->sync_unsaved >= options_.sync_save_bytes ||
             d.scanned_to == replica.size()) {
           RETURN_IF_ERROR(replica.SaveSyncProgress(d.scanned_to));
           c->sync_saved = d.scanned_to;
+          c->sync_unsaved = 0;
           RETURN_IF_ERROR(ack(c->sync_saved));
         }
         break;

@@ -623,7 +623,10 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
                  s->sync_done_seq);
     return Status::Ok();
   }
-  {
+  if (!s->seeded) {
+    // A copy runs at most this far ahead of the target's durable progress. A seeded sync
+    // sends few of the bytes it scans, and the target makes its progress durable less often
+    // (the stream's own flow control holds what is sent).
     std::lock_guard l(mu_);
     if (s->sync_cursor >= s->sync_acked + config_.sync_window_bytes) return Status::Ok();
   }

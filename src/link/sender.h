@@ -74,7 +74,7 @@ struct SenderConfig {
   std::vector<std::string> codecs = {"zstd", "lz4", "none"};
   size_t batch_bytes = 4u << 20;
   size_t window_bytes = 64u << 20;
-  uint64_t sync_window_bytes = 256ull << 20;  // scanned bytes ahead of the target's progress
+  uint64_t sync_window_bytes = 256ull << 20;  // scanned bytes ahead of the target's progress (copy)
   size_t sync_chunk_bytes = 1u << 20;
   uint64_t rate_bytes_per_second = 0;  // 0: unlimited
   Throttle* node_throttle = nullptr;   // shared by every link of the node
