@@ -311,6 +311,9 @@ job=$(ok POST /items/item-1/reprotect '{}' | job_of)
 wait_job "$job"
 [[ $(ok GET /items/item-1 | json 'j["direction"] + " " + j["state"]') == "forward Protected" ]] ||
   fail "not protected forward again: $(ok GET /items/item-1)"
+wire=$(ok GET "/jobs/$job" | json '[s for s in j["steps"] if s["name"]=="sync"][0]["message"]')
+echo "   reprotect forward sync: $wire"
+[[ $wire == *"by known-changes"* ]] || fail "the reprotect after the failback did not sync by the known changes: $wire"
 
 echo "== disable"
 job=$(ok DELETE /items/item-1 | job_of)

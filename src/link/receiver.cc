@@ -329,6 +329,7 @@ ferry::Status LinkReceiver::Run(Conn* c) {
         }
         if (replica.GetInitialSync().running) {
           RETURN_IF_ERROR(replica.FinishInitialSync(d.consistent_from));
+          ReplicaStore::RemoveSeedChanges(replica.env(), replica.dir());
           spdlog::info("link {}: initial sync finished; recovery points from seq {} on",
                        c->hello.volume, d.consistent_from);
         }

@@ -147,6 +147,13 @@ std::optional<SeedChanges> ReplicaStore::ReadSeedChanges(Env* env, const std::st
   return *got;
 }
 
+void ReplicaStore::RemoveSeedChanges(Env* env, const std::string& replica_dir) {
+  const std::string path = JoinPath(replica_dir, kSeedChangesFile);
+  if (!env->Exists(path)) return;
+  Status s = env->RemoveFile(path);
+  if (!s.ok()) spdlog::warn("{}: {}", path, s.ToString());
+}
+
 Result<std::shared_ptr<journal::Replica>> ReplicaStore::Find(const std::string& name_or_id) const {
   std::lock_guard l(mu_);
   auto it = by_id_.find(name_or_id);

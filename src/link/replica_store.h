@@ -55,6 +55,8 @@ class ReplicaStore final : public ReplicaDirectory {
   // source then compares digests: slower, never wrong) and is logged.
   static Status WriteSeedChanges(Env* env, const std::string& replica_dir, const SeedChanges& changes);
   static std::optional<SeedChanges> ReadSeedChanges(Env* env, const std::string& replica_dir);
+  // Once the initial sync is done (best effort: a file left behind is never read again).
+  static void RemoveSeedChanges(Env* env, const std::string& replica_dir);
 
  private:
   const std::string root_;

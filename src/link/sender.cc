@@ -35,6 +35,7 @@ struct LinkSender::Session {
   // Set by the ack reader (under mu_).
   uint64_t acked = 0;
   uint64_t sync_acked = 0;
+  bool sync_finished = false;  // the target finished the initial sync (its ACKs say so)
   int64_t last_recv_ns = 0;
   Status ended;  // why the ack reader stopped
   bool reader_done = false;
@@ -297,6 +298,17 @@ Status LinkSender::RunSession() {
     sent_sync |= sent_verify;
     SampleRates();
     MaybeTrim();
+    bool finished;
+    {
+      std::lock_guard l(mu_);
+      finished = s.sync_finished;
+    }
+    if (finished && delta_live_) {
+      // The known changes were for this target's initial sync only.
+      Status removed = config_.delta->Remove();
+      if (!removed.ok()) spdlog::warn("link {}: removing the known changes: {}", config_.volume, removed.ToString());
+      delta_live_ = false;
+    }
     if (sent_records || sent_sync) continue;
     if (config_.clock->NowNanos() - s.last_send_ns > config_.ping_after_ms * 1'000'000) {
       auto w = s.writer->Write(MessageType::kPing, "");
@@ -479,6 +491,7 @@ void LinkSender::ReadAcks(Session* s) {
         s->sync_acked = std::max(s->sync_acked, a->sync_offset);
         st_.sync_offset = s->sync_acked;
       } else if (s->sync_done_seq && acked >= s->sync_done_seq) {
+        s->sync_finished = true;
         st_.initial_sync = false;
         st_.state = "replicating";
       }
