@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/checksum.h"
+#include "base/coding.h"
 #include "capture/dirty_map.h"
 #include "env/sim_env.h"
 #include "journal/view.h"
@@ -225,7 +227,9 @@ TEST(DirtyMapTest, KeepsItsChunkSize) {
   auto text = ReadFileToString(&env, "/delta.map");
   ASSERT_TRUE(text.ok());
   std::string bad = *text;
-  bad[8] = 3;  // chunk 4099
+  bad[8] = 3;  // chunk 4099, under a valid checksum
+  bad.resize(bad.size() - 8);
+  AppendFixed<uint64_t>(&bad, Checksum64(bad.data(), bad.size()));
   ASSERT_TRUE(WriteFileAtomically(&env, "/delta.map", bad).ok());
   EXPECT_EQ(DirtyMap::Open(&env, "/delta.map", kSize).status().code(), Code::kDataLoss);
 }

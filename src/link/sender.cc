@@ -535,17 +535,6 @@ void LinkSender::MaybeTrim() {
     return;
   }
   const uint64_t through = std::min(acked, *cp);
-  if (delta_live_) {
-    // Records leave the log: their blocks stay named in the known changes (a replica
-    // prepared again from the same seed would get no record of them).
-    config_.delta->SetRuns(log_->JournaledBlockRuns(), log_->block_size());
-    Status saved = config_.delta->Save();
-    if (!saved.ok()) {
-      spdlog::warn("link {}: saving the known changes failed, the log is kept: {}", config_.volume,
-                   saved.ToString());
-      return;
-    }
-  }
   Status d = log_->DiscardThrough(through);
   if (d.ok()) {
     trimmed_through_ = through;

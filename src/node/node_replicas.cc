@@ -44,6 +44,7 @@ Result<json> Node::PrepareReplica(const std::string& name, const std::string& vo
   // (docs/protocols/link.md, "Known changes"). The volume is fenced first, so nothing it
   // writes afterwards is missed, and removed once the replica holds the seed.
   std::shared_ptr<Volume> old;
+  bool fenced_here = false;  // to undo on failure (a volume fenced before stays fenced)
   std::optional<link::SeedChanges> changes;
   if (!seed_volume.empty()) {
     auto found = FindVolume(seed_volume);
@@ -65,6 +66,7 @@ Result<json> Node::PrepareReplica(const std::string& name, const std::string& vo
         return FailedPrecondition("seed_volume " + seed_volume + " is protected; stop its link first");
       }
       if (old->splitter) {
+        fenced_here = !old->splitter->fenced();
         old->splitter->Fence();
         link::SeedChanges c;
         c.volume_id = journal::IdToHex(old->log->volume_id());
@@ -90,7 +92,7 @@ Result<json> Node::PrepareReplica(const std::string& name, const std::string& vo
   p.seed_path = seed;
   auto prepared = replicas_.Prepare(name, p);
   if (!prepared.ok()) {
-    if (old && old->splitter) old->splitter->Unfence();
+    if (fenced_here) old->splitter->Unfence();
     return prepared.status();
   }
   const std::shared_ptr<journal::Replica> r = *prepared;
