@@ -410,7 +410,8 @@ echo "delete replica: refused with an active overlay, forced, recreated by the r
 #   X1 written at a after the point and replicated (in b's journal after the point),
 #   X2 written at a after its link stopped (only in a's pending log),
 #   X3 written through the failover overlay at b,
-#   X4 written through the promoted volume's splitter before the replica was prepared.
+#   X4 written through the promoted volume's splitter before the replica was prepared,
+#   X5 written at a after a prepare that failed (which must leave the volume as it was).
 t=$SECONDS
 truncate -s 32M "$work/kc.img"
 api a POST /v1/volumes "{\"name\": \"kc\", \"disk\": \"$work/kc.img\"}" >/dev/null
@@ -433,6 +434,13 @@ st=$(api b GET /v1/status | json "json.dumps([v for v in j['volumes'] if v['name
 expect_on a 400 "not the disk of seed_volume" POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'kc',
   'volume_id': j['volume_id'], 'history_id': j['history_id'], 'size': j['size'], 'first_seq': j['log_last_seq'] + 1,
   'seed': '$work/other.img', 'seed_volume': 'kc'})")"
+# A prepare that fails (pv0 names a replica on a already) leaves the volume as it was: there,
+# not fenced.
+expect_on a 409 "exists already" POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'pv0',
+  'volume_id': j['volume_id'], 'history_id': j['history_id'], 'size': j['size'], 'first_seq': j['log_last_seq'] + 1,
+  'seed_volume': 'kc'})")"
+[[ $(vol_field a kc "['fenced']") == False ]] || fail "a failed prepare left the seed volume fenced"
+qemu-io -f raw -c 'write -P 0x25 9M 4k' "$(uri kc a)" >/dev/null || fail "a failed prepare left the seed volume unwritable"
 prepared=$(api a POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'kc', 'volume_id': j['volume_id'],
   'history_id': j['history_id'], 'size': j['size'], 'first_seq': j['log_last_seq'] + 1, 'seed_volume': 'kc'})")")
 [[ $(echo "$prepared" | json "j['seed_changes']['bytes']") -ge $((64 << 10)) ]] ||
@@ -445,7 +453,7 @@ method=$(vol_field b kc "['link']['initial_sync']['method']")
 [[ $method == known-changes ]] ||
   fail "the reprotect's sync used $method: $(vol_field b kc "['link']['initial_sync']")"
 raw=$(vol_field b kc "['link']['raw_bytes']")
-changed=$(((128 + 64 + 64 + 32) << 10))
+changed=$(((128 + 64 + 64 + 32 + 4) << 10))
 ((raw < changed + (64 << 10))) || fail "the reprotect sent $raw bytes of records and blocks for $changed changed"
 seq=$(api b POST /v1/volumes/kc/markers '{"label": "reprotected"}' | json 'j["seq"]')
 wait_acked_on b kc "$seq"
