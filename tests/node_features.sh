@@ -467,7 +467,7 @@ for _ in $(seq 100); do
 done
 [[ ! -e $work/b-data/volumes/kc/delta.map ]] || fail "the source kept its known changes after the sync"
 [[ -z $(find "$work/a-data" -name SEED-CHANGES) ]] || fail "the target kept the seed's changes after the sync"
-echo "known changes: reprotect sent $raw bytes for $changed changed in four places, replica equals the volume ($((SECONDS - t)) s)"
+echo "known changes: reprotect sent $raw bytes for $changed changed in five places, replica equals the volume ($((SECONDS - t)) s)"
 
 echo "(sections 7 to 11 took $((SECONDS - failover_started)) s)"
 echo "node features: ok"
