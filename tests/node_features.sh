@@ -413,7 +413,7 @@ echo "delete replica: refused with an active overlay, forced, recreated by the r
 #   X4 written through the promoted volume's splitter before the replica was prepared,
 #   X5 written at a after a prepare that failed (which must leave the volume as it was).
 t=$SECONDS
-truncate -s 32M "$work/kc.img"
+truncate -s 160M "$work/kc.img"  # three windows of the sync: 0-64M, 64-128M, 128-160M
 api a POST /v1/volumes "{\"name\": \"kc\", \"disk\": \"$work/kc.img\"}" >/dev/null
 api a POST /v1/volumes/kc/protect "{\"target\": \"127.0.0.1:${link_port[b]}\"}" >/dev/null
 replica_ready kc
@@ -424,12 +424,18 @@ wait_acked "$(mark after-point kc)" kc
 api a POST /v1/volumes/kc/link/stop >/dev/null
 qemu-io -f raw -c 'write -P 0x22 3M 64k' "$(uri kc a)" >/dev/null || fail "qemu-io X2"
 api b POST /v1/replicas/kc/overlays "{\"name\": \"fo\", \"point\": \"$p1\"}" >/dev/null
-qemu-io -f raw -c 'write -P 0x23 5124k 64k' "$(uri kc/overlay/fo b)" >/dev/null || fail "qemu-io X3"
+qemu-io -f raw -c 'write -P 0x23 5124k 64k' -c 'write -P 0x26 20M 6M' -c 'write -P 0x2b 64M 4M' \
+  "$(uri kc/overlay/fo b)" >/dev/null ||
+  fail "qemu-io X3"
 api b POST /v1/replicas/kc/overlays/fo/commit >/dev/null
 commit_done b kc
 api b POST /v1/replicas/kc/promote '{"volume": "kc"}' >/dev/null
 [[ -e $work/b-data/volumes/kc/delta.map ]] || fail "the promote left no known changes (delta.map)"
-qemu-io -f raw -c 'write -P 0x24 7M 32k' "$(uri kc b)" >/dev/null || fail "qemu-io X4"
+# 18 MiB of records after X4 and one more, so that X4's segment (16 MiB, then sealed) is
+# trimmed after the sync's first window: then only the delta.map saved at the first handshake
+# still names X4 (in the last window) after the kill of b below.
+qemu-io -f raw -c 'write -P 0x24 150M 32k' -c 'write -P 0x27 10M 6M' -c 'write -P 0x28 10M 6M' \
+  -c 'write -P 0x29 10M 6M' -c 'write -P 0x2a 10M 4k' "$(uri kc b)" >/dev/null || fail "qemu-io X4"
 st=$(api b GET /v1/status | json "json.dumps([v for v in j['volumes'] if v['name']=='kc'][0])")
 expect_on a 400 "not the disk of seed_volume" POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'kc',
   'volume_id': j['volume_id'], 'history_id': j['history_id'], 'size': j['size'], 'first_seq': j['log_last_seq'] + 1,
@@ -447,14 +453,34 @@ prepared=$(api a POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'kc
   fail "the seed's known changes miss what node a wrote after its link stopped: $prepared"
 [[ -z $(api a GET /v1/status | json "[v['name'] for v in j['volumes'] if v['name']=='kc'] or ''") ]] ||
   fail "the seed volume is still there after the replica was prepared from it"
-api b POST /v1/volumes/kc/protect "{\"target\": \"127.0.0.1:${link_port[a]}\"}" >/dev/null
+# Throttled to 2 MB/s (frames of up to 4 MiB, each waiting for the one before to be paid
+# for) so that both nodes can be killed (-9) in the middle of the sync: each side's part of
+# the known changes is on disk, and the sync goes on with them. b dies once its pending log
+# was trimmed after the first window (12 MiB, about 6 s), while the second window's 4 MiB are
+# paid for, before the last window (X4) is sent.
+api b POST /v1/volumes/kc/protect "{\"target\": \"127.0.0.1:${link_port[a]}\", \"bytes_per_second\": 2000000}" >/dev/null
+for _ in $(seq 300); do
+  (($(vol_field b kc "['link']['pending_bytes']") < (16 << 20))) && break
+  sleep 0.05
+done
+(($(vol_field b kc "['link']['pending_bytes']") < (16 << 20))) || fail "b's pending log was not trimmed during the sync"
+[[ $(rep_field a kc "['initial_sync']['running']") == True ]] || fail "the throttled sync of kc ended before the kill"
+kill9_node b
+start_node b
+sleep 0.8
+[[ $(rep_field a kc "['initial_sync']['running']") == True ]] || fail "the throttled sync of kc ended before the kill of a"
+kill9_node a
+start_node a
+api b PUT /v1/volumes/kc/link/rate '{"bytes_per_second": 0}' >/dev/null
 replica_ready kc a
 method=$(vol_field b kc "['link']['initial_sync']['method']")
 [[ $method == known-changes ]] ||
   fail "the reprotect's sync used $method: $(vol_field b kc "['link']['initial_sync']")"
 raw=$(vol_field b kc "['link']['raw_bytes']")
-changed=$(((128 + 64 + 64 + 32 + 4) << 10))
-((raw < changed + (64 << 10))) || fail "the reprotect sent $raw bytes of records and blocks for $changed changed"
+changed=$(((128 + 64 + 64 + 6144 + 4096 + 32 + 6144 + 4) << 10))
+# The sessions the kills cut short resend what the target had not made durable (at most once
+# more here); blocks outside the changes would show as more.
+((raw < 2 * changed + (64 << 10))) || fail "the reprotect sent $raw bytes of records and blocks for $changed changed"
 seq=$(api b POST /v1/volumes/kc/markers '{"label": "reprotected"}' | json 'j["seq"]')
 wait_acked_on b kc "$seq"
 api a POST /v1/replicas/kc/views "{\"point\": \"$seq\"}" >/dev/null

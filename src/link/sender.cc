@@ -434,8 +434,10 @@ Status LinkSender::Handshake(Session* s) {
   st_.acked_seq = std::max(st_.acked_seq, w.resume_from - 1);
   st_.sent_seq = w.resume_from - 1;
   st_.initial_sync = s->sync;
-  st_.sync_method = method;
-  st_.sync_method_reason = reason;
+  if (s->sync) {  // else the last initial sync's method stays on show
+    st_.sync_method = method;
+    st_.sync_method_reason = reason;
+  }
   st_.sync_offset = s->sync ? w.sync_offset : 0;
   st_.last_error.clear();
   s->acked = w.resume_from - 1;

@@ -110,8 +110,9 @@ struct LinkStatus {
   uint64_t log_last_seq = 0;
   uint64_t pending_bytes = 0;  // journal bytes the pending log still holds
   bool initial_sync = false;
-  // How the initial sync finds what to send: "copy" (every allocated block), "digests"
-  // (seeded: compare with the target's base), "known-changes" (seeded, with known changes).
+  // How the initial sync finds (or, once done, found) what to send: "copy" (every allocated
+  // block), "digests" (seeded: compare with the target's base), "known-changes" (seeded,
+  // with known changes); "" before any in this process.
   std::string sync_method;
   std::string sync_method_reason;  // why not "known-changes" when the volume has a delta
   uint64_t sync_offset = 0;    // acknowledged by the target
