@@ -74,7 +74,7 @@ done
 [[ $J_probe_ok == true ]] || fail "probe not ok after 60 s: $st"
 ready_ms=$(($(now_ms) - t0))
 want_accel=tcg
-python3 -c 'import os; os.close(os.open("/dev/kvm", os.O_RDWR))' 2>/dev/null && want_accel=kvm
+"$here/tools/kvm-usable.sh" 2>/dev/null && want_accel=kvm
 [[ $J_accelerator == "$want_accel" ]] || fail "accelerator $J_accelerator, expected $want_accel: $st"
 addr=$J_probe_address
 [[ $addr == 127.0.0.1:* ]] || fail "probe address '$addr' is not a forwarded local port"

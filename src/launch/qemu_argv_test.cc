@@ -1,6 +1,9 @@
 #include "launch/qemu_argv.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdio>
 
 #include <unistd.h>
 
@@ -195,6 +198,30 @@ TEST(AcceleratorTest, KvmProbeAgreesWithTheDevice) {
   if (::access("/dev/kvm", R_OK | W_OK) != 0) {
     EXPECT_FALSE(usable);
   }
+}
+
+// A QEMU that cannot run KVM (here: a stand-in that fails as QEMU does when the host refuses
+// the vCPU's MSRs) makes KVM unusable even where /dev/kvm answers, and the reason says so.
+TEST(AcceleratorTest, KvmThatQemuCannotRunIsNotUsable) {
+  char dir[] = "/tmp/ferry-kvm-probe.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string fake = std::string(dir) + "/qemu";
+  {
+    std::FILE* f = std::fopen(fake.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("#!/bin/sh\necho 'error: failed to set MSR 0x10a' >&2\nexit 134\n", f);
+    std::fclose(f);
+  }
+  ASSERT_EQ(::chmod(fake.c_str(), 0755), 0);
+  std::string why;
+  EXPECT_FALSE(KvmUsable(&why, fake));
+  std::string device_why;
+  if (KvmUsable(&device_why)) {  // the device answers: the refusal is QEMU's, named
+    EXPECT_NE(why.find("failed to set MSR"), std::string::npos) << why;
+    EXPECT_NE(why.find("exited with 134"), std::string::npos) << why;
+  }
+  ::unlink(fake.c_str());
+  ::rmdir(dir);
 }
 
 }  // namespace

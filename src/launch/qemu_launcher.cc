@@ -112,7 +112,7 @@ ferry::Status QemuLauncher::CheckSite(const MachineSpec& spec) {
 ferry::Status QemuLauncher::Start(const MachineSpec& spec, const std::string& dir_in) {
   const std::string dir = AbsoluteDir(dir_in);
   std::string why_not;
-  const bool kvm = config_.accelerator != "tcg" && KvmUsable(&why_not);
+  const bool kvm = config_.accelerator != "tcg" && KvmUsable(&why_not, config_.qemu_binary);
   ASSIGN_OR_RETURN(std::string accel, ChooseAccelerator(config_.accelerator, kvm, why_not));
   // Validate before anything else, with a stand-in for the port that is chosen later.
   RETURN_IF_ERROR(QemuArgv(config_, spec, dir, accel, 1).status());

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boots the test guest (build-guest.sh) under QEMU with its data disk /dev/vda attached over
-# NBD, waits until it powers off, and says how it went. KVM when /dev/kvm is usable, else TCG.
+# NBD, waits until it powers off, and says how it went. KVM when QEMU can use it (tests/tools/kvm-usable.sh), else TCG.
 # Usage: run-guest.sh --guest DIR --disk NBD_URI --log FILE [--timeout SECONDS]
 #                     [--kill-when REGEX] [ferry.KEY=VALUE ...]
 #   --disk       e.g. nbd+unix:///?socket=/tmp/x/sock or nbd://127.0.0.1:10809/
@@ -32,7 +32,7 @@ done
 [[ -f $guest/vmlinuz && -f $guest/initramfs.cpio.gz ]] || { echo "run-guest: no guest in $guest (run build-guest.sh)" >&2; exit 1; }
 command -v qemu-system-x86_64 >/dev/null || { echo "run-guest: qemu-system-x86_64 is missing (run tools/install-deps)" >&2; exit 1; }
 
-if [[ -r /dev/kvm && -w /dev/kvm ]]; then accel=(-accel kvm -cpu host); else accel=(-accel tcg); fi
+if "$(dirname "$0")/../tools/kvm-usable.sh" 2>/dev/null; then accel=(-accel kvm -cpu host); else accel=(-accel tcg); fi
 firmware=()  # qboot starts the kernel sooner than SeaBIOS does
 [[ -f /usr/share/qemu/qboot.rom ]] && firmware=(-bios /usr/share/qemu/qboot.rom)
 # panic=-1 with -no-reboot: a kernel panic ends QEMU at once instead of hanging to the timeout.

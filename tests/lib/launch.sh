@@ -86,7 +86,7 @@ JSON
 # would: QEMU with a QMP socket Ferry knows) and waits until it wrote 30 records.
 start_source() {
   local accel=(-accel tcg) fw=()
-  [[ -r /dev/kvm && -w /dev/kvm ]] && accel=(-accel kvm -cpu host)
+  "$here/tools/kvm-usable.sh" 2>/dev/null && accel=(-accel kvm -cpu host)
   [[ -f $qboot ]] && fw=(-bios "$qboot")
   qemu-system-x86_64 -nodefaults -no-user-config -machine pc "${accel[@]}" "${fw[@]}" -smp 1 -m 256 -display none \
     -serial "file:$work/source-console.log" -qmp "unix:$qmp_src,server=on,wait=off" -nic none \
