@@ -2,12 +2,10 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-
-#include <cstdio>
-
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "launch/accelerator.h"
 #include "launch/machine_spec.h"
