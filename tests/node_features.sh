@@ -28,7 +28,8 @@
 #  11. reprotect with known changes: the replica prepared from the old source's volume gets
 #      every block changed since the failover point, wherever it changed (the old source
 #      after the point, replicated or not; the overlay; the promoted volume), and nothing
-#      else; it equals the volume.
+#      else; it equals the volume;
+#  12. a write an overlay answered but had not flushed survives kill -9 of its node.
 # Usage: node_features.sh FERRY_BINARY
 set -euo pipefail
 ferry=$(realpath "$1")
@@ -495,5 +496,40 @@ done
 [[ -z $(find "$work/a-data" -name SEED-CHANGES) ]] || fail "the target kept the seed's changes after the sync"
 echo "known changes: reprotect sent $raw bytes for $changed changed in five places, replica equals the volume ($((SECONDS - t)) s)"
 
-echo "(sections 7 to 11 took $((SECONDS - failover_started)) s)"
+# 12. A write an overlay answered, not yet flushed, survives kill -9 of its node: QEMU
+# (reconnect-delay) sends the flush again to the restarted node, so the write must not be
+# forgotten; and it is among the blocks the overlay knows it changed.
+t=$SECONDS
+failed_over ow0 16M >/dev/null
+# The writer keeps its connection open (as a machine does), so nothing flushes the overlay
+# when it disconnects before the kill.
+"$py" - "$(uri ow0/overlay/fo b)" "$work/ow0.written" <<'PY' &
+import nbd, sys, time
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+h.pwrite(b"U" * 4096, 91 * 4096)  # answered; no flush
+open(sys.argv[2], "w").close()
+time.sleep(60)
+PY
+ow_writer=$!
+for _ in $(seq 200); do [[ -e $work/ow0.written ]] && break; sleep 0.05; done
+[[ -e $work/ow0.written ]] || fail "the write to the overlay of ow0 was not answered"
+kill9_node b
+kill "$ow_writer" 2>/dev/null || true
+wait "$ow_writer" 2>/dev/null || true
+start_node b
+got=$("$py" - "$(uri ow0/overlay/fo b)" <<'PY'
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+h.flush()
+print(h.pread(4096, 91 * 4096) == b"U" * 4096)
+PY
+)
+[[ $got == True ]] || fail "an answered write to an overlay was forgotten after kill -9 of its node and a flush"
+[[ $(rep_field b ow0 "['overlays'][0]['changed_bytes']") -ge 4096 ]] ||
+  fail "the overlay does not count the recovered write as changed: $(rep_field b ow0 "['overlays']")"
+echo "overlay: an answered, unflushed write survived kill -9 of its node ($((SECONDS - t)) s)"
+
+echo "(sections 7 to 12 took $((SECONDS - failover_started)) s)"
 echo "node features: ok"

@@ -18,6 +18,11 @@ constexpr size_t kLogEntrySize = 32;
 constexpr char kLogMagic[4] = {'F', 'O', 'V', 'L'};
 constexpr uint8_t kKindWritten = 1;
 constexpr uint8_t kKindFilled = 2;
+// Intent entries (files intent.0 and intent.1), 40 bytes: magic, flags (1: zero), 3 reserved,
+// first block, count, XXH3-64 of the blocks' data (0 for zero), XXH3-64 of bytes 0..31.
+constexpr size_t kIntentSize = 40;
+constexpr char kIntentMagic[4] = {'F', 'O', 'V', 'I'};
+std::string IntentName(int i) { return "intent." + std::to_string(i); }
 
 bool TestBit(const std::vector<uint64_t>& bits, uint64_t i) { return bits[i >> 6] >> (i & 63) & 1; }
 void SetBits(std::vector<uint64_t>& bits, uint64_t first, uint64_t count) {
@@ -92,6 +97,10 @@ Result<std::shared_ptr<Overlay>> Overlay::Create(Env* env, const std::string& di
   ASSIGN_OR_RETURN(o->log_, env->OpenFile(JoinPath(dir, "blocks.log"), OpenMode::kCreate));
   RETURN_IF_ERROR(o->log_->Truncate(0));
   RETURN_IF_ERROR(o->log_->Sync());
+  for (int i = 0; i < 2; ++i) {
+    ASSIGN_OR_RETURN(o->intents_[i], env->OpenFile(JoinPath(dir, IntentName(i)), OpenMode::kCreate));
+    RETURN_IF_ERROR(o->intents_[i]->Truncate(0));
+  }
   RETURN_IF_ERROR(env->SyncDir(dir));
   // OVERLAY is written last: a directory without it is a half-made overlay.
   RETURN_IF_ERROR(o->StoreMeta(OverlayState::kActive));
@@ -152,6 +161,7 @@ Result<std::shared_ptr<Overlay>> Overlay::Load(Env* env, const std::string& dir,
   RETURN_IF_ERROR(o->log_->Sync());
   RETURN_IF_ERROR(env->SyncDir(dir));
   o->log_end_ = off;
+  RETURN_IF_ERROR(o->RecoverIntents());
   const std::string diverged = JoinPath(dir, "DIVERGED");
   if (env->Exists(diverged)) {
     ASSIGN_OR_RETURN(std::string dtext, ReadFileToString(env, diverged));
@@ -172,6 +182,48 @@ Result<std::shared_ptr<Overlay>> Overlay::Load(Env* env, const std::string& dir,
     }
   }
   return o;
+}
+
+Status Overlay::RecoverIntents() {
+  std::vector<BlockExtent> found;
+  for (int i = 0; i < 2; ++i) {
+    // An overlay made before intent files existed has none: they start empty.
+    ASSIGN_OR_RETURN(intents_[i], env_->OpenFile(JoinPath(dir_, IntentName(i)), OpenMode::kCreate));
+    ASSIGN_OR_RETURN(std::string text, ReadFileToString(env_, JoinPath(dir_, IntentName(i))));
+    for (uint64_t off = 0; off + kIntentSize <= text.size(); off += kIntentSize) {
+      auto p = reinterpret_cast<const uint8_t*>(text.data() + off);
+      if (std::memcmp(p, kIntentMagic, 4) != 0 || DecodeFixed<uint64_t>(p + 32) != Checksum64(p, 32)) break;
+      const bool zero = p[4] & 1;
+      const uint64_t first = DecodeFixed<uint64_t>(p + 8), count = DecodeFixed<uint64_t>(p + 16);
+      if (first > blocks_ || count == 0 || count > blocks_ - first) break;
+      bool logged = true;
+      for (uint64_t b = first; b < first + count && logged; ++b) logged = Present(b);
+      if (logged) continue;
+      // Kept only if data.img holds exactly what was written: a power loss may have dropped
+      // the data while the intent reached the disk.
+      std::string data(count * block_size_, '\0');
+      ASSIGN_OR_RETURN(size_t got, data_->ReadAt(first * block_size_, data.size(), data.data()));
+      if (got < data.size()) std::fill(data.begin() + static_cast<std::ptrdiff_t>(got), data.end(), '\0');
+      const bool holds = zero ? IsAllZero(data) : Checksum64(data.data(), data.size()) == DecodeFixed<uint64_t>(p + 24);
+      if (holds) found.push_back({first, count});
+    }
+  }
+  if (!found.empty()) {
+    for (const BlockExtent& e : found) {
+      std::lock_guard l(mu_);
+      SetBits(present_, e.first_block, e.count);
+      SetBits(written_, e.first_block, e.count);
+      pending_.push_back({e, false});
+    }
+    // Logged like a flush would (data.img first, then blocks.log).
+    RETURN_IF_ERROR(Flush());
+  }
+  for (int i = 0; i < 2; ++i) {
+    RETURN_IF_ERROR(intents_[i]->Truncate(0));
+    RETURN_IF_ERROR(intents_[i]->Sync());
+    intent_end_[i] = 0;
+  }
+  return Status::Ok();
 }
 
 Status Overlay::StoreDiverged(const std::vector<std::pair<uint64_t, uint64_t>>& runs, uint64_t through) {
@@ -212,18 +264,31 @@ uint64_t Overlay::RunEnd(uint64_t block, uint64_t limit, bool* present) const {
   return e;
 }
 
-void Overlay::Mark(uint64_t first, uint64_t count, bool filled) {
+Status Overlay::Mark(uint64_t first, uint64_t count, bool filled, uint64_t data_checksum, bool zero) {
   std::lock_guard l(mu_);
+  if (!filled) {
+    uint8_t entry[kIntentSize] = {};
+    std::memcpy(entry, kIntentMagic, 4);
+    entry[4] = zero ? 1 : 0;
+    EncodeFixed<uint64_t>(entry + 8, first);
+    EncodeFixed<uint64_t>(entry + 16, count);
+    EncodeFixed<uint64_t>(entry + 24, zero ? 0 : data_checksum);
+    EncodeFixed<uint64_t>(entry + 32, Checksum64(entry, 32));
+    const int i = active_intent_;
+    RETURN_IF_ERROR(intents_[i]->WriteAt(intent_end_[i], std::string_view(reinterpret_cast<const char*>(entry), kIntentSize)));
+    intent_end_[i] += kIntentSize;
+  }
   SetBits(present_, first, count);
   if (!filled) SetBits(written_, first, count);
   if (!pending_.empty()) {
     auto& [last, last_filled] = pending_.back();
     if (last_filled == filled && last.first_block + last.count == first) {
       last.count += count;
-      return;
+      return Status::Ok();
     }
   }
   pending_.push_back({BlockExtent{first, count}, filled});
+  return Status::Ok();
 }
 
 Status Overlay::Read(uint64_t offset, size_t n, void* dst) {
@@ -260,13 +325,13 @@ Status Overlay::Read(uint64_t offset, size_t n, void* dst) {
 
 Status Overlay::WriteBlocks(uint64_t first_block, std::string_view data, bool filled) {
   uint64_t count = data.size() / block_size_;
-  if (IsAllZero(data)) {
+  const bool zero = IsAllZero(data);
+  if (zero) {
     RETURN_IF_ERROR(data_->PunchHole(first_block * block_size_, data.size()));
   } else {
     RETURN_IF_ERROR(data_->WriteAt(first_block * block_size_, data));
   }
-  Mark(first_block, count, filled);
-  return Status::Ok();
+  return Mark(first_block, count, filled, filled || zero ? 0 : Checksum64(data.data(), data.size()), zero);
 }
 
 Status Overlay::Write(uint64_t offset, std::string_view data, bool fua) {
@@ -326,7 +391,7 @@ Status Overlay::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
         if (discarded_) return FailedPrecondition("overlay " + name_ + " was discarded");
       }
       RETURN_IF_ERROR(data_->PunchHole(pos, run_end - pos));
-      Mark(b, (run_end - pos) / block_size_, false);
+      RETURN_IF_ERROR(Mark(b, (run_end - pos) / block_size_, false, 0, true));
     }
     pos = run_end;
   }
@@ -336,10 +401,13 @@ Status Overlay::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
 Status Overlay::Flush() {
   std::lock_guard fl(flush_mu_);
   std::vector<std::pair<BlockExtent, bool>> pending;
+  int intents_taken;  // the intent file of the writes in `pending`
   {
     std::lock_guard l(mu_);
     if (discarded_) return FailedPrecondition("overlay " + name_ + " was discarded");
     pending.swap(pending_);
+    intents_taken = active_intent_;
+    active_intent_ ^= 1;
   }
   // On a failure the extents go back, so that a later flush records them.
   auto put_back = [&](const Status& s) {
@@ -364,6 +432,12 @@ Status Overlay::Flush() {
   if (s.ok()) s = log_->Sync();
   if (!s.ok()) return put_back(s);
   log_end_ += buf.size();
+  // Those writes are in blocks.log now: their intents can go (not synced: intents of
+  // logged blocks are skipped on open).
+  if (intent_end_[intents_taken] != 0) {
+    RETURN_IF_ERROR(intents_[intents_taken]->Truncate(0));
+    intent_end_[intents_taken] = 0;
+  }
   return Status::Ok();
 }
 
@@ -448,7 +522,7 @@ Status Overlay::Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop)
         uint64_t count = x.length / block_size_;
         if (x.zero) {
           RETURN_IF_ERROR(data_->PunchHole(at * block_size_, x.length));
-          Mark(at, count, true);
+          RETURN_IF_ERROR(Mark(at, count, true));
         } else {
           RETURN_IF_ERROR(view->Read(at * block_size_, x.length, buf.data()));
           RETURN_IF_ERROR(WriteBlocks(at, std::string_view(buf.data(), x.length), true));

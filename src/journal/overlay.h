@@ -93,7 +93,13 @@ class Overlay {
   // kAborted when *stop becomes true.
   Status Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop);
   Status WriteBlocks(uint64_t first_block, std::string_view data, bool filled);
-  void Mark(uint64_t first, uint64_t count, bool filled);
+  // Marks blocks present (and, unless filled, written). A user write (filled false) is first
+  // named in the active intent file, with a checksum of its data (zero: the blocks read as
+  // zeros), before it is answered: see Load.
+  Status Mark(uint64_t first, uint64_t count, bool filled, uint64_t data_checksum = 0, bool zero = false);
+  // Load's second half: user writes named in the intent files but not in blocks.log, whose
+  // data data.img holds (checksum), become written blocks, logged and synced.
+  Status RecoverIntents();
   bool Present(uint64_t block) const;
   // With one lock: whether block is present, and the end of the run of blocks in
   // [block, limit) that are alike.
@@ -112,6 +118,13 @@ class Overlay {
   std::unique_ptr<File> data_;
   std::unique_ptr<File> log_;
   uint64_t log_end_ = 0;
+  // Intent files (intent.0, intent.1): user writes not yet in blocks.log, so that a node
+  // killed between a write's answer and the next flush does not forget it (its data is in
+  // the page cache). Writes go to intents_[active_intent_]; a flush switches to the other
+  // file and, once blocks.log is synced, empties the one it switched from.
+  std::array<std::unique_ptr<File>, 2> intents_;
+  std::array<uint64_t, 2> intent_end_ = {0, 0};
+  int active_intent_ = 0;  // guarded by mu_
 
   mutable std::mutex mu_;  // guards the bitmaps, pending_, state_, view_
   std::vector<uint64_t> written_;  // bit per block: changed by a user
