@@ -145,8 +145,7 @@ Result<uint64_t> DropToDirtyMap(Splitter& splitter, journal::Replica& log, Dirty
   ASSIGN_OR_RETURN(uint64_t through, splitter.Checkpoint());
   if (acked < through) {
     // Every block a held record touched (a superset of the unacknowledged ones).
-    const uint64_t bs = log.block_size();
-    for (auto [first, count] : log.JournaledBlockRuns()) map.Set(first * bs, count * bs);
+    map.SetRuns(log.JournaledBlockRuns(), log.block_size());
     RETURN_IF_ERROR(map.Save());
   }
   RETURN_IF_ERROR(log.DiscardThrough(through));

@@ -222,8 +222,9 @@ StepOutcome PrepareTarget(JobContext& c) {
   json disks = it.disks;
   for (json& d : disks) {
     std::string vol = d["volume"];
-    const bool has_volume = Find(src_st, "volumes", vol) != nullptr;
-    if (const json* old = Find(src_st, "volumes", vol)) {
+    const json* old = Find(src_st, "volumes", vol);
+    const bool has_volume = old != nullptr;
+    if (old) {
       // Remember the old disk before its volume goes: it seeds the new replica.
       d["seed"] = old->value("disk", "");
       STEP_CHECK(SaveItem(c, [&](ItemRecord& i) { i.disks = disks; }));

@@ -265,8 +265,9 @@ uint64_t Overlay::RunEnd(uint64_t block, uint64_t limit, bool* present) const {
 }
 
 Status Overlay::Mark(uint64_t first, uint64_t count, bool filled, uint64_t data_checksum, bool zero) {
-  std::lock_guard l(mu_);
+  std::unique_lock il(intent_mu_, std::defer_lock);
   if (!filled) {
+    il.lock();
     uint8_t entry[kIntentSize] = {};
     std::memcpy(entry, kIntentMagic, 4);
     entry[4] = zero ? 1 : 0;
@@ -278,6 +279,7 @@ Status Overlay::Mark(uint64_t first, uint64_t count, bool filled, uint64_t data_
     RETURN_IF_ERROR(intents_[i]->WriteAt(intent_end_[i], std::string_view(reinterpret_cast<const char*>(entry), kIntentSize)));
     intent_end_[i] += kIntentSize;
   }
+  std::lock_guard l(mu_);
   SetBits(present_, first, count);
   if (!filled) SetBits(written_, first, count);
   if (!pending_.empty()) {
@@ -403,6 +405,7 @@ Status Overlay::Flush() {
   std::vector<std::pair<BlockExtent, bool>> pending;
   int intents_taken;  // the intent file of the writes in `pending`
   {
+    std::lock_guard il(intent_mu_);
     std::lock_guard l(mu_);
     if (discarded_) return FailedPrecondition("overlay " + name_ + " was discarded");
     pending.swap(pending_);

@@ -122,9 +122,13 @@ class Overlay {
   // killed between a write's answer and the next flush does not forget it (its data is in
   // the page cache). Writes go to intents_[active_intent_]; a flush switches to the other
   // file and, once blocks.log is synced, empties the one it switched from.
+  // intent_mu_ (before mu_) guards these: a user write's intent and its pending_ entry go in
+  // together, and a flush switches files and takes pending_ together, without making reads
+  // (which take only mu_) wait for the intent's write.
+  std::mutex intent_mu_;
   std::array<std::unique_ptr<File>, 2> intents_;
   std::array<uint64_t, 2> intent_end_ = {0, 0};
-  int active_intent_ = 0;  // guarded by mu_
+  int active_intent_ = 0;
 
   mutable std::mutex mu_;  // guards the bitmaps, pending_, state_, view_
   std::vector<uint64_t> written_;  // bit per block: changed by a user

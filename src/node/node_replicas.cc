@@ -74,8 +74,7 @@ Result<json> Node::PrepareReplica(const std::string& name, const std::string& vo
         // Every write with seq >= from_seq is in runs: the records the target has not
         // acknowledged (those it has are in its history, where the other side's known changes
         // find them). Records dropped to the changed-block map leave a gap whose start is not
-        // kept: then the coverage is unknown (0).
-        // (Bits are cleared only once their rewrites are records in the log.)
+        // kept (its bits are cleared only once rewritten as records): then coverage is unknown (0).
         const bool dropped = !old->dirty->Empty();
         const uint64_t acked = old->sender ? old->sender->status().acked_seq : old->acked_at_stop;
         const uint64_t from = std::max(old->log->Stats().oldest_point + 1, acked + 1);
