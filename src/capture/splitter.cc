@@ -90,20 +90,93 @@ Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, Reco
     return OutOfRange("request at " + std::to_string(offset) + "+" + std::to_string(n) +
                       " ends past the disk (" + std::to_string(size_) + " bytes)");
   }
+  uint64_t seq = 0;
+  Status s = BeginChange() ? LogAndApply(offset, n, data, type, fua, &seq) : FencedError();
+  EndChange();
+  RETURN_IF_ERROR(s);
+  HoldReply(seq);
+  return Status::Ok();
+}
+
+bool Splitter::BeginChange() {
   // Counted before the fence is checked (both sequentially consistent): a Fence that does not
   // see this change counted is seen by it, so it is refused.
   changing_.fetch_add(1);
-  uint64_t seq = 0;
-  Status s = fenced_.load() ? FailedPrecondition("the volume is fenced (its source was shut down); "
-                                                 "writes are refused until it is unfenced")
-                            : LogAndApply(offset, n, data, type, fua, &seq);
+  return !fenced_.load();
+}
+
+void Splitter::EndChange() {
   if (changing_.fetch_sub(1) == 1 && fenced_.load()) {
     std::lock_guard l(fence_mu_);
     fence_cv_.notify_all();
   }
-  RETURN_IF_ERROR(s);
-  HoldReply(seq);
-  return Status::Ok();
+}
+
+void Splitter::WriteMany(std::span<const BlockWrite> writes, std::span<Status> results) {
+  const uint64_t bs = block_size_;
+  std::vector<size_t> whole;
+  for (size_t i = 0; i < writes.size(); ++i) {
+    const BlockWrite& w = writes[i];
+    if (w.offset % bs || w.data.size() % bs || w.data.empty() || w.offset > size_ ||
+        w.data.size() > size_ - w.offset) {
+      results[i] = Write(w.offset, w.data, w.fua);  // partial blocks, or refused
+    } else {
+      whole.push_back(i);
+    }
+  }
+  if (whole.empty()) return;
+  auto answer = [&](const Status& s) {
+    for (size_t i : whole) results[i] = s;
+  };
+  uint64_t seq = 0;
+  if (!BeginChange()) {
+    answer(FencedError());
+  } else {
+    // Every stripe the writes touch, taken in ascending order (as Checkpoint takes them all),
+    // held from the log's append to the last disk write: overlapping writes reach log and
+    // disk in the same order.
+    const uint64_t chunk_bytes = bs * journal::kChunkBlocks;
+    uint64_t mask = 0;
+    for (size_t i : whole) {
+      const uint64_t first = writes[i].offset / chunk_bytes;
+      const uint64_t last = (writes[i].offset + writes[i].data.size() - 1) / chunk_bytes;
+      for (uint64_t c = first; c <= last && c < first + stripes_.size(); ++c) {
+        mask |= uint64_t{1} << (c % stripes_.size());
+      }
+    }
+    std::array<std::unique_lock<std::mutex>, 64> held;
+    for (size_t k = 0; k < stripes_.size(); ++k) {
+      if (mask & (uint64_t{1} << k)) held[k] = std::unique_lock(stripes_[k]);
+    }
+    std::vector<Record> records;
+    records.reserve(whole.size());
+    for (size_t i : whole) records.push_back(Record::Write(writes[i].offset, std::string(writes[i].data)));
+    // The log first: if it refuses (full), the disk stays as it was.
+    Result<uint64_t> last = log_->Append(records, journal::Durability::kWritten);
+    if (!last.ok()) {
+      answer(last.status());
+    } else {
+      seq = *last;
+      bool fua = false;
+      for (size_t i : whole) {
+        bytes_changed_.fetch_add(writes[i].data.size());
+        results[i] = disk_->WriteAt(writes[i].offset, writes[i].data);
+        fua |= writes[i].fua;
+      }
+      for (auto& h : held) {
+        if (h.owns_lock()) h.unlock();
+      }
+      if (fua) {
+        if (Status f = Flush(); !f.ok()) {
+          for (size_t i : whole) {
+            if (writes[i].fua && results[i].ok()) results[i] = f;
+          }
+        }
+      }
+    }
+  }
+  EndChange();
+  if (seq) HoldReply(seq);
 }
 
 Status Splitter::LogAndApply(uint64_t offset, uint64_t n, std::string_view data, RecordType type,
@@ -142,6 +215,11 @@ Status Splitter::LogAndApply(uint64_t offset, uint64_t n, std::string_view data,
   }
   if (fua) RETURN_IF_ERROR(Flush());
   return Status::Ok();
+}
+
+Status Splitter::FencedError() {
+  return FailedPrecondition("the volume is fenced (its source was shut down); writes are "
+                            "refused until it is unfenced");
 }
 
 void Splitter::Fence() {

@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 
 #include "env/env.h"
@@ -44,6 +45,15 @@ class Splitter {
 
   Status Read(uint64_t offset, size_t n, void* dst);
   Status Write(uint64_t offset, std::string_view data, bool fua);
+  // Several writes at once, in no order between them; results[i] answers writes[i]. The
+  // whole-block ones are logged in one append and their replies wait once; the others go
+  // one by one as Write.
+  struct BlockWrite {
+    uint64_t offset = 0;
+    std::string_view data;
+    bool fua = false;
+  };
+  void WriteMany(std::span<const BlockWrite> writes, std::span<Status> results);
   Status WriteZeroes(uint64_t offset, uint64_t n, bool fua);
   Status Trim(uint64_t offset, uint64_t n, bool fua);
   Status Flush();
@@ -88,6 +98,11 @@ class Splitter {
   Status LogAndApply(uint64_t offset, uint64_t n, std::string_view data, journal::RecordType type,
                      bool fua, uint64_t* seq);
   std::mutex& Stripe(uint64_t block);
+  // Fencing's count of changes in progress: Begin counts one and says whether it may go on
+  // (false: fenced); End (after either answer) uncounts it.
+  bool BeginChange();
+  void EndChange();
+  static Status FencedError();
   Status Redo();
 
   std::unique_ptr<File> disk_;

@@ -77,6 +77,55 @@ TEST_F(SplitterTest, WritesReachDiskAndLogAlike) {
   EXPECT_EQ(s->Write(kSize - 10, std::string(20, 'x'), false).code(), Code::kOutOfRange);
 }
 
+// Writes served together: each is answered on its own, the whole-block ones are logged in one
+// append, and wherever two of them overlap, disk and log keep the same one.
+TEST_F(SplitterTest, WriteManyAnswersEachWriteAndKeepsDiskAndLogAlike) {
+  auto s = Open();
+  const std::string a(2 * kBs, 'a'), b(kBs, 'b'), c(kBs, 'c'), far(2 * kBs, 'x');
+  std::vector<Splitter::BlockWrite> writes = {
+      {0, a, false},             // blocks 0-1
+      {kBs, b, false},           // block 1 again
+      {100, "partial", false},   // inside block 0: completed from the disk, alone
+      {kSize - kBs, far, false}, // past the end
+      {3 * kBs, c, true},        // FUA
+  };
+  std::vector<Status> results(writes.size());
+  s->WriteMany(writes, results);
+  EXPECT_TRUE(results[0].ok()) << results[0].ToString();
+  EXPECT_TRUE(results[1].ok()) << results[1].ToString();
+  EXPECT_TRUE(results[2].ok()) << results[2].ToString();
+  EXPECT_EQ(results[3].code(), Code::kOutOfRange);
+  EXPECT_TRUE(results[4].ok()) << results[4].ToString();
+  EXPECT_EQ(s->log().Stats().appends, 2u);  // the partial write, then the three whole ones
+  auto mark = s->Mark(journal::MarkerKind::kCrashConsistent, "m");
+  ASSERT_TRUE(mark.ok());
+  EXPECT_EQ(*mark, 5u);
+  auto view = s->log().OpenView(*mark);
+  ASSERT_TRUE(view.ok());
+  std::string logged(4 * kBs, '?');
+  ASSERT_TRUE((*view)->Read(0, logged.size(), logged.data()).ok());
+  EXPECT_EQ(DiskBytes(0, 4 * kBs), logged);
+  EXPECT_EQ(logged.substr(kBs, kBs), b);
+  EXPECT_EQ(logged.substr(3 * kBs, kBs), c);
+  EXPECT_EQ(DiskBytes(kSize - kBs, kBs), std::string(kBs, '\0'));
+}
+
+TEST_F(SplitterTest, WriteManyRefusedAsAWholeChangesNothing) {
+  auto s = Open();
+  std::vector<Splitter::BlockWrite> writes = {{0, std::string(kBs, 'a'), false},
+                                              {8 * kBs, std::string(kBs, 'b'), false}};
+  std::vector<Status> results(writes.size());
+  s->Fence();
+  s->WriteMany(writes, results);
+  for (const Status& r : results) EXPECT_EQ(r.code(), Code::kFailedPrecondition) << r.ToString();
+  s->Unfence();
+  env_.SetCapacity(kSize + (1u << 20));  // far below the log's reserve: the log is full
+  s->WriteMany(writes, results);
+  for (const Status& r : results) EXPECT_EQ(r.code(), Code::kResourceExhausted) << r.ToString();
+  EXPECT_EQ(s->log().last_seq(), 0u);
+  EXPECT_EQ(DiskBytes(0, 9 * kBs), std::string(9 * kBs, '\0'));
+}
+
 // A process crash after answers: the answered writes are in the log (page cache survives a
 // process crash; the simulated disk keeps unsynced data when nothing else is lost).
 TEST_F(SplitterTest, AnsweredWritesSurviveProcessCrash) {

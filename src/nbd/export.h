@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,13 @@
 #include "base/status.h"
 
 namespace ferry::nbd {
+
+// One write of a batch (see Export::WriteMany).
+struct WriteOp {
+  uint64_t offset = 0;
+  std::string_view data;
+  bool fua = false;
+};
 
 struct Extent {
   uint64_t length = 0;
@@ -39,6 +47,12 @@ class Export {
   // Fills all n bytes of dst (the session reuses buffers: nothing may be left unwritten).
   virtual Status Read(uint64_t offset, size_t n, void* dst) = 0;
   virtual Status Write(uint64_t offset, std::string_view data, bool fua) = 0;
+  // Writes the client sent without waiting for replies between them, so in no order the
+  // protocol defines; results[i] answers ops[i] (the spans have the same size). By default
+  // one Write each; an export may do them together (the splitter logs them in one append).
+  virtual void WriteMany(std::span<const WriteOp> ops, std::span<Status> results) {
+    for (size_t i = 0; i < ops.size(); ++i) results[i] = Write(ops[i].offset, ops[i].data, ops[i].fua);
+  }
   virtual Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) = 0;
   virtual Status Trim(uint64_t offset, uint64_t n, bool fua) = 0;
   virtual Status Flush() = 0;

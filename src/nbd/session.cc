@@ -243,6 +243,14 @@ Status Session::Transmission() {
     workers.emplace_back([this] { Worker(); });
   }
   Status result;
+  // Small writes are served by this thread, a batch at a time: those already received are
+  // logged together and answered with one send. Handing each to a worker cost more than
+  // serving it (a wake-up and two context switches each; see bench/RESULTS.md). Reads,
+  // flushes, large writes and the rest go to the workers.
+  constexpr size_t kSmallWrite = 64u << 10;
+  constexpr size_t kMaxBatch = 64;
+  std::vector<Job> small;
+  bool unwoken = false;  // jobs queued since the workers were last woken
   for (;;) {
     uint8_t rb[kRequestSize];
     Status s = Receive(rb, kRequestSize);
@@ -268,11 +276,22 @@ Status Session::Transmission() {
     // payload bytes per connection (a single write of any allowed size always fits).
     {
       std::unique_lock l(mu_);
-      cv_.wait(l, [&] {
+      auto admitted = [&] {
         return write_failed_ ||
                (inflight_ < std::max<size_t>(1, options_.max_inflight_per_connection) &&
                 (inflight_bytes_ == 0 || inflight_bytes_ + payload <= options_.max_inflight_bytes_per_connection));
-      });
+      };
+      if (!admitted()) {
+        l.unlock();
+        ServeSmallWrites(&small);  // they hold slots too
+        l.lock();
+      }
+      if (!admitted()) {
+        work_cv_.notify_one();  // the queued jobs must be running for a slot to free up
+        reader_waiting_ = true;
+        admit_cv_.wait(l, admitted);
+        reader_waiting_ = false;
+      }
       if (write_failed_) break;
       ++inflight_;
       inflight_bytes_ += payload;
@@ -281,19 +300,34 @@ Status Session::Transmission() {
       job.payload = TakeBuffer();
       s = ReadPayload(payload, &job.payload);
       if (!s.ok()) {
-        Release(payload);
+        Release(1, payload);
         result = s.code() == Code::kAborted ? Status::Ok() : s;
         break;
       }
     }
-    std::lock_guard l(mu_);
-    queue_.push_back(std::move(job));
-    cv_.notify_all();
+    if (job.req.type == kCmdWrite && job.req.length <= kSmallWrite) {
+      small.push_back(std::move(job));
+    } else {
+      std::lock_guard l(mu_);
+      queue_.push_back(std::move(job));
+      unwoken = true;
+    }
+    // While the next request is already in the buffer, the workers are woken once for the
+    // lot (a woken worker wakes another while jobs are left), and small writes gather.
+    if (rbuf_end_ - rbuf_pos_ < kRequestSize || small.size() >= kMaxBatch) {
+      if (unwoken) {
+        std::lock_guard l(mu_);
+        work_cv_.notify_one();
+        unwoken = false;
+      }
+      ServeSmallWrites(&small);
+    }
   }
+  ServeSmallWrites(&small);  // received before the end: served like the rest
   {
     std::unique_lock l(mu_);
     stopping_ = true;
-    cv_.notify_all();
+    work_cv_.notify_all();
   }
   for (auto& t : workers) t.join();
   // A clean disconnect: everything acknowledged must be durable where the export promises it.
@@ -306,16 +340,29 @@ void Session::Worker() {
     Job job;
     {
       std::unique_lock l(mu_);
-      cv_.wait(l, [&] { return !queue_.empty() || stopping_; });
+      work_cv_.wait(l, [&] { return !queue_.empty() || stopping_; });
       if (queue_.empty()) return;  // stopping and drained
       job = std::move(queue_.front());
       queue_.pop_front();
+      if (!queue_.empty()) work_cv_.notify_one();
     }
     const size_t held = job.req.type == kCmdWrite ? job.req.length : 0;
     Handle(job);
     GiveBack(std::move(job.payload));
-    Release(held);
+    Release(1, held);
   }
+}
+
+void Session::ServeSmallWrites(std::vector<Job>* writes) {
+  if (writes->empty()) return;
+  HandleWrites(*writes);
+  size_t held = 0;
+  for (Job& job : *writes) {
+    held += job.req.length;
+    GiveBack(std::move(job.payload));
+  }
+  Release(writes->size(), held);
+  writes->clear();
 }
 
 std::string Session::TakeBuffer() {
@@ -358,11 +405,11 @@ Status Session::Receive(void* dst, size_t n) {
   return Status::Ok();
 }
 
-void Session::Release(size_t payload_bytes) {
+void Session::Release(size_t requests, size_t payload_bytes) {
   std::lock_guard l(mu_);
-  --inflight_;
+  inflight_ -= requests;
   inflight_bytes_ -= payload_bytes;
-  cv_.notify_all();
+  if (reader_waiting_) admit_cv_.notify_one();
 }
 
 Status Session::ReadPayload(size_t length, std::string* out) {
@@ -431,10 +478,8 @@ void Session::Handle(Job& job) {
       case kCmdTrim:
       case kCmdWriteZeroes: {
         bool fua = r.flags & kCmdFlagFua;
-        if (export_->read_only()) {
-          fail(kEperm, "this export is read-only");
-        } else if (!in_range) {
-          fail(kEnospc, "request past the end of the export");
+        if (auto [err, msg] = ChangeRefusal(r); err != 0) {
+          fail(err, msg);
         } else {
           Status s = r.type == kCmdWrite   ? export_->Write(r.offset, job.payload, fua)
                      : r.type == kCmdTrim ? export_->Trim(r.offset, r.length, fua)
@@ -487,48 +532,108 @@ void Session::Handle(Job& job) {
         break;
     }
   }
-  if (!sent.ok()) {
-    std::lock_guard l(mu_);
-    write_failed_ = true;
-    socket_->Shutdown();
-    cv_.notify_all();
+  if (!sent.ok()) SendFailed();
+}
+
+std::pair<uint32_t, std::string> Session::ChangeRefusal(const Request& r) const {
+  const uint64_t size = export_->size();
+  const uint16_t known = kCmdFlagFua | kCmdFlagNoHole | kCmdFlagDf | kCmdFlagReqOne;
+  if (r.flags & ~known) return {kEinval, "unknown or unsupported command flags"};
+  if ((r.flags & kCmdFlagDf) && !structured_) return {kEinval, "NBD_CMD_FLAG_DF needs structured replies"};
+  if (export_->read_only()) return {kEperm, "this export is read-only"};
+  if (r.offset > size || r.length > size - r.offset) return {kEnospc, "request past the end of the export"};
+  return {0, {}};
+}
+
+void Session::HandleWrites(std::vector<Job>& batch) {
+  std::vector<WriteOp> ops;
+  std::vector<size_t> op_of(batch.size(), SIZE_MAX);
+  std::string replies;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Request& r = batch[i].req;
+    if (auto [err, msg] = ChangeRefusal(r); err != 0) {
+      server_->errors_.fetch_add(1);
+      AppendReplyError(r, err, msg, &replies);
+      continue;
+    }
+    op_of[i] = ops.size();
+    ops.push_back(WriteOp{r.offset, batch[i].payload, (r.flags & kCmdFlagFua) != 0});
+  }
+  std::vector<Status> results(ops.size());
+  if (!ops.empty()) export_->WriteMany(ops, results);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (op_of[i] == SIZE_MAX) continue;
+    const Request& r = batch[i].req;
+    if (const Status& s = results[op_of[i]]; !s.ok()) {
+      server_->errors_.fetch_add(1);
+      AppendReplyError(r, ErrorFor(s, true), s.ToString(), &replies);
+    } else {
+      server_->bytes_written_.fetch_add(r.length);
+      AppendReplyOk(r, &replies);
+    }
+  }
+  Send(replies);
+}
+
+void Session::Send(std::string_view reply) {
+  Status sent;
+  {
+    std::lock_guard l(write_mu_);
+    sent = socket_->WriteAll(reply);
+  }
+  if (!sent.ok()) SendFailed();
+}
+
+void Session::SendFailed() {
+  std::lock_guard l(mu_);
+  write_failed_ = true;
+  socket_->Shutdown();
+  admit_cv_.notify_all();
+}
+
+void Session::AppendReplyOk(const Request& req, std::string* out) const {
+  if (structured_) {
+    AppendBe<uint32_t>(out, kMagicStructuredReply);
+    AppendBe<uint16_t>(out, kReplyFlagDone);
+    AppendBe<uint16_t>(out, kReplyTypeNone);
+    AppendBe<uint64_t>(out, req.cookie);
+    AppendBe<uint32_t>(out, 0);
+  } else {
+    AppendBe<uint32_t>(out, kMagicSimpleReply);
+    AppendBe<uint32_t>(out, 0);
+    AppendBe<uint64_t>(out, req.cookie);
+  }
+}
+
+void Session::AppendReplyError(const Request& req, uint32_t error, const std::string& message,
+                               std::string* out) const {
+  if (structured_) {
+    std::string msg = message.substr(0, 4096);
+    AppendBe<uint32_t>(out, kMagicStructuredReply);
+    AppendBe<uint16_t>(out, kReplyFlagDone);
+    AppendBe<uint16_t>(out, kReplyTypeError);
+    AppendBe<uint64_t>(out, req.cookie);
+    AppendBe<uint32_t>(out, static_cast<uint32_t>(6 + msg.size()));
+    AppendBe<uint32_t>(out, error);
+    AppendBe<uint16_t>(out, static_cast<uint16_t>(msg.size()));
+    *out += msg;
+  } else {
+    AppendBe<uint32_t>(out, kMagicSimpleReply);
+    AppendBe<uint32_t>(out, error);
+    AppendBe<uint64_t>(out, req.cookie);
   }
 }
 
 Status Session::ReplyOk(const Request& req) {
   std::string h;
-  if (structured_) {
-    AppendBe<uint32_t>(&h, kMagicStructuredReply);
-    AppendBe<uint16_t>(&h, kReplyFlagDone);
-    AppendBe<uint16_t>(&h, kReplyTypeNone);
-    AppendBe<uint64_t>(&h, req.cookie);
-    AppendBe<uint32_t>(&h, 0);
-  } else {
-    AppendBe<uint32_t>(&h, kMagicSimpleReply);
-    AppendBe<uint32_t>(&h, 0);
-    AppendBe<uint64_t>(&h, req.cookie);
-  }
+  AppendReplyOk(req, &h);
   std::lock_guard l(write_mu_);
   return socket_->WriteAll(h);
 }
 
 Status Session::ReplyError(const Request& req, uint32_t error, const std::string& message) {
   std::string h;
-  if (structured_) {
-    std::string msg = message.substr(0, 4096);
-    AppendBe<uint32_t>(&h, kMagicStructuredReply);
-    AppendBe<uint16_t>(&h, kReplyFlagDone);
-    AppendBe<uint16_t>(&h, kReplyTypeError);
-    AppendBe<uint64_t>(&h, req.cookie);
-    AppendBe<uint32_t>(&h, static_cast<uint32_t>(6 + msg.size()));
-    AppendBe<uint32_t>(&h, error);
-    AppendBe<uint16_t>(&h, static_cast<uint16_t>(msg.size()));
-    h += msg;
-  } else {
-    AppendBe<uint32_t>(&h, kMagicSimpleReply);
-    AppendBe<uint32_t>(&h, error);
-    AppendBe<uint64_t>(&h, req.cookie);
-  }
+  AppendReplyError(req, error, message, &h);
   std::lock_guard l(write_mu_);
   return socket_->WriteAll(h);
 }

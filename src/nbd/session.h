@@ -49,9 +49,22 @@ class Session {
   std::string TakeBuffer();
   void GiveBack(std::string buf);
   void Worker();
+  // Serves writes together (the reading thread's small ones) and empties the vector.
+  void ServeSmallWrites(std::vector<Job>* writes);
   void Handle(Job& job);
-  // Ends an admitted request: frees its slot and its payload bytes.
-  void Release(size_t payload_bytes);
+  // Serves writes and answers them with one send.
+  void HandleWrites(std::vector<Job>& batch);
+  // Why a write, zero or trim may not be served (err 0: it may).
+  std::pair<uint32_t, std::string> ChangeRefusal(const Request& r) const;
+  // Ends admitted requests: frees their slots and their payload bytes.
+  void Release(size_t requests, size_t payload_bytes);
+  // Sends a reply already encoded; a failed send ends the connection.
+  void Send(std::string_view reply);
+  // A reply could not be sent: the connection ends (the reading thread stops).
+  void SendFailed();
+  void AppendReplyOk(const Request& req, std::string* out) const;
+  void AppendReplyError(const Request& req, uint32_t error, const std::string& message,
+                        std::string* out) const;
   Status ReplyOk(const Request& req);
   Status ReplyError(const Request& req, uint32_t error, const std::string& message);
   Status ReplyRead(const Request& req, const std::string& data);
@@ -74,7 +87,9 @@ class Session {
 
   std::mutex write_mu_;  // one reply on the wire at a time
   std::mutex mu_;  // guards queue_, spare_, inflight_, inflight_bytes_, stopping_, write_failed_
-  std::condition_variable cv_;
+  std::condition_variable work_cv_;   // workers wait for jobs
+  std::condition_variable admit_cv_;  // the reading thread waits for a free slot
+  bool reader_waiting_ = false;
   std::deque<Job> queue_;
   std::vector<std::string> spare_;  // buffers for GiveBack/TakeBuffer
   size_t spare_bytes_ = 0;          // their capacity

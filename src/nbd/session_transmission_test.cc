@@ -339,11 +339,13 @@ TEST_F(SessionTest, WritePayloadsHeldPerConnectionAreBounded) {
   auto gated = std::make_shared<GatedExport>(rw_);
   catalog_->Add("gated", gated);
   options_.workers_per_connection = 4;
-  options_.max_inflight_bytes_per_connection = 64 * 1024;
+  // Writes above 64 KiB go to the workers (smaller ones are served by the reading thread).
+  constexpr uint32_t kLen = 96 * 1024;
+  options_.max_inflight_bytes_per_connection = 2 * kLen;
   auto c = Connect();
   c->Go("gated", /*structured=*/false);
   std::string batch;
-  for (int i = 0; i < 4; ++i) batch += RawClient::Request(kCmdWrite, i, i * 32768ull, 32768, 0, Pattern(32768, i));
+  for (int i = 0; i < 4; ++i) batch += RawClient::Request(kCmdWrite, i, i * uint64_t{kLen}, kLen, 0, Pattern(kLen, i));
   std::thread sender([&] { c->Send(batch); });
   EXPECT_EQ(gated->WaitInside(2), 2);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // room for a third, if let in
@@ -351,7 +353,83 @@ TEST_F(SessionTest, WritePayloadsHeldPerConnectionAreBounded) {
   gated->Open();
   for (int i = 0; i < 4; ++i) EXPECT_EQ(c->ReadSimpleReply().error, 0u);
   sender.join();
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(rw_->contents().substr(i * 32768, 32768), Pattern(32768, i)) << i;
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(rw_->contents().substr(i * kLen, kLen), Pattern(kLen, i)) << i;
+}
+
+// Records the sizes of the batches of writes it is given; the first waits until Open.
+class BatchCountingExport final : public Export {
+ public:
+  explicit BatchCountingExport(std::shared_ptr<Export> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  bool read_only() const override { return false; }
+  Status Read(uint64_t o, size_t n, void* dst) override { return inner_->Read(o, n, dst); }
+  Status Write(uint64_t o, std::string_view d, bool fua) override { return inner_->Write(o, d, fua); }
+  void WriteMany(std::span<const WriteOp> ops, std::span<Status> results) override {
+    {
+      std::unique_lock l(mu_);
+      sizes_.push_back(ops.size());
+      cv_.wait(l, [&] { return open_; });
+    }
+    Export::WriteMany(ops, results);
+  }
+  Status WriteZeroes(uint64_t o, uint64_t n, bool fua) override { return inner_->WriteZeroes(o, n, fua); }
+  Status Trim(uint64_t o, uint64_t n, bool fua) override { return inner_->Trim(o, n, fua); }
+  Status Flush() override { return inner_->Flush(); }
+  void Open() {
+    std::lock_guard l(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  std::vector<size_t> sizes() {
+    std::lock_guard l(mu_);
+    return sizes_;
+  }
+
+ private:
+  std::shared_ptr<Export> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+  std::vector<size_t> sizes_;
+};
+
+// Small writes already received are served together and each gets its own answer: an error
+// for the one past the end, data for the read sent among them.
+TEST_F(SessionTest, SmallWritesReceivedTogetherAreServedTogether) {
+  auto counting = std::make_shared<BatchCountingExport>(rw_);
+  catalog_->Add("counting", counting);
+  auto c = Connect();
+  c->Go("counting", /*structured=*/true);
+  std::string burst;
+  constexpr int kWrites = 12;
+  for (int i = 0; i < kWrites; ++i) burst += RawClient::Request(kCmdWrite, i, i * 4096ull, 4096, 0, Pattern(4096, i));
+  burst += RawClient::Request(kCmdWrite, 100, kDiskSize - 2048, 4096, 0, Pattern(4096, 100));
+  burst += RawClient::Request(kCmdWrite, 101, 64 * 4096ull, 4096, kCmdFlagFua, Pattern(4096, 101));
+  burst += RawClient::Request(kCmdRead, 200, 0, 4096);
+  c->Send(burst);  // all of it waits in the socket while the first batch is held
+  counting->Open();
+  std::map<uint64_t, ReplyMsg> replies;
+  for (int i = 0; i < kWrites + 3; ++i) {
+    ReplyMsg r = c->ReadChunk();
+    replies[r.cookie] = r;
+  }
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(replies[i].type, kReplyTypeNone) << i;
+  EXPECT_EQ(replies[100].type, kReplyTypeError);
+  EXPECT_EQ(replies[100].error, kEnospc);
+  EXPECT_EQ(replies[101].type, kReplyTypeNone);
+  EXPECT_EQ(replies[200].type, kReplyTypeOffsetData);
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(rw_->contents().substr(i * 4096, 4096), Pattern(4096, i)) << i;
+  EXPECT_EQ(rw_->contents().substr(64 * 4096, 4096), Pattern(4096, 101));
+  // The first batch was whatever one recv brought; everything else was waiting by then.
+  std::vector<size_t> sizes = counting->sizes();
+  ASSERT_GE(sizes.size(), 1u);
+  size_t served = 0, largest = 0;
+  for (size_t n : sizes) {
+    served += n;
+    largest = std::max(largest, n);
+  }
+  EXPECT_EQ(served, size_t{kWrites + 1});  // the one past the end is refused before the export
+  EXPECT_GT(largest, 1u);
 }
 
 TEST_F(SessionTest, AWriteLargerThanTheBudgetIsAdmittedAlone) {

@@ -18,6 +18,12 @@ class SplitterExport final : public Export {
   Status Write(uint64_t offset, std::string_view data, bool fua) override {
     return s_->Write(offset, data, fua);
   }
+  void WriteMany(std::span<const WriteOp> ops, std::span<Status> results) override {
+    std::vector<capture::Splitter::BlockWrite> writes;
+    writes.reserve(ops.size());
+    for (const WriteOp& op : ops) writes.push_back({op.offset, op.data, op.fua});
+    s_->WriteMany(writes, results);
+  }
   Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) override {
     return s_->WriteZeroes(offset, n, fua);
   }
