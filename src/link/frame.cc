@@ -1,6 +1,7 @@
 #include "link/frame.h"
 
 #include <array>
+#include <vector>
 
 #include "base/checksum.h"
 #include "base/coding.h"
@@ -98,21 +99,54 @@ Result<size_t> FrameWriter::Write(MessageType type, std::string_view payload) {
   FrameHeader h;
   h.type = type;
   h.raw_length = static_cast<uint32_t>(payload.size());
-  std::string_view stored = payload;
   if (codec_ != Codec::kNone && payload.size() >= 512) {
     compressed_.clear();
     RETURN_IF_ERROR(Compress(codec_, payload, options_, &compressed_));
     if (compressed_.size() < payload.size()) {
-      stored = compressed_;
       h.codec = codec_;
+      std::array<std::string_view, 1> stored{compressed_};
+      return Send(h, stored);
     }
   }
-  h.stored_length = static_cast<uint32_t>(stored.size());
-  h.payload_checksum = Checksum64(stored);
-  std::string header = EncodeFrameHeader(h);
-  std::array<std::string_view, 2> pieces{header, stored};
-  RETURN_IF_ERROR(stream_->WriteAllV(pieces));
-  return kFrameHeaderSize + stored.size();
+  std::array<std::string_view, 1> stored{payload};
+  return Send(h, stored);
+}
+
+Result<size_t> FrameWriter::WriteV(MessageType type, std::span<const std::string_view> pieces) {
+  size_t total = 0;
+  for (std::string_view p : pieces) total += p.size();
+  if (codec_ != Codec::kNone && total >= 512) {
+    gathered_.clear();
+    gathered_.reserve(total);
+    for (std::string_view p : pieces) gathered_.append(p);
+    return Write(type, gathered_);
+  }
+  if (total > kMaxFramePayload) {
+    return InvalidArgument("frame payload of " + std::to_string(total) +
+                           " bytes exceeds the link's limit");
+  }
+  FrameHeader h;
+  h.type = type;
+  h.raw_length = static_cast<uint32_t>(total);
+  return Send(h, pieces);
+}
+
+Result<size_t> FrameWriter::Send(FrameHeader h, std::span<const std::string_view> stored) {
+  Checksummer sum;
+  size_t total = 0;
+  for (std::string_view p : stored) {
+    sum.Update(p.data(), p.size());
+    total += p.size();
+  }
+  h.stored_length = static_cast<uint32_t>(total);
+  h.payload_checksum = sum.Digest();
+  const std::string header = EncodeFrameHeader(h);
+  std::vector<std::string_view> all;
+  all.reserve(stored.size() + 1);
+  all.push_back(header);
+  all.insert(all.end(), stored.begin(), stored.end());
+  RETURN_IF_ERROR(stream_->WriteAllV(all));
+  return kFrameHeaderSize + total;
 }
 
 Result<Frame> FrameReader::Read() {

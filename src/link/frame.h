@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -72,6 +73,9 @@ class FrameWriter {
   // Compresses payloads of 512 bytes or more with the link's codec, unless that does not make
   // them smaller. Returns the bytes put on the wire.
   Result<size_t> Write(MessageType type, std::string_view payload);
+  // The same frame, its payload given in pieces: sent without gathering them first when the
+  // link does not compress (a codec needs them in one buffer).
+  Result<size_t> WriteV(MessageType type, std::span<const std::string_view> pieces);
   void set_codec(Codec codec) { codec_ = codec; }
 
  private:
@@ -79,6 +83,10 @@ class FrameWriter {
   Codec codec_;
   CompressOptions options_;
   std::string compressed_;
+  std::string gathered_;  // WriteV's pieces, when they must be compressed
+
+  // Puts a frame on the wire: h with its stored length and checksum filled in from stored.
+  Result<size_t> Send(FrameHeader h, std::span<const std::string_view> stored);
 };
 
 class FrameReader {

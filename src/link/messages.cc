@@ -335,27 +335,45 @@ Result<std::vector<journal::Record>> DecodeRecords(std::string_view payload,
   return out;
 }
 
-void EncodeSyncData(const SyncData& m, std::string* out) {
-  size_t bytes = 24 + m.extents.size() * kSyncExtentHeaderSize;
-  for (const SyncExtent& e : m.extents) bytes += e.data.size();
-  out->reserve(out->size() + bytes);
-  AppendFixed<uint32_t>(out, static_cast<uint32_t>(m.extents.size()));
-  AppendFixed<uint32_t>(out, 0);
-  AppendFixed<uint64_t>(out, m.scanned_to);
-  AppendFixed<uint64_t>(out, m.total_bytes);
+void EncodeSyncDataPieces(const SyncData& m, std::string* headers,
+                          std::vector<std::string_view>* pieces) {
+  headers->clear();
+  headers->reserve(24 + m.extents.size() * kSyncExtentHeaderSize);  // views stay valid
+  pieces->clear();
+  AppendFixed<uint32_t>(headers, static_cast<uint32_t>(m.extents.size()));
+  AppendFixed<uint32_t>(headers, 0);
+  AppendFixed<uint64_t>(headers, m.scanned_to);
+  AppendFixed<uint64_t>(headers, m.total_bytes);
+  size_t from = 0;  // headers not yet in a piece
+  auto cut = [&] {
+    if (headers->size() > from) pieces->push_back(std::string_view(*headers).substr(from));
+    from = headers->size();
+  };
   for (const SyncExtent& e : m.extents) {
-    AppendFixed<uint64_t>(out, e.offset);
+    AppendFixed<uint64_t>(headers, e.offset);
     if (e.zero_length) {
-      AppendFixed<uint32_t>(out, e.zero_length);
-      AppendFixed<uint32_t>(out, 1);  // flags: zero extent, no data
-      AppendFixed<uint64_t>(out, 0);
+      AppendFixed<uint32_t>(headers, e.zero_length);
+      AppendFixed<uint32_t>(headers, 1);  // flags: zero extent, no data
+      AppendFixed<uint64_t>(headers, 0);
       continue;
     }
-    AppendFixed<uint32_t>(out, static_cast<uint32_t>(e.data.size()));
-    AppendFixed<uint32_t>(out, 0);
-    AppendFixed<uint64_t>(out, Checksum64(e.data));
-    out->append(e.data);
+    AppendFixed<uint32_t>(headers, static_cast<uint32_t>(e.data.size()));
+    AppendFixed<uint32_t>(headers, 0);
+    AppendFixed<uint64_t>(headers, Checksum64(e.data));
+    cut();
+    pieces->push_back(e.data);
   }
+  cut();
+}
+
+void EncodeSyncData(const SyncData& m, std::string* out) {
+  std::string headers;
+  std::vector<std::string_view> pieces;
+  EncodeSyncDataPieces(m, &headers, &pieces);
+  size_t bytes = 0;
+  for (std::string_view p : pieces) bytes += p.size();
+  out->reserve(out->size() + bytes);
+  for (std::string_view p : pieces) out->append(p);
 }
 
 Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,

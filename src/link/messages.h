@@ -117,6 +117,11 @@ struct SyncData {
 inline constexpr size_t kSyncExtentHeaderSize = 24;
 // Checksums are computed here, from the data as the source read it.
 void EncodeSyncData(const SyncData& m, std::string* out);
+// The same bytes as pieces, without copying the extents' data: *headers receives the fixed
+// parts, and *pieces (cleared first) views into *headers and into m's extents, in order.
+// Both must outlive the pieces' use.
+void EncodeSyncDataPieces(const SyncData& m, std::string* headers,
+                          std::vector<std::string_view>* pieces);
 Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
                                 uint32_t block_size);
 

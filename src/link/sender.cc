@@ -623,6 +623,7 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
     *sent = true;
     std::string().swap(window_buf_);
     std::string().swap(payload_buf_);
+    std::vector<std::string_view>().swap(pieces_);
     spdlog::info("link {}: initial sync sent; consistent from seq {}", config_.volume,
                  s->sync_done_seq);
     return Status::Ok();
@@ -675,17 +676,13 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
     }
     d.scanned_to = data_at + n;
   }
-  std::string& payload = payload_buf_;
-  payload.clear();
-  EncodeSyncData(d, &payload);
-  RETURN_IF_ERROR(throttle_.Acquire(payload.size()));
-  ASSIGN_OR_RETURN(size_t wire, s->writer->Write(MessageType::kSyncData, payload));
+  ASSIGN_OR_RETURN(SentBytes put, SendSyncData(s, d));
   s->sync_cursor = d.scanned_to;
   s->last_send_ns = config_.clock->NowNanos();
   *sent = true;
   std::lock_guard l(mu_);
-  st_.wire_bytes += wire;
-  st_.raw_bytes += payload.size();
+  st_.wire_bytes += put.wire;
+  st_.raw_bytes += put.raw;
   st_.sync_scanned = d.scanned_to;
   st_.sync_total = s->sync_total;
   return Status::Ok();
@@ -974,6 +971,16 @@ Status LinkSender::SendKnownWindow(Session* s, bool* sent) {
   return Status::Ok();
 }
 
+Result<LinkSender::SentBytes> LinkSender::SendSyncData(Session* s, const SyncData& d) {
+  // The extents' data goes from the read buffer to the stream: no payload is gathered.
+  EncodeSyncDataPieces(d, &payload_buf_, &pieces_);
+  size_t raw = 0;
+  for (std::string_view p : pieces_) raw += p.size();
+  RETURN_IF_ERROR(throttle_.Acquire(raw));
+  ASSIGN_OR_RETURN(size_t wire, s->writer->WriteV(MessageType::kSyncData, pieces_));
+  return SentBytes{raw, wire};
+}
+
 Status LinkSender::SendBlocks(Session* s, std::string_view buf, uint64_t start,
                               const std::vector<DigestRange>& ranges, uint64_t scanned_to) {
   const uint32_t bs = log_->block_size();
@@ -982,13 +989,10 @@ Status LinkSender::SendBlocks(Session* s, std::string_view buf, uint64_t start,
   size_t payload_bytes = 0;
   auto flush = [&](uint64_t to) -> Status {
     d.scanned_to = to;
-    std::string payload;
-    EncodeSyncData(d, &payload);
-    RETURN_IF_ERROR(throttle_.Acquire(payload.size()));
-    ASSIGN_OR_RETURN(size_t wire, s->writer->Write(MessageType::kSyncData, payload));
+    ASSIGN_OR_RETURN(SentBytes put, SendSyncData(s, d));
     std::lock_guard l(mu_);
-    st_.wire_bytes += wire;
-    st_.raw_bytes += payload.size();
+    st_.wire_bytes += put.wire;
+    st_.raw_bytes += put.raw;
     d.extents.clear();
     payload_bytes = 0;
     return Status::Ok();

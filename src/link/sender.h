@@ -169,6 +169,12 @@ class LinkSender {
   // frames of up to 4 MiB, zero blocks as zero extents; the last frame says scanned_to.
   Status SendBlocks(Session* s, std::string_view buf, uint64_t buf_offset,
                     const std::vector<DigestRange>& ranges, uint64_t scanned_to);
+  struct SentBytes {
+    size_t raw = 0;   // the message's bytes
+    size_t wire = 0;  // the frame's, as sent
+  };
+  // One SYNC_DATA frame (throttled), its extents' data sent from where it lies.
+  Result<SentBytes> SendSyncData(Session* s, const SyncData& d);
   // At the handshake of a seeded sync: whether the known changes can stand in for digests
   // (merging the target's into config_.delta); the reason when they cannot.
   Result<std::string> UseKnownChanges(const Welcome& w);
@@ -210,7 +216,8 @@ class LinkSender {
   uint64_t trimmed_through_ = 0;
   bool delta_live_ = false;  // config_.delta still describes a sync to come (sending thread)
   std::string window_buf_;   // sending thread only (WindowBuffer)
-  std::string payload_buf_;  // sending thread only: the initial sync's SYNC_DATA
+  std::string payload_buf_;  // sending thread only: SYNC_DATA's fixed parts (SendSyncData)
+  std::vector<std::string_view> pieces_;  // and the pieces of the frame
 };
 
 }  // namespace ferry::link
