@@ -9,8 +9,10 @@
 // that leaves the stream unparseable (bad magic, oversized option or write payload) closes the
 // connection. Never crashes or hangs on bad input (see fuzz/nbd_session_fuzz.cc).
 //
-// Each connection has a reader thread and a few workers, so requests complete out of order
-// as the protocol allows. Thread-safety: Listen and Stop may be called from any thread.
+// Each connection has a reading thread and a few workers, so requests complete out of order
+// as the protocol allows. The reading thread serves small writes itself, a batch at a time
+// (docs/decisions/0010); the workers serve the rest. Thread-safety: Listen and Stop may be
+// called from any thread.
 #pragma once
 
 #include <atomic>
