@@ -163,6 +163,26 @@ class CorruptionTest : public ::testing::Test {
   uint64_t min_free_ = 0;
 };
 
+// History ids are written as 16 hex digits; a bad one in a manifest or a request is refused,
+// never taken for another id.
+TEST(HistoryIdHexTest, RoundTripsAndRefusesWhatIsNotAnId) {
+  for (uint64_t id : {uint64_t{0}, uint64_t{1}, uint64_t{0x0123456789abcdef}, ~uint64_t{0}}) {
+    const std::string hex = HistoryIdToHex(id);
+    EXPECT_EQ(hex.size(), 16u);
+    uint64_t back = 7;
+    ASSERT_TRUE(HistoryIdFromHex(hex, &back)) << hex;
+    EXPECT_EQ(back, id);
+  }
+  uint64_t v = 0;
+  EXPECT_TRUE(HistoryIdFromHex("ABC", &v));
+  EXPECT_EQ(v, 0xabcu);
+  for (const char* bad : {"", "12345678901234567", "12g4", " 12", "-1", "0x12"}) {
+    v = 42;
+    EXPECT_FALSE(HistoryIdFromHex(bad, &v)) << bad;
+    EXPECT_EQ(v, 42u) << bad;
+  }
+}
+
 TEST_F(CorruptionTest, SegmentsHoldFourRecordsEach) {
   Make(13);
   EXPECT_EQ(Segments(), (std::vector<uint64_t>{1, 2, 3, 4}));

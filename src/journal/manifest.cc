@@ -36,11 +36,9 @@ std::string Manifest::Encode() const {
   }
   json pins_json = json::array();
   for (const Pin& p : pins) pins_json.push_back({{"seq", p.seq}, {"owner", p.owner}, {"reason", p.reason}});
-  char history[20];
-  snprintf(history, sizeof history, "%016" PRIx64, history_id);
   json j = {{"format", 1},
             {"volume_id", IdToHex(volume_id)},
-            {"history_id", history},
+            {"history_id", HistoryIdToHex(history_id)},
             {"size", size},
             {"block_size", block_size},
             {"created_ns", created_ns},
@@ -71,7 +69,9 @@ Result<Manifest> Manifest::Decode(std::string_view text) {
     if (!IdFromHex(j.at("volume_id").get<std::string>(), &m.volume_id)) {
       return DataLoss("MANIFEST: bad volume_id");
     }
-    m.history_id = std::stoull(j.at("history_id").get<std::string>(), nullptr, 16);
+    if (!HistoryIdFromHex(j.at("history_id").get<std::string>(), &m.history_id)) {
+      return DataLoss("MANIFEST: bad history_id");
+    }
     m.size = j.at("size").get<uint64_t>();
     m.block_size = j.at("block_size").get<uint32_t>();
     m.created_ns = j.at("created_ns").get<int64_t>();

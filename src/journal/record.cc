@@ -1,5 +1,7 @@
 #include "journal/record.h"
 
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 
 #include "base/checksum.h"
@@ -57,16 +59,39 @@ std::string IdToHex(const Id128& id) {
   return s;
 }
 
+namespace {
+
+int Nibble(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::string HistoryIdToHex(uint64_t history_id) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, history_id);
+  return buf;
+}
+
+bool HistoryIdFromHex(std::string_view hex, uint64_t* history_id) {
+  if (hex.empty() || hex.size() > 16) return false;
+  uint64_t v = 0;
+  for (char c : hex) {
+    const int d = Nibble(c);
+    if (d < 0) return false;
+    v = v << 4 | static_cast<uint64_t>(d);
+  }
+  *history_id = v;
+  return true;
+}
+
 bool IdFromHex(std::string_view hex, Id128* id) {
   if (hex.size() != 32) return false;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   for (size_t i = 0; i < 16; ++i) {
-    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    int hi = Nibble(hex[2 * i]), lo = Nibble(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) return false;
     (*id)[i] = static_cast<uint8_t>(hi << 4 | lo);
   }

@@ -35,6 +35,10 @@ bool ParseMarkerKind(std::string_view text, MarkerKind* kind);
 using Id128 = std::array<uint8_t, 16>;
 std::string IdToHex(const Id128& id);
 bool IdFromHex(std::string_view hex, Id128* id);
+// A history id as its 16 lowercase hex digits (manifests, link messages, node API); parsing
+// takes 1 to 16 hex digits, either case.
+std::string HistoryIdToHex(uint64_t history_id);
+bool HistoryIdFromHex(std::string_view hex, uint64_t* history_id);
 
 struct MarkerInfo {
   MarkerKind kind = MarkerKind::kCrashConsistent;

@@ -20,24 +20,6 @@ namespace {
 
 Status Corrupt(const std::string& what) { return DataLoss("corrupt frame: " + what); }
 
-std::string Hex64(uint64_t v) {
-  char buf[20];
-  snprintf(buf, sizeof buf, "%016" PRIx64, v);
-  return buf;
-}
-
-bool ParseHex64(const std::string& s, uint64_t* v) {
-  if (s.empty() || s.size() > 16) return false;
-  uint64_t r = 0;
-  for (char c : s) {
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (d < 0) return false;
-    r = r << 4 | static_cast<uint64_t>(d);
-  }
-  *v = r;
-  return true;
-}
-
 // Runs a JSON decoder; any parse or type error becomes a corrupt frame naming the message.
 template <typename T, typename Fn>
 Result<T> DecodeJson(std::string_view name, std::string_view payload, Fn fn) {
@@ -96,7 +78,7 @@ std::string EncodeHello(const Hello& m) {
   json j = {{"protocol", m.protocol},
             {"volume", m.volume},
             {"volume_id", journal::IdToHex(m.volume_id)},
-            {"history_id", Hex64(m.history_id)},
+            {"history_id", journal::HistoryIdToHex(m.history_id)},
             {"volume_size", m.volume_size},
             {"block_size", m.block_size},
             {"source_node", m.source_node},
@@ -115,8 +97,8 @@ Result<Hello> DecodeHello(std::string_view payload) {
     if (!journal::IdFromHex(j.at("volume_id").get<std::string>(), &m.volume_id)) {
       return Corrupt("HELLO: volume_id is not 32 hex digits");
     }
-    if (!ParseHex64(j.at("history_id").get<std::string>(), &m.history_id)) {
-      return Corrupt("HELLO: history_id is not 16 hex digits");
+    if (!journal::HistoryIdFromHex(j.at("history_id").get<std::string>(), &m.history_id)) {
+      return Corrupt("HELLO: history_id is not 1 to 16 hex digits");
     }
     m.volume_size = Integer<uint64_t>(j, "volume_size");
     m.block_size = Integer<uint32_t>(j, "block_size");

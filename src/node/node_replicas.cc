@@ -30,11 +30,7 @@ Result<json> Node::PrepareReplica(const std::string& name, const std::string& vo
   if (!ValidName(name)) return InvalidArgument("replica name '" + name + "': use letters, digits, '-', '_' and '.'");
   journal::CreateParams p;
   if (!journal::IdFromHex(volume_id, &p.volume_id)) return InvalidArgument("volume_id: give 32 hex digits");
-  try {
-    size_t used = 0;
-    p.history_id = std::stoull(history_id, &used, 16);
-    if (used != history_id.size() || history_id.size() > 16) throw std::invalid_argument("x");
-  } catch (const std::exception&) {
+  if (!journal::HistoryIdFromHex(history_id, &p.history_id)) {
     return InvalidArgument("history_id: give up to 16 hex digits");
   }
   if (first_seq == 0) return InvalidArgument("first_seq: the source's next seq (its log_last_seq + 1)");
@@ -70,7 +66,7 @@ Result<json> Node::PrepareReplica(const std::string& name, const std::string& vo
         old->splitter->Fence();
         link::SeedChanges c;
         c.volume_id = journal::IdToHex(old->log->volume_id());
-        c.history_id = fmt::format("{:016x}", old->log->history_id());
+        c.history_id = journal::HistoryIdToHex(old->log->history_id());
         // Every write with seq >= from_seq is in runs: the records the target has not
         // acknowledged (those it has are in its history, where the other side's known changes
         // find them). Records dropped to the changed-block map leave a gap whose start is not
@@ -331,7 +327,7 @@ Result<json> Node::Promote(const std::string& replica, const std::string& name, 
       // What may differ from the old source's disk: a reprotect seeded with that disk sends
       // only these blocks (docs/protocols/link.md, "Known changes").
       v.diverged = {{"volume_id", id},
-                    {"history_id", fmt::format("{:016x}", r->history_id())},
+                    {"history_id", journal::HistoryIdToHex(r->history_id())},
                     {"through", overlay->diverged_through()}};
       plan.has_delta = true;
       for (const journal::BlockExtent& e : overlay->DifferingExtents()) {

@@ -39,7 +39,7 @@ json Node::VolumeJson(Volume& v, int64_t now) {
             {"export", v.splitter ? json(v.name) : json(nullptr)},
             {"uri", v.splitter ? json(ExportUri(v.name)) : json(nullptr)},
             {"volume_id", journal::IdToHex(v.log->volume_id())},
-            {"history_id", fmt::format("{:016x}", v.log->history_id())},
+            {"history_id", journal::HistoryIdToHex(v.log->history_id())},
             {"block_size", v.log->block_size()},
             {"log_last_seq", v.log->last_seq()},
             {"churn_bytes_per_second", v.churn},
