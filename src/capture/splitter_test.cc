@@ -112,8 +112,8 @@ TEST_F(SplitterTest, WriteManyAnswersEachWriteAndKeepsDiskAndLogAlike) {
 
 TEST_F(SplitterTest, WriteManyRefusedAsAWholeChangesNothing) {
   auto s = Open();
-  std::vector<Splitter::BlockWrite> writes = {{0, std::string(kBs, 'a'), false},
-                                              {8 * kBs, std::string(kBs, 'b'), false}};
+  const std::string a(kBs, 'a'), b(kBs, 'b');
+  std::vector<Splitter::BlockWrite> writes = {{0, a, false}, {8 * kBs, b, false}};
   std::vector<Status> results(writes.size());
   s->Fence();
   s->WriteMany(writes, results);
