@@ -183,8 +183,10 @@ Status Replica::Load() {
     uint64_t n;
     if (ParseSegmentFileName(name, &n)) {
       numbers.push_back(n);
-    } else if (name.size() > 8 && name.substr(name.size() - 8) == ".compact") {
-      // A compaction that did not finish: the original segment is intact.
+    } else if ((name.size() > 8 && name.substr(name.size() - 8) == ".compact") ||
+               name.starts_with(kSpareSegmentPrefix)) {
+      // A compaction that did not finish (the original segment is intact), or a trimmed
+      // segment kept for reuse.
       RETURN_IF_ERROR(env_->RemoveFile(JoinPath(journal_dir_, name)));
     }
   }
@@ -824,12 +826,32 @@ Status Replica::RollTo(uint64_t first_seq) {
     RETURN_IF_ERROR(active_->file()->Sync());
     unsynced_ = false;
   }
+  // A reused file holds older records after the segment's end: they go before it is sealed
+  // (sealed segments are read without a torn tail's allowance).
+  ASSIGN_OR_RETURN(uint64_t on_disk, active_->file()->Size());
+  if (on_disk > active_->size()) {
+    RETURN_IF_ERROR(active_->file()->Truncate(active_->size()));
+    RETURN_IF_ERROR(active_->file()->Sync());
+  }
   SegmentHeader h;
   h.segment_number = active_->segment_number() + 1;
   h.first_seq = first_seq;
   h.block_size = manifest_.block_size;
   h.volume_id = manifest_.volume_id;
-  ASSIGN_OR_RETURN(auto next, SegmentWriter::Create(env_, journal_dir_, h));
+  std::unique_ptr<SegmentWriter> next;
+  while (!next && !spares_.empty()) {
+    const std::string spare = spares_.back();
+    spares_.pop_back();
+    auto reused = SegmentWriter::Recycle(env_, journal_dir_, h, spare);
+    if (reused.ok()) {
+      next = std::move(*reused);
+    } else {
+      // Not worth failing an append for: a new file does the same job (and reports what
+      // is wrong with the disk, if anything is).
+      (void)env_->RemoveFile(spare);
+    }
+  }
+  if (!next) ASSIGN_OR_RETURN(next, SegmentWriter::Create(env_, journal_dir_, h));
   std::unique_lock il(index_mu_);
   active_ = std::move(next);
   segments_[static_cast<uint32_t>(h.segment_number)] = active_->shared_file();
@@ -904,6 +926,9 @@ Result<std::vector<std::string>> Replica::Verify() const {
     ScanOptions so;
     so.verify_payloads = true;
     so.payload_problems = &problems;
+    // The newest segment may end in an append under way, or (a reused file) in older
+    // records: a tail, as Open would take it.
+    so.allow_torn_tail = n == numbers.back();
     auto r = ScanSegment(file->get(), n, so,
                          [](const RecordHeader&, uint64_t, std::string_view) { return Status::Ok(); });
     if (!r.ok()) problems.push_back(r.status().ToString());

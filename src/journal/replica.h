@@ -64,6 +64,10 @@ struct ReplicaOptions {
   Env* env = Env::Posix();
   Clock* clock = SystemClock::Default();
   uint64_t segment_target_bytes = 256ull << 20;
+  // Pending logs: up to this many trimmed segments are kept as spare files, and new segments
+  // reuse them, so that appends overwrite cached pages instead of filling new ones
+  // (docs/decisions/0011). 0: trimmed segments are deleted.
+  uint32_t recycle_segments = 0;
   // Appends fail with kResourceExhausted when the filesystem would have less than this free.
   uint64_t min_free_bytes = 64ull << 20;
   // Health turns Warning below this fraction of the filesystem free.
@@ -341,6 +345,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   uint64_t next_seq_ = 1;
   int64_t next_ts_floor_ = 0;
   bool unsynced_ = false;  // the active segment holds kWritten records not yet synced
+  std::vector<std::string> spares_;  // trimmed segments' files kept for reuse (paths)
   Status write_error_;  // sticky: the journal's tail is uncertain; reopen the replica
   std::atomic<uint64_t> syncs_{0};
   std::atomic<uint64_t> appends_{0};

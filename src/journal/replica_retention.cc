@@ -151,17 +151,42 @@ Status Replica::DropThrough(uint64_t target) {
     if (next.first_seq > target + 1) break;
     dead.push_back(files[i].first);
   }
+  std::vector<std::shared_ptr<File>> dead_files(dead.size());
   {
     std::lock_guard wl(write_mu_);
     std::unique_lock il(index_mu_);
     index_.RemovePrefix(index_.VisibleLimit(target));
     markers_.erase(markers_.begin(), markers_.upper_bound(target));
-    for (uint32_t n : dead) {
-      segments_.erase(n);
-      segment_bytes_.erase(n);
+    for (size_t k = 0; k < dead.size(); ++k) {
+      auto it = segments_.find(dead[k]);
+      if (it != segments_.end()) dead_files[k] = std::move(it->second);
+      segments_.erase(dead[k]);
+      segment_bytes_.erase(dead[k]);
     }
   }
-  for (uint32_t n : dead) RETURN_IF_ERROR(env_->RemoveFile(JoinPath(journal_dir_, SegmentFileName(n))));
+  files.clear();
+  bool recycle = options_.recycle_segments > 0;
+  if (recycle) {
+    std::lock_guard ml(meta_mu_);
+    recycle = manifest_.role == "pending-log";
+  }
+  for (size_t k = 0; k < dead.size(); ++k) {
+    const std::string path = JoinPath(journal_dir_, SegmentFileName(dead[k]));
+    // A pending log keeps some as spares (docs/decisions/0011), but only a file nobody else
+    // holds: no reader can find it any more, and none may see it rewritten.
+    const bool reusable = recycle && dead_files[k] && dead_files[k].use_count() == 1;
+    dead_files[k].reset();
+    if (reusable) {
+      std::lock_guard wl(write_mu_);
+      if (spares_.size() < options_.recycle_segments) {
+        const std::string spare = JoinPath(journal_dir_, kSpareSegmentPrefix + SegmentFileName(dead[k]));
+        RETURN_IF_ERROR(env_->Rename(path, spare));
+        spares_.push_back(spare);
+        continue;
+      }
+    }
+    RETURN_IF_ERROR(env_->RemoveFile(path));
+  }
   if (!dead.empty()) RETURN_IF_ERROR(env_->SyncDir(journal_dir_));
   return Status::Ok();
 }

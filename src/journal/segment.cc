@@ -201,6 +201,19 @@ Result<std::unique_ptr<SegmentWriter>> SegmentWriter::Create(Env* env, const std
                         kSegmentHeaderSize));
 }
 
+Result<std::unique_ptr<SegmentWriter>> SegmentWriter::Recycle(Env* env, const std::string& dir,
+                                                              const SegmentHeader& header,
+                                                              const std::string& spare_path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<File> f, env->OpenFile(spare_path, OpenMode::kReadWrite));
+  RETURN_IF_ERROR(f->WriteAt(0, EncodeSegmentHeader(header)));
+  RETURN_IF_ERROR(f->Sync());
+  RETURN_IF_ERROR(env->Rename(spare_path, JoinPath(dir, SegmentFileName(header.segment_number))));
+  RETURN_IF_ERROR(env->SyncDir(dir));
+  return std::unique_ptr<SegmentWriter>(
+      new SegmentWriter(header.segment_number, std::shared_ptr<File>(std::move(f)),
+                        kSegmentHeaderSize));
+}
+
 Result<std::unique_ptr<SegmentWriter>> SegmentWriter::Reopen(Env* env, const std::string& dir,
                                                              uint64_t segment_number,
                                                              uint64_t valid_end) {

@@ -56,6 +56,10 @@ Result<SegmentHeader> ReadSegmentHeader(File* file, uint64_t segment_number);
 Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOptions& options,
                                const RecordVisitor& visit);
 
+// A trimmed segment's file kept for reuse is named this prefix + its segment file name. Open
+// removes any it finds (they hold nothing the replica needs).
+inline constexpr char kSpareSegmentPrefix[] = "spare-";
+
 class SegmentWriter {
  public:
   // Creates the segment file (must not exist), writes and syncs its header and syncs dir.
@@ -63,6 +67,12 @@ class SegmentWriter {
                                                        const SegmentHeader& header);
   // Reopens an existing segment to append after valid_end (truncating a torn tail) and
   // makes what it keeps durable.
+  // Makes the file at spare_path (a trimmed segment's) the segment `header` describes: writes
+  // and syncs the header, renames the file and syncs dir. What follows the header is older
+  // records, which readers take for a torn tail (their seqs precede the segment's first).
+  static Result<std::unique_ptr<SegmentWriter>> Recycle(Env* env, const std::string& dir,
+                                                        const SegmentHeader& header,
+                                                        const std::string& spare_path);
   static Result<std::unique_ptr<SegmentWriter>> Reopen(Env* env, const std::string& dir,
                                                        uint64_t segment_number,
                                                        uint64_t valid_end);

@@ -186,6 +186,8 @@ Status Node::OpenVolume(const std::string& name) {
   journal::ReplicaOptions o;
   // Trimming drops whole segments: keep them well below the smallest cap (64 MiB).
   o.segment_target_bytes = 16ull << 20;
+  // Trimmed segments are reused: appends overwrite cached pages (docs/decisions/0011).
+  o.recycle_segments = 8;
   ASSIGN_OR_RETURN(v->log, journal::Replica::Open(JoinPath(dir, "log"), o));
   if (v->capture == "scan") {
     capture::ScanOptions so;
