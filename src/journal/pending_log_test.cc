@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "env/sim_env.h"
@@ -64,20 +65,22 @@ class RecycleTest : public ::testing::Test {
     o.recycle_segments = 4;
     return o;
   }
-  static std::string Data(uint64_t seq) {
-    std::string d(kBlock, '\0');
-    for (size_t i = 0; i < d.size(); i += 8) std::memcpy(d.data() + i, &seq, sizeof seq);
-    return d;
-  }
-  void Append(Replica& log, int n, Durability d) {
+  // Records of `blocks` blocks each, their bytes naming their seq.
+  void Append(Replica& log, int n, Durability d, int blocks = 1) {
     for (int i = 0; i < n; ++i) {
-      auto seq = log.Append(Record::Write((log.last_seq() % 64) * kBlock, Data(log.last_seq() + 1)), d);
-      ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+      const uint64_t seq = log.last_seq() + 1;
+      std::string data(kBlock * blocks, '\0');
+      for (size_t k = 0; k < data.size(); k += 8) std::memcpy(data.data() + k, &seq, sizeof seq);
+      auto got = log.Append(Record::Write((seq % 32) * kBlock, data), d);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      ASSERT_EQ(*got, seq);
+      written_[seq] = std::move(data);
     }
   }
   int Spares() {
     int n = 0;
-    for (const std::string& name : std::move(env_.ListDir("/log/journal")).value()) {
+    const std::vector<std::string> names = std::move(env_.ListDir("/log/journal")).value();
+    for (const std::string& name : names) {
       n += name.starts_with(kSpareSegmentPrefix);
     }
     return n;
@@ -90,7 +93,7 @@ class RecycleTest : public ::testing::Test {
     ASSERT_TRUE(recs.ok()) << recs.status().ToString();
     ASSERT_EQ(recs->size(), to - from + 1);
     for (const StoredRecord& sr : *recs) {
-      EXPECT_EQ(sr.record.data, Data(sr.record.seq)) << "seq " << sr.record.seq;
+      EXPECT_EQ(sr.record.data, written_[sr.record.seq]) << "seq " << sr.record.seq;
     }
     auto problems = log.Verify();
     ASSERT_TRUE(problems.ok());
@@ -106,17 +109,19 @@ class RecycleTest : public ::testing::Test {
   }
   SimEnv env_;
   ManualClock clock_;
+  std::map<uint64_t, std::string> written_;
 };
 
 TEST_F(RecycleTest, TrimmedSegmentsAreReusedAndReadBackOnlyTheirNewRecords) {
   auto log = Create();
-  Append(*log, 60, Durability::kWritten);
+  Append(*log, 30, Durability::kWritten, 3);  // 12 KiB records: segments end past 72 KiB
   ASSERT_TRUE(log->DiscardThrough(log->last_seq()).ok());
   const int spares = Spares();
   EXPECT_GE(spares, 2);
   EXPECT_LE(spares, 4);
-  // The next segments take the spares; the newest is a reused file, partly rewritten.
-  Append(*log, 20, Durability::kWritten);
+  // The next segments take the spares, with 4 KiB records: each reused file ends earlier
+  // than before (sealed ones are cut there), and the newest is partly rewritten.
+  Append(*log, 50, Durability::kWritten);
   EXPECT_LT(Spares(), spares);
   ExpectOwnRecords(*log);
   log.reset();
@@ -137,11 +142,15 @@ TEST(RecycleCrashTest, PowerLossNeverBringsBackOlderRecords) {
     } t;
     auto log = t.Create();
     // Several lives: every segment file below has held older records.
+    bool reused = false;
     for (int round = 0; round < 4; ++round) {
-      t.Append(*log, 45, Durability::kWritten);
+      const int spares = t.Spares();
+      t.Append(*log, 45, Durability::kWritten, 1 + (round + static_cast<int>(seed)) % 3);
+      reused |= t.Spares() < spares;
       ASSERT_TRUE(log->Sync().ok());
       ASSERT_TRUE(log->DiscardThrough(log->last_seq() - 5).ok());
     }
+    ASSERT_TRUE(reused);
     t.Append(*log, 7, Durability::kSynced);
     const uint64_t durable = log->last_seq();
     t.Append(*log, static_cast<int>(seed % 20), Durability::kWritten);  // some of these survive

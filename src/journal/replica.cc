@@ -851,7 +851,9 @@ Status Replica::RollTo(uint64_t first_seq) {
       (void)env_->RemoveFile(spare);
     }
   }
-  if (!next) ASSIGN_OR_RETURN(next, SegmentWriter::Create(env_, journal_dir_, h));
+  if (!next) {
+    ASSIGN_OR_RETURN(next, SegmentWriter::Create(env_, journal_dir_, h));
+  }
   std::unique_lock il(index_mu_);
   active_ = std::move(next);
   segments_[static_cast<uint32_t>(h.segment_number)] = active_->shared_file();

@@ -169,6 +169,7 @@ Status Replica::DiscardThrough(uint64_t seq) {
     RETURN_IF_ERROR(next.Store(env_, dir_));
     manifest_ = std::move(next);
   }
+  files.clear();  // a segment file held here could not be reused
   return DropThrough(target);
 }
 
