@@ -169,5 +169,54 @@ TEST(RecycleCrashTest, PowerLossNeverBringsBackOlderRecords) {
   }
 }
 
+
+// A power loss at each step of reusing a file (header written, renamed, directory synced, the
+// first records appended): the log opens with every record it acknowledged as durable, and
+// nothing older.
+TEST(RecycleCrashTest, PowerLossAtEachStepOfAReuse) {
+  // Each durable append is two mutating calls (write, sync) and a reuse six more; 100 calls
+  // cover the 40 appends and the reuses among them, so every step fails in some run.
+  bool completed = false, reused = false;
+  for (int64_t ops = 0; ops <= 100; ++ops) {
+    SCOPED_TRACE("mutating calls allowed: " + std::to_string(ops));
+    struct Run : RecycleTest {
+      void TestBody() override {}
+    } t;
+    auto log = t.Create();
+    t.Append(*log, 30, Durability::kWritten, 3);
+    ASSERT_TRUE(log->Sync().ok());
+    ASSERT_TRUE(log->DiscardThrough(log->last_seq()).ok());
+    const int spares = t.Spares();
+    ASSERT_GT(spares, 0);
+    // Durable appends until the injected failure stops them, across the next segment roll.
+    uint64_t durable = log->last_seq();
+    const uint64_t first = durable + 1;
+    t.env_.FailAfter(ops);
+    for (int i = 0; i < 40; ++i) {
+      const uint64_t seq = log->last_seq() + 1;
+      std::string data(RecycleTest::kBlock, '\0');
+      for (size_t k = 0; k < data.size(); k += 8) std::memcpy(data.data() + k, &seq, sizeof seq);
+      // A failed append may still have reached the disk: what it tried to write is the only
+      // thing seq may read back as.
+      t.written_[seq] = data;
+      if (!log->Append(Record::Write((seq % 32) * RecycleTest::kBlock, data), Durability::kSynced).ok()) break;
+      durable = seq;
+    }
+    if (durable == first + 39) {
+      completed = true;
+      reused |= t.Spares() < spares;
+    }
+    log.reset();
+    t.env_.FailAfter(-1);
+    t.env_.Crash(static_cast<uint64_t>(ops) + 1);
+    auto again = Replica::Open("/log", t.Opts());
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_GE((*again)->last_seq(), durable);
+    t.ExpectOwnRecords(**again);
+  }
+  EXPECT_TRUE(completed) << "no run got through all its appends: widen the range";
+  EXPECT_TRUE(reused) << "the appends never reused a file";
+}
+
 }  // namespace
 }  // namespace ferry::journal
