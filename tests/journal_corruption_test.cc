@@ -6,6 +6,7 @@
 // The files are damaged through the SimEnv's own Env interface (OpenFile + WriteAt /
 // Truncate / RemoveFile), as a disk or an operator would.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -14,6 +15,7 @@
 
 #include "base/coding.h"
 #include "env/sim_env.h"
+#include "journal/block_runs.h"
 #include "journal/manifest.h"
 #include "journal/record.h"
 #include "journal/replica.h"
@@ -180,6 +182,22 @@ TEST(HistoryIdHexTest, RoundTripsAndRefusesWhatIsNotAnId) {
     v = 42;
     EXPECT_FALSE(HistoryIdFromHex(bad, &v)) << bad;
     EXPECT_EQ(v, 42u) << bad;
+  }
+}
+
+// Runs of blocks as DIVERGED files and seed changes store them: what is not ascending,
+// disjoint runs inside the volume is refused, naming the file.
+TEST(BlockRunsJsonTest, RoundTripsAndRefusesBadRuns) {
+  const std::vector<BlockRun> runs = {{0, 2}, {5, 1}, {9, 7}};
+  auto back = BlockRunsFromJson(BlockRunsToJson(runs), 16, "DIVERGED");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, runs);
+  EXPECT_TRUE(BlockRunsFromJson(nlohmann::json::array(), 16, "x")->empty());
+  for (const char* bad : {R"([[5,1],[0,2]])", R"([[0,3],[2,1]])", R"([[0,0]])", R"([[10,7]])",
+                          R"([[1]])", R"({"a":1})", R"([["1",2]])"}) {
+    auto r = BlockRunsFromJson(nlohmann::json::parse(bad), 16, "DIVERGED");
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find("DIVERGED"), std::string::npos) << r.status().ToString();
   }
 }
 

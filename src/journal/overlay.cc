@@ -8,6 +8,7 @@
 #include "base/bytes.h"
 #include "base/checksum.h"
 #include "base/coding.h"
+#include "journal/block_runs.h"
 #include "journal/index.h"
 #include "journal/manifest.h"
 
@@ -169,14 +170,9 @@ Result<std::shared_ptr<Overlay>> Overlay::Load(Env* env, const std::string& dir,
     try {
       auto j = nlohmann::json::parse(dbody);
       o->diverged_through_ = j.at("through").get<uint64_t>();
-      for (const auto& run : j.at("runs")) {
-        const uint64_t first = run.at(0).get<uint64_t>(), count = run.at(1).get<uint64_t>();
-        if (first > o->blocks_ || count > o->blocks_ - first) {
-          return DataLoss(diverged + ": run " + std::to_string(first) + "+" + std::to_string(count) +
-                          " is past the volume's " + std::to_string(o->blocks_) + " blocks");
-        }
-        SetBits(o->diverged_, first, count);
-      }
+      auto runs = BlockRunsFromJson(j.at("runs"), o->blocks_, diverged);
+      if (!runs.ok()) return DataLoss(std::string(runs.status().message()));
+      for (const auto& [first, count] : *runs) SetBits(o->diverged_, first, count);
     } catch (const std::exception& e) {
       return DataLoss(diverged + ": " + e.what());
     }
@@ -227,8 +223,7 @@ Status Overlay::RecoverIntents() {
 }
 
 Status Overlay::StoreDiverged(const std::vector<std::pair<uint64_t, uint64_t>>& runs, uint64_t through) {
-  nlohmann::json j = {{"format", 1}, {"through", through}, {"runs", nlohmann::json::array()}};
-  for (auto [first, count] : runs) j["runs"].push_back({first, count});
+  nlohmann::json j = {{"format", 1}, {"through", through}, {"runs", BlockRunsToJson(runs)}};
   RETURN_IF_ERROR(WriteFileAtomically(env_, JoinPath(dir_, "DIVERGED"), FrameWithChecksum(j.dump())));
   std::lock_guard l(mu_);
   std::fill(diverged_.begin(), diverged_.end(), 0);

@@ -10,6 +10,7 @@
 
 #include "base/checksum.h"
 #include "base/coding.h"
+#include "journal/block_runs.h"
 #include "link/codec.h"
 
 namespace ferry::link {
@@ -112,10 +113,8 @@ Result<Hello> DecodeHello(std::string_view payload) {
 }
 
 json SeedChangesToJson(const SeedChanges& m) {
-  json runs = json::array();
-  for (auto [first, count] : m.runs) runs.push_back({first, count});
   return {{"volume_id", m.volume_id}, {"history_id", m.history_id}, {"from_seq", m.from_seq},
-          {"block_size", m.block_size}, {"runs", std::move(runs)}};
+          {"block_size", m.block_size}, {"runs", journal::BlockRunsToJson(m.runs)}};
 }
 
 Result<SeedChanges> SeedChangesFromJson(const json& j) {
@@ -125,15 +124,7 @@ Result<SeedChanges> SeedChangesFromJson(const json& j) {
     m.history_id = j.at("history_id").get<std::string>();
     m.from_seq = Integer<uint64_t>(j, "from_seq");
     m.block_size = Integer<uint32_t>(j, "block_size");
-    uint64_t end = 0;
-    for (const json& r : j.at("runs")) {
-      const uint64_t first = r.at(0).get<uint64_t>(), count = r.at(1).get<uint64_t>();
-      if (first < end || count == 0 || first + count < first) {
-        return InvalidArgument("seed changes: runs must ascend and not overlap");
-      }
-      end = first + count;
-      m.runs.push_back({first, count});
-    }
+    ASSIGN_OR_RETURN(m.runs, journal::BlockRunsFromJson(j.at("runs"), 0, "seed changes"));
     if (m.block_size == 0) return InvalidArgument("seed changes: block_size 0");
     return m;
   } catch (const std::exception& e) {
