@@ -205,11 +205,13 @@ Status Overlay::RecoverIntents() {
     }
   }
   if (!found.empty()) {
-    for (const BlockExtent& e : found) {
+    {
       std::lock_guard l(mu_);
-      SetBits(present_, e.first_block, e.count);
-      SetBits(written_, e.first_block, e.count);
-      pending_.push_back({e, false});
+      for (const BlockExtent& e : found) {
+        SetBits(present_, e.first_block, e.count);
+        SetBits(written_, e.first_block, e.count);
+        pending_.push_back({e, false});
+      }
     }
     // Logged like a flush would (data.img first, then blocks.log).
     RETURN_IF_ERROR(Flush());

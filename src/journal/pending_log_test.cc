@@ -55,31 +55,39 @@ TEST(PendingLogTest, TrimDuringAppendsDoesNotDeadlock) {
 // after any power loss, however many older records the reused files still hold after their
 // ends.
 class RecycleTest : public ::testing::Test {
- public:
+ protected:
   static constexpr size_t kBlock = 4096;
+  // A new machine: nothing on its disk, nothing written.
+  void Reset() {
+    env_ = std::make_unique<SimEnv>();
+    written_.clear();
+  }
   ReplicaOptions Opts() {
     ReplicaOptions o;
-    o.env = &env_;
+    o.env = env_.get();
     o.clock = &clock_;
     o.segment_target_bytes = 64 << 10;  // 15 records of 4 KiB
     o.recycle_segments = 4;
     return o;
   }
-  // Records of `blocks` blocks each, their bytes naming their seq.
+  // One record of `blocks` blocks, its bytes naming its seq. Whether or not the append
+  // succeeds, what it tried to write is the only thing its seq may ever read back as (a
+  // failed append may still have reached the disk).
+  Status TryAppend(Replica& log, Durability d, int blocks = 1) {
+    const uint64_t seq = log.last_seq() + 1;
+    std::string data(kBlock * blocks, '\0');
+    for (size_t k = 0; k < data.size(); k += 8) std::memcpy(data.data() + k, &seq, sizeof seq);
+    written_[seq] = data;
+    auto got = log.Append(Record::Write((seq % 32) * kBlock, data), d);
+    if (got.ok() && *got != seq) return Internal("appended at seq " + std::to_string(*got));
+    return got.status();
+  }
   void Append(Replica& log, int n, Durability d, int blocks = 1) {
-    for (int i = 0; i < n; ++i) {
-      const uint64_t seq = log.last_seq() + 1;
-      std::string data(kBlock * blocks, '\0');
-      for (size_t k = 0; k < data.size(); k += 8) std::memcpy(data.data() + k, &seq, sizeof seq);
-      auto got = log.Append(Record::Write((seq % 32) * kBlock, data), d);
-      ASSERT_TRUE(got.ok()) << got.status().ToString();
-      ASSERT_EQ(*got, seq);
-      written_[seq] = std::move(data);
-    }
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(TryAppend(log, d, blocks).ok());
   }
   int Spares() {
     int n = 0;
-    const std::vector<std::string> names = std::move(env_.ListDir("/log/journal")).value();
+    const std::vector<std::string> names = std::move(env_->ListDir("/log/journal")).value();
     for (const std::string& name : names) {
       n += name.starts_with(kSpareSegmentPrefix);
     }
@@ -107,7 +115,7 @@ class RecycleTest : public ::testing::Test {
     EXPECT_TRUE(log.ok()) << log.status().ToString();
     return std::move(*log);
   }
-  SimEnv env_;
+  std::unique_ptr<SimEnv> env_ = std::make_unique<SimEnv>();
   ManualClock clock_;
   std::map<uint64_t, std::string> written_;
 };
@@ -134,38 +142,36 @@ TEST_F(RecycleTest, TrimmedSegmentsAreReusedAndReadBackOnlyTheirNewRecords) {
   ExpectOwnRecords(**again);
 }
 
-TEST(RecycleCrashTest, PowerLossNeverBringsBackOlderRecords) {
+TEST_F(RecycleTest, PowerLossNeverBringsBackOlderRecords) {
   for (uint64_t seed = 1; seed <= 24; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
-    struct Run : RecycleTest {
-      void TestBody() override {}
-    } t;
-    auto log = t.Create();
+    Reset();
+    auto log = Create();
     // Several lives: every segment file below has held older records.
     bool reused = false;
     for (int round = 0; round < 4; ++round) {
-      const int spares = t.Spares();
-      t.Append(*log, 45, Durability::kWritten, 1 + (round + static_cast<int>(seed)) % 3);
-      reused |= t.Spares() < spares;
+      const int spares = Spares();
+      Append(*log, 45, Durability::kWritten, 1 + (round + static_cast<int>(seed)) % 3);
+      reused |= Spares() < spares;
       ASSERT_TRUE(log->Sync().ok());
       ASSERT_TRUE(log->DiscardThrough(log->last_seq() - 5).ok());
     }
     ASSERT_TRUE(reused);
-    t.Append(*log, 7, Durability::kSynced);
+    Append(*log, 7, Durability::kSynced);
     const uint64_t durable = log->last_seq();
-    t.Append(*log, static_cast<int>(seed % 20), Durability::kWritten);  // some of these survive
+    Append(*log, static_cast<int>(seed % 20), Durability::kWritten);  // some of these survive
     log.reset();
     if (seed % 4 == 0) {
-      t.env_.CrashDropAll();
+      env_->CrashDropAll();
     } else {
-      t.env_.Crash(seed);
+      env_->Crash(seed);
     }
-    auto again = Replica::Open("/log", t.Opts());
+    auto again = Replica::Open("/log", Opts());
     ASSERT_TRUE(again.ok()) << again.status().ToString();
     EXPECT_GE((*again)->last_seq(), durable);
-    t.ExpectOwnRecords(**again);
-    t.Append(**again, 30, Durability::kSynced);
-    t.ExpectOwnRecords(**again);
+    ExpectOwnRecords(**again);
+    Append(**again, 30, Durability::kSynced);
+    ExpectOwnRecords(**again);
   }
 }
 
@@ -173,46 +179,35 @@ TEST(RecycleCrashTest, PowerLossNeverBringsBackOlderRecords) {
 // A power loss at each step of reusing a file (header written, renamed, directory synced, the
 // first records appended): the log opens with every record it acknowledged as durable, and
 // nothing older.
-TEST(RecycleCrashTest, PowerLossAtEachStepOfAReuse) {
+TEST_F(RecycleTest, PowerLossAtEachStepOfAReuse) {
   // Each durable append is two mutating calls (write, sync) and a reuse six more; 100 calls
   // cover the 40 appends and the reuses among them, so every step fails in some run.
   bool completed = false, reused = false;
   for (int64_t ops = 0; ops <= 100; ++ops) {
     SCOPED_TRACE("mutating calls allowed: " + std::to_string(ops));
-    struct Run : RecycleTest {
-      void TestBody() override {}
-    } t;
-    auto log = t.Create();
-    t.Append(*log, 30, Durability::kWritten, 3);
+    Reset();
+    auto log = Create();
+    Append(*log, 30, Durability::kWritten, 3);
     ASSERT_TRUE(log->Sync().ok());
     ASSERT_TRUE(log->DiscardThrough(log->last_seq()).ok());
-    const int spares = t.Spares();
+    const int spares = Spares();
     ASSERT_GT(spares, 0);
     // Durable appends until the injected failure stops them, across the next segment roll.
     uint64_t durable = log->last_seq();
     const uint64_t first = durable + 1;
-    t.env_.FailAfter(ops);
-    for (int i = 0; i < 40; ++i) {
-      const uint64_t seq = log->last_seq() + 1;
-      std::string data(RecycleTest::kBlock, '\0');
-      for (size_t k = 0; k < data.size(); k += 8) std::memcpy(data.data() + k, &seq, sizeof seq);
-      // A failed append may still have reached the disk: what it tried to write is the only
-      // thing seq may read back as.
-      t.written_[seq] = data;
-      if (!log->Append(Record::Write((seq % 32) * RecycleTest::kBlock, data), Durability::kSynced).ok()) break;
-      durable = seq;
-    }
+    env_->FailAfter(ops);
+    for (int i = 0; i < 40 && TryAppend(*log, Durability::kSynced).ok(); ++i) durable = log->last_seq();
     if (durable == first + 39) {
       completed = true;
-      reused |= t.Spares() < spares;
+      reused |= Spares() < spares;
     }
     log.reset();
-    t.env_.FailAfter(-1);
-    t.env_.Crash(static_cast<uint64_t>(ops) + 1);
-    auto again = Replica::Open("/log", t.Opts());
+    env_->FailAfter(-1);
+    env_->Crash(static_cast<uint64_t>(ops) + 1);
+    auto again = Replica::Open("/log", Opts());
     ASSERT_TRUE(again.ok()) << again.status().ToString();
     EXPECT_GE((*again)->last_seq(), durable);
-    t.ExpectOwnRecords(**again);
+    ExpectOwnRecords(**again);
   }
   EXPECT_TRUE(completed) << "no run got through all its appends: widen the range";
   EXPECT_TRUE(reused) << "the appends never reused a file";

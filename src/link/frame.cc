@@ -91,11 +91,17 @@ Result<std::string_view> DecodeFramePayload(const FrameHeader& h, std::string_vi
   return std::string_view(*buf);
 }
 
+namespace {
+
+Status CheckPayloadSize(size_t n) {
+  if (n <= kMaxFramePayload) return Status::Ok();
+  return InvalidArgument("frame payload of " + std::to_string(n) + " bytes exceeds the link's limit");
+}
+
+}  // namespace
+
 Result<size_t> FrameWriter::Write(MessageType type, std::string_view payload) {
-  if (payload.size() > kMaxFramePayload) {
-    return InvalidArgument("frame payload of " + std::to_string(payload.size()) +
-                           " bytes exceeds the link's limit");
-  }
+  RETURN_IF_ERROR(CheckPayloadSize(payload.size()));
   FrameHeader h;
   h.type = type;
   h.raw_length = static_cast<uint32_t>(payload.size());
@@ -115,15 +121,12 @@ Result<size_t> FrameWriter::Write(MessageType type, std::string_view payload) {
 Result<size_t> FrameWriter::WriteV(MessageType type, std::span<const std::string_view> pieces) {
   size_t total = 0;
   for (std::string_view p : pieces) total += p.size();
+  RETURN_IF_ERROR(CheckPayloadSize(total));
   if (codec_ != Codec::kNone && total >= 512) {
     gathered_.clear();
     gathered_.reserve(total);
     for (std::string_view p : pieces) gathered_.append(p);
     return Write(type, gathered_);
-  }
-  if (total > kMaxFramePayload) {
-    return InvalidArgument("frame payload of " + std::to_string(total) +
-                           " bytes exceeds the link's limit");
   }
   FrameHeader h;
   h.type = type;
@@ -132,14 +135,16 @@ Result<size_t> FrameWriter::WriteV(MessageType type, std::span<const std::string
 }
 
 Result<size_t> FrameWriter::Send(FrameHeader h, std::span<const std::string_view> stored) {
-  Checksummer sum;
   size_t total = 0;
-  for (std::string_view p : stored) {
-    sum.Update(p.data(), p.size());
-    total += p.size();
-  }
+  for (std::string_view p : stored) total += p.size();
   h.stored_length = static_cast<uint32_t>(total);
-  h.payload_checksum = sum.Digest();
+  if (stored.size() == 1) {
+    h.payload_checksum = Checksum64(stored[0]);  // most frames: no streaming state to allocate
+  } else {
+    Checksummer sum;
+    for (std::string_view p : stored) sum.Update(p.data(), p.size());
+    h.payload_checksum = sum.Digest();
+  }
   const std::string header = EncodeFrameHeader(h);
   std::vector<std::string_view> all;
   all.reserve(stored.size() + 1);

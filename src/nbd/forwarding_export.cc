@@ -54,6 +54,11 @@ Status ForwardingExport::Write(uint64_t offset, std::string_view data, bool fua)
   return backend_->Write(offset, data, fua);
 }
 
+void ForwardingExport::WriteMany(std::span<const WriteOp> ops, std::span<Status> results) {
+  auto l = Enter(gate_, mu_);
+  backend_->WriteMany(ops, results);
+}
+
 Status ForwardingExport::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
   auto l = Enter(gate_, mu_);
   return backend_->WriteZeroes(offset, n, fua);

@@ -54,6 +54,7 @@ class ForwardingExport final : public Export {
 
   Status Read(uint64_t offset, size_t n, void* dst) override;
   Status Write(uint64_t offset, std::string_view data, bool fua) override;
+  void WriteMany(std::span<const WriteOp> ops, std::span<Status> results) override;
   Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) override;
   Status Trim(uint64_t offset, uint64_t n, bool fua) override;
   Status Flush() override;

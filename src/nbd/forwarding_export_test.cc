@@ -88,6 +88,39 @@ TEST(ForwardingExportTest, BusyCallsDoNotStarveAHold) {
   for (auto& t : readers) t.join();
 }
 
+// Batches of writes reach the backend as batches (a splitter behind a promoted volume's
+// export logs each batch in one append), not one Write each.
+class BatchRecordingExport final : public Export {
+ public:
+  uint64_t size() const override { return 8192; }
+  bool read_only() const override { return false; }
+  Status Read(uint64_t, size_t, void*) override { return Status::Ok(); }
+  Status Write(uint64_t, std::string_view, bool) override {
+    ++single_writes;
+    return Status::Ok();
+  }
+  void WriteMany(std::span<const WriteOp> ops, std::span<Status> results) override {
+    batches.push_back(ops.size());
+    for (Status& r : results) r = Status::Ok();
+  }
+  Status WriteZeroes(uint64_t, uint64_t, bool) override { return Status::Ok(); }
+  Status Trim(uint64_t, uint64_t, bool) override { return Status::Ok(); }
+  Status Flush() override { return Status::Ok(); }
+  std::vector<size_t> batches;
+  int single_writes = 0;
+};
+
+TEST(ForwardingExportTest, WriteManyReachesTheBackendAsOneBatch) {
+  auto backend = std::make_shared<BatchRecordingExport>();
+  ForwardingExport f(backend);
+  const std::vector<WriteOp> ops = {{0, "a", false}, {4096, "b", true}, {100, "c", false}};
+  std::vector<Status> results(ops.size(), Internal("unanswered"));
+  f.WriteMany(ops, results);
+  EXPECT_EQ(backend->batches, std::vector<size_t>{3});
+  EXPECT_EQ(backend->single_writes, 0);
+  for (const Status& r : results) EXPECT_TRUE(r.ok()) << r.ToString();
+}
+
 TEST(ForwardingExportTest, UnavailableExportFailsEveryCall) {
   UnavailableExport u(4096, "replica db0 was deleted");
   char c;

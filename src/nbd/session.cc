@@ -443,16 +443,13 @@ void Session::Handle(Job& job) {
   const Request& r = job.req;
   const uint64_t size = export_->size();
   const bool in_range = r.offset <= size && r.length <= size - r.offset;
-  const uint16_t known = kCmdFlagFua | kCmdFlagNoHole | kCmdFlagDf | kCmdFlagReqOne;
   Status sent;
   auto fail = [&](uint32_t err, const std::string& msg) {
     server_->errors_.fetch_add(1);
     sent = ReplyError(r, err, msg);
   };
-  if (r.flags & ~known) {
-    fail(kEinval, "unknown or unsupported command flags");
-  } else if ((r.flags & kCmdFlagDf) && !structured_) {
-    fail(kEinval, "NBD_CMD_FLAG_DF needs structured replies");
+  if (auto [err, msg] = FlagsRefusal(r); err != 0) {
+    fail(err, msg);
   } else {
     switch (r.type) {
       case kCmdRead: {
@@ -535,11 +532,15 @@ void Session::Handle(Job& job) {
   if (!sent.ok()) SendFailed();
 }
 
-std::pair<uint32_t, std::string> Session::ChangeRefusal(const Request& r) const {
-  const uint64_t size = export_->size();
+std::pair<uint32_t, std::string> Session::FlagsRefusal(const Request& r) const {
   const uint16_t known = kCmdFlagFua | kCmdFlagNoHole | kCmdFlagDf | kCmdFlagReqOne;
   if (r.flags & ~known) return {kEinval, "unknown or unsupported command flags"};
   if ((r.flags & kCmdFlagDf) && !structured_) return {kEinval, "NBD_CMD_FLAG_DF needs structured replies"};
+  return {0, {}};
+}
+
+std::pair<uint32_t, std::string> Session::ChangeRefusal(const Request& r) const {
+  const uint64_t size = export_->size();
   if (export_->read_only()) return {kEperm, "this export is read-only"};
   if (r.offset > size || r.length > size - r.offset) return {kEnospc, "request past the end of the export"};
   return {0, {}};
@@ -551,9 +552,11 @@ void Session::HandleWrites(std::vector<Job>& batch) {
   std::string replies;
   for (size_t i = 0; i < batch.size(); ++i) {
     const Request& r = batch[i].req;
-    if (auto [err, msg] = ChangeRefusal(r); err != 0) {
+    auto refusal = FlagsRefusal(r);
+    if (refusal.first == 0) refusal = ChangeRefusal(r);
+    if (refusal.first != 0) {
       server_->errors_.fetch_add(1);
-      AppendReplyError(r, err, msg, &replies);
+      AppendReplyError(r, refusal.first, refusal.second, &replies);
       continue;
     }
     op_of[i] = ops.size();

@@ -54,7 +54,9 @@ class Session {
   void Handle(Job& job);
   // Serves writes and answers them with one send.
   void HandleWrites(std::vector<Job>& batch);
-  // Why a write, zero or trim may not be served (err 0: it may).
+  // Why a request's flags are refused (err 0: they are not).
+  std::pair<uint32_t, std::string> FlagsRefusal(const Request& r) const;
+  // Why a write, zero or trim with acceptable flags may not be served (err 0: it may).
   std::pair<uint32_t, std::string> ChangeRefusal(const Request& r) const;
   // Ends admitted requests: frees their slots and their payload bytes.
   void Release(size_t requests, size_t payload_bytes);

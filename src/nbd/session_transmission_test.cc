@@ -287,37 +287,53 @@ TEST_F(SessionTest, ClientVanishingMidPayloadEndsTheSession) {
   EXPECT_EQ(FirstDifference(rw_->contents(), ro_->contents()), kNoDifference);
 }
 
-// Writes block in the export until the test opens the gate; counts writes in progress.
-class GatedExport final : public Export {
+// Passes every call to an inner export; a gate the test opens lets held calls go on.
+class GatedWrapper : public Export {
  public:
-  explicit GatedExport(std::shared_ptr<Export> inner) : inner_(std::move(inner)) {}
+  explicit GatedWrapper(std::shared_ptr<Export> inner) : inner_(std::move(inner)) {}
   uint64_t size() const override { return inner_->size(); }
   bool read_only() const override { return false; }
   Status Read(uint64_t o, size_t n, void* dst) override { return inner_->Read(o, n, dst); }
-  Status Write(uint64_t o, std::string_view d, bool fua) override {
-    std::unique_lock l(mu_);
-    max_inside_ = std::max(max_inside_, ++inside_);
-    cv_.notify_all();
-    cv_.wait(l, [&] { return open_; });
-    --inside_;
-    l.unlock();
-    return inner_->Write(o, d, fua);
-  }
+  Status Write(uint64_t o, std::string_view d, bool fua) override { return inner_->Write(o, d, fua); }
   Status WriteZeroes(uint64_t o, uint64_t n, bool fua) override { return inner_->WriteZeroes(o, n, fua); }
   Status Trim(uint64_t o, uint64_t n, bool fua) override { return inner_->Trim(o, n, fua); }
   Status Flush() override { return inner_->Flush(); }
   Result<std::vector<Extent>> BlockStatus(uint64_t o, uint64_t n) override { return inner_->BlockStatus(o, n); }
+  void Open() {
+    std::lock_guard l(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
 
+ protected:
+  // With mu_ held: waits for Open.
+  void WaitOpen(std::unique_lock<std::mutex>& l) { cv_.wait(l, [&] { return open_; }); }
+  std::shared_ptr<Export> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+
+ private:
+  bool open_ = false;
+};
+
+// Writes block in the export until the test opens the gate; counts writes in progress.
+class GatedExport final : public GatedWrapper {
+ public:
+  using GatedWrapper::GatedWrapper;
+  Status Write(uint64_t o, std::string_view d, bool fua) override {
+    std::unique_lock l(mu_);
+    max_inside_ = std::max(max_inside_, ++inside_);
+    cv_.notify_all();
+    WaitOpen(l);
+    --inside_;
+    l.unlock();
+    return inner_->Write(o, d, fua);
+  }
   // Waits (up to 10 s) until n writes are inside; returns how many are.
   int WaitInside(int n) {
     std::unique_lock l(mu_);
     cv_.wait_for(l, std::chrono::seconds(10), [&] { return inside_ >= n; });
     return inside_;
-  }
-  void Open() {
-    std::lock_guard l(mu_);
-    open_ = true;
-    cv_.notify_all();
   }
   int max_inside() {
     std::lock_guard l(mu_);
@@ -325,10 +341,6 @@ class GatedExport final : public Export {
   }
 
  private:
-  std::shared_ptr<Export> inner_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
   int inside_ = 0, max_inside_ = 0;
 };
 
@@ -357,28 +369,16 @@ TEST_F(SessionTest, WritePayloadsHeldPerConnectionAreBounded) {
 }
 
 // Records the sizes of the batches of writes it is given; the first waits until Open.
-class BatchCountingExport final : public Export {
+class BatchCountingExport final : public GatedWrapper {
  public:
-  explicit BatchCountingExport(std::shared_ptr<Export> inner) : inner_(std::move(inner)) {}
-  uint64_t size() const override { return inner_->size(); }
-  bool read_only() const override { return false; }
-  Status Read(uint64_t o, size_t n, void* dst) override { return inner_->Read(o, n, dst); }
-  Status Write(uint64_t o, std::string_view d, bool fua) override { return inner_->Write(o, d, fua); }
+  using GatedWrapper::GatedWrapper;
   void WriteMany(std::span<const WriteOp> ops, std::span<Status> results) override {
     {
       std::unique_lock l(mu_);
       sizes_.push_back(ops.size());
-      cv_.wait(l, [&] { return open_; });
+      WaitOpen(l);
     }
     Export::WriteMany(ops, results);
-  }
-  Status WriteZeroes(uint64_t o, uint64_t n, bool fua) override { return inner_->WriteZeroes(o, n, fua); }
-  Status Trim(uint64_t o, uint64_t n, bool fua) override { return inner_->Trim(o, n, fua); }
-  Status Flush() override { return inner_->Flush(); }
-  void Open() {
-    std::lock_guard l(mu_);
-    open_ = true;
-    cv_.notify_all();
   }
   std::vector<size_t> sizes() {
     std::lock_guard l(mu_);
@@ -386,10 +386,6 @@ class BatchCountingExport final : public Export {
   }
 
  private:
-  std::shared_ptr<Export> inner_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
   std::vector<size_t> sizes_;
 };
 
