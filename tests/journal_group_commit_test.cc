@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "env/forwarding_env.h"
 #include "env/sim_env.h"
 #include "journal/replica.h"
 #include "journal/view.h"
@@ -21,9 +22,9 @@ namespace {
 
 // An Env whose File::Sync takes a while, as a disk's fsync does; everything else is the
 // wrapped Env's. A test may also hold or fail syncs through on_sync.
-class SlowSyncEnv final : public Env {
+class SlowSyncEnv final : public ForwardingEnv {
  public:
-  SlowSyncEnv(Env* base, std::chrono::microseconds delay) : base_(base), delay_(delay) {}
+  SlowSyncEnv(Env* base, std::chrono::microseconds delay) : ForwardingEnv(base), delay_(delay) {}
 
   // Runs at the start of every File::Sync (set it before the syncs it should see); a status
   // other than ok fails that Sync, which then syncs nothing.
@@ -33,44 +34,20 @@ class SlowSyncEnv final : public Env {
     ASSIGN_OR_RETURN(auto f, base_->OpenFile(path, mode));
     return std::unique_ptr<File>(new SlowFile(std::move(f), this));
   }
-  Status CreateDir(const std::string& p) override { return base_->CreateDir(p); }
-  Result<std::vector<std::string>> ListDir(const std::string& p) override {
-    return base_->ListDir(p);
-  }
-  Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
-  Status RemoveDir(const std::string& p) override { return base_->RemoveDir(p); }
-  Status Rename(const std::string& a, const std::string& b) override { return base_->Rename(a, b); }
-  Status SyncDir(const std::string& p) override { return base_->SyncDir(p); }
-  bool Exists(const std::string& p) override { return base_->Exists(p); }
-  Result<SpaceInfo> GetSpace(const std::string& p) override { return base_->GetSpace(p); }
-  Result<std::unique_ptr<FileLock>> LockFile(const std::string& p) override {
-    return base_->LockFile(p);
-  }
 
  private:
-  class SlowFile final : public File {
+  class SlowFile final : public ForwardingFile {
    public:
-    SlowFile(std::unique_ptr<File> f, SlowSyncEnv* env) : f_(std::move(f)), env_(env) {}
-    Result<size_t> ReadAt(uint64_t o, size_t n, void* d) override { return f_->ReadAt(o, n, d); }
-    Status WriteAt(uint64_t o, std::string_view d) override { return f_->WriteAt(o, d); }
-    Status WriteAtV(uint64_t o, std::span<const std::string_view> p) override {
-      return f_->WriteAtV(o, p);
-    }
+    SlowFile(std::unique_ptr<File> f, SlowSyncEnv* env) : ForwardingFile(std::move(f)), env_(env) {}
     Status Sync() override {
       if (env_->on_sync) RETURN_IF_ERROR(env_->on_sync());
       std::this_thread::sleep_for(env_->delay_);
       return f_->Sync();
     }
-    Result<uint64_t> Size() override { return f_->Size(); }
-    Status Truncate(uint64_t s) override { return f_->Truncate(s); }
-    Status PunchHole(uint64_t o, uint64_t n) override { return f_->PunchHole(o, n); }
-    Result<uint64_t> NextData(uint64_t o) override { return f_->NextData(o); }
 
    private:
-    std::unique_ptr<File> f_;
     SlowSyncEnv* env_;
   };
-  Env* base_;
   std::chrono::microseconds delay_;
 };
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <set>
 
+#include "env/forwarding_env.h"
 #include "env/sim_env.h"
 #include "journal/view.h"
 
@@ -33,9 +34,9 @@ uint64_t ChunkLen(uint64_t index) { return index + 1 < kChunks ? kChunk : kSize 
 
 // An Env that forwards to another one and fails reads of one file at or past an offset: a
 // disk that goes bad in the middle of a scan.
-class FailingReadEnv final : public Env {
+class FailingReadEnv final : public ForwardingEnv {
  public:
-  FailingReadEnv(Env* base, std::string path) : base_(base), path_(std::move(path)) {}
+  FailingReadEnv(Env* base, std::string path) : ForwardingEnv(base), path_(std::move(path)) {}
   void FailReadsFrom(int64_t offset) { fail_from_ = offset; }
 
   Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
@@ -43,39 +44,21 @@ class FailingReadEnv final : public Env {
     if (path != path_) return f;
     return std::unique_ptr<File>(new FailingFile(std::move(f), this));
   }
-  Status CreateDir(const std::string& p) override { return base_->CreateDir(p); }
-  Result<std::vector<std::string>> ListDir(const std::string& p) override { return base_->ListDir(p); }
-  Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
-  Status RemoveDir(const std::string& p) override { return base_->RemoveDir(p); }
-  Status Rename(const std::string& a, const std::string& b) override { return base_->Rename(a, b); }
-  Status SyncDir(const std::string& p) override { return base_->SyncDir(p); }
-  bool Exists(const std::string& p) override { return base_->Exists(p); }
-  Result<SpaceInfo> GetSpace(const std::string& p) override { return base_->GetSpace(p); }
-  Result<std::unique_ptr<FileLock>> LockFile(const std::string& p) override { return base_->LockFile(p); }
 
  private:
-  class FailingFile final : public File {
+  class FailingFile final : public ForwardingFile {
    public:
-    FailingFile(std::unique_ptr<File> f, FailingReadEnv* env) : f_(std::move(f)), env_(env) {}
+    FailingFile(std::unique_ptr<File> f, FailingReadEnv* env) : ForwardingFile(std::move(f)), env_(env) {}
     Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
       const int64_t from = env_->fail_from_;
       if (from >= 0 && offset + n > static_cast<uint64_t>(from)) return IoError("injected read error");
       return f_->ReadAt(offset, n, dst);
     }
-    Status WriteAt(uint64_t o, std::string_view d) override { return f_->WriteAt(o, d); }
-    Status WriteAtV(uint64_t o, std::span<const std::string_view> p) override { return f_->WriteAtV(o, p); }
-    Status Sync() override { return f_->Sync(); }
-    Result<uint64_t> Size() override { return f_->Size(); }
-    Status Truncate(uint64_t s) override { return f_->Truncate(s); }
-    Status PunchHole(uint64_t o, uint64_t n) override { return f_->PunchHole(o, n); }
-    Result<uint64_t> NextData(uint64_t o) override { return f_->NextData(o); }
 
    private:
-    std::unique_ptr<File> f_;
     FailingReadEnv* env_;
   };
 
-  Env* base_;
   std::string path_;
   int64_t fail_from_ = -1;
 };

@@ -46,12 +46,15 @@ void AddCaptureCommands(CLI::App& app) {
     auto size = (*f)->Size();
     Check(size.status(), "cannot size " + *disk);
     f->reset();
-    auto opened = journal::Replica::Open(*log);
+    // Nothing trims this log: what is written back leaves the page cache (decision 0012).
+    journal::ReplicaOptions o;
+    o.cache_window_bytes = journal::kPendingLogCacheWindow;
+    auto opened = journal::Replica::Open(*log, o);
     if (!opened.ok() && opened.status().code() == Code::kNotFound) {
       journal::CreateParams p;
       p.size = *size;
       p.block_size = *bs;
-      opened = journal::Replica::Create(*log, p);
+      opened = journal::Replica::Create(*log, p, o);
     }
     Check(opened.status(), "pending log " + *log);
     auto splitter = capture::Splitter::Open(env, *disk, *opened);

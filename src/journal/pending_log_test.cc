@@ -5,8 +5,11 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <set>
 #include <thread>
 
+#include "env/forwarding_env.h"
 #include "env/sim_env.h"
 #include "journal/replica.h"
 #include "journal/segment.h"
@@ -32,8 +35,9 @@ TEST(PendingLogTest, TrimDuringAppendsDoesNotDeadlock) {
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (uint64_t i = 0; !stop; ++i) {
-      ASSERT_TRUE(log->Append(Record::Write((i % 4096) * 4096, std::string(4096, 'x')),
-                              Durability::kWritten).ok());
+      auto got = log->Append(Record::Write((i % 4096) * 4096, std::string(4096, 'x')),
+                             Durability::kWritten);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
     }
   });
   for (int i = 0; i < 2000; ++i) {
@@ -211,6 +215,153 @@ TEST_F(RecycleTest, PowerLossAtEachStepOfAReuse) {
   }
   EXPECT_TRUE(completed) << "no run got through all its appends: widen the range";
   EXPECT_TRUE(reused) << "the appends never reused a file";
+}
+
+// The page cache of a pending log (docs/decisions/0012): what lies more than half the window
+// behind the newest append starts writing back, what lies more than the window behind is
+// dropped from the cache, and a file whose pages were dropped is not reused.
+class HintRecordingEnv final : public ForwardingEnv {
+ public:
+  struct Hint {
+    std::string path;
+    bool drop;
+    uint64_t offset, n;
+  };
+  using ForwardingEnv::ForwardingEnv;
+  Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
+    ASSIGN_OR_RETURN(auto f, base_->OpenFile(path, mode));
+    return std::unique_ptr<File>(new HintFile(std::move(f), this, path));
+  }
+  std::vector<Hint> Hints() {
+    std::lock_guard l(mu_);
+    return hints_;
+  }
+
+ private:
+  class HintFile final : public ForwardingFile {
+   public:
+    HintFile(std::unique_ptr<File> f, HintRecordingEnv* env, std::string path)
+        : ForwardingFile(std::move(f)), env_(env), path_(std::move(path)) {}
+    void StartWriteback(uint64_t offset, uint64_t n) override { env_->Note({path_, false, offset, n}); }
+    void DropCache(uint64_t offset, uint64_t n) override { env_->Note({path_, true, offset, n}); }
+
+   private:
+    HintRecordingEnv* env_;
+    std::string path_;
+  };
+  void Note(Hint h) {
+    std::lock_guard l(mu_);
+    hints_.push_back(std::move(h));
+  }
+  std::mutex mu_;
+  std::vector<Hint> hints_;
+};
+
+class CacheWindowTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kWindow = 1 << 20;
+  static constexpr uint64_t kSegment = 256 << 10;
+  std::shared_ptr<Replica> Create() {
+    ReplicaOptions o;
+    o.env = &env_;
+    o.segment_target_bytes = kSegment;
+    o.recycle_segments = 64;
+    o.cache_window_bytes = kWindow;
+    CreateParams p;
+    p.size = 64 << 20;
+    p.pending_log = true;
+    auto log = Replica::Create("/log", p, o);
+    EXPECT_TRUE(log.ok()) << log.status().ToString();
+    return std::move(*log);
+  }
+  // Appends 4 KiB records until `bytes` of them were written; returns how many.
+  int Append(Replica& log, uint64_t bytes, bool trim_as_it_goes) {
+    int n = 0;
+    for (uint64_t done = 0; done < bytes; done += 4096, ++n) {
+      EXPECT_TRUE(log.Append(Record::Write((n % 1024) * 4096ull, std::string(4096, 'p')),
+                             Durability::kWritten).ok());
+      if (trim_as_it_goes) {
+        EXPECT_TRUE(log.DiscardThrough(log.last_seq()).ok());
+      }
+    }
+    return n;
+  }
+  SimEnv sim_;
+  HintRecordingEnv env_{&sim_};
+};
+
+TEST_F(CacheWindowTest, OldDataIsWrittenBackThenDroppedAndItsFilesAreNotReused) {
+  auto log = Create();
+  constexpr uint64_t kTotal = 8 << 20;
+  Append(*log, kTotal, false);
+  const std::vector<HintRecordingEnv::Hint> hints = env_.Hints();
+  // Per file: the bytes whose writeback started, then those dropped; no byte twice, every
+  // dropped byte written back first.
+  std::map<std::string, std::map<uint64_t, uint64_t>> written_back, dropped;
+  uint64_t dropped_bytes = 0;
+  for (const auto& h : hints) {
+    auto& mine = (h.drop ? dropped : written_back)[h.path];
+    auto next = mine.lower_bound(h.offset);
+    ASSERT_TRUE(next == mine.end() || next->first >= h.offset + h.n) << h.path << " twice";
+    if (next != mine.begin()) {
+      ASSERT_LE(std::prev(next)->second, h.offset) << h.path << " twice";
+    }
+    mine[h.offset] = h.offset + h.n;
+    if (h.drop) {
+      dropped_bytes += h.n;
+      const auto& wb = written_back[h.path];
+      auto it = wb.upper_bound(h.offset);
+      ASSERT_NE(it, wb.begin()) << h.path << " dropped before its writeback started";
+      EXPECT_GE(std::prev(it)->second, h.offset + h.n) << h.path << " dropped before its writeback started";
+    }
+  }
+  // Everything but the newest window (give or take a segment's worth of range) left the
+  // cache; the newest half-window was not even written back.
+  EXPECT_GE(dropped_bytes, kTotal - kWindow - kSegment);
+  EXPECT_LE(dropped_bytes, kTotal - kWindow + kSegment);
+  // How far behind the newest append each hinted range ends: writeback starts half a
+  // window back, pages go a whole window back (less a range: ranges are cut at segments).
+  std::map<uint64_t, uint64_t> segment_start;  // segment number -> its place in the log
+  uint64_t log_bytes = 0;
+  const std::vector<std::string> names = std::move(sim_.ListDir("/log/journal")).value();
+  for (const std::string& name : names) {
+    uint64_t number = 0;
+    if (!ParseSegmentFileName(name, &number)) continue;
+    auto f = sim_.OpenFile(JoinPath("/log/journal", name), OpenMode::kRead);
+    ASSERT_TRUE(f.ok());
+    segment_start[number] = log_bytes;
+    log_bytes += std::move((*f)->Size()).value();
+  }
+  std::set<uint64_t> dropped_segments;
+  for (const auto& h : hints) {
+    uint64_t number = 0;
+    ASSERT_TRUE(ParseSegmentFileName(h.path.substr(h.path.rfind('/') + 1), &number)) << h.path;
+    ASSERT_TRUE(segment_start.count(number)) << h.path;
+    const uint64_t behind = log_bytes - (segment_start[number] + h.offset + h.n);
+    EXPECT_GE(behind, (h.drop ? kWindow : kWindow / 2) - kSegment) << h.path << " at " << h.offset;
+    if (h.drop) dropped_segments.insert(number);
+  }
+  ASSERT_FALSE(dropped_segments.empty());
+
+  // Trimmed, the dropped files are deleted; only files still cached become spares.
+  ASSERT_TRUE(log->DiscardThrough(log->last_seq()).ok());
+  int spares = 0;
+  const std::vector<std::string> after = std::move(sim_.ListDir("/log/journal")).value();
+  for (const std::string& name : after) {
+    if (!name.starts_with(kSpareSegmentPrefix)) continue;
+    ++spares;
+    uint64_t number = 0;
+    ASSERT_TRUE(ParseSegmentFileName(name.substr(std::strlen(kSpareSegmentPrefix)), &number)) << name;
+    EXPECT_FALSE(dropped_segments.count(number)) << name << " reused after its pages were dropped";
+  }
+  EXPECT_GT(spares, 0) << "the segments still cached are worth reusing";
+}
+
+TEST_F(CacheWindowTest, ALogTrimmedAsItGoesIsLeftToTheCache) {
+  auto log = Create();
+  Append(*log, 8 << 20, true);
+  EXPECT_TRUE(env_.Hints().empty()) << env_.Hints().size() << " hints, the first for "
+                                    << env_.Hints()[0].path;
 }
 
 }  // namespace

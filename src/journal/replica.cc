@@ -762,6 +762,7 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
     (void)active_->CutBackTo(start);  // a partial write must not look like records later
     return refuse(write_error_);
   }
+  std::vector<CacheHint> hints = NoteAppendedLocked(segment, start, active_->size());
   bool sync = false;
   for (Writer* q : good) sync |= q->durability == Durability::kSynced;
   if (!sync) unsynced_ = true;
@@ -776,11 +777,19 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
   // Sync stage, outside the lock: the next batch is written meanwhile. One fdatasync covers
   // every batch written before it began.
   Status s;
-  if (sync) {
+  if (sync || !hints.empty()) {
     l.unlock();
-    s = file->Sync();
+    if (sync) s = file->Sync();
+    for (const CacheHint& h : hints) {
+      if (h.drop) {
+        h.file->DropCache(h.offset, h.n);
+      } else {
+        h.file->StartWriteback(h.offset, h.n);
+      }
+    }
+    hints.clear();
     l.lock();
-    syncs_.fetch_add(1);
+    if (sync) syncs_.fetch_add(1);
   }
 
   // Publish stage, in write order.
@@ -818,6 +827,48 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
     { std::lock_guard al(append_mu_); }
     append_cv_.notify_all();
   }
+}
+
+std::vector<Replica::CacheHint> Replica::NoteAppendedLocked(uint32_t segment, uint64_t begin,
+                                                            uint64_t end) {
+  std::vector<CacheHint> hints;
+  const uint64_t half = options_.cache_window_bytes / 2;
+  if (half == 0 || end <= begin) return hints;
+  constexpr uint64_t kChunk = 4ull << 20;
+  if (!dirty_ranges_.empty() && dirty_ranges_.back().segment == segment &&
+      dirty_ranges_.back().end == begin && begin - dirty_ranges_.back().begin < kChunk) {
+    dirty_ranges_.back().end = end;
+  } else {
+    dirty_ranges_.push_back({segment, begin, end});
+  }
+  dirty_range_bytes_ += end - begin;
+  // A range whose segment was trimmed meanwhile (a link that keeps up) needs nothing: its
+  // pages are overwritten when the file is reused, never written back for nothing.
+  auto held = [&](uint32_t s) -> std::shared_ptr<File> {
+    std::shared_lock il(index_mu_);
+    auto it = segments_.find(s);
+    return it == segments_.end() ? nullptr : it->second;
+  };
+  while (dirty_range_bytes_ > half && dirty_ranges_.size() > 1) {
+    const CachedRange r = dirty_ranges_.front();
+    dirty_ranges_.pop_front();
+    dirty_range_bytes_ -= r.end - r.begin;
+    if (auto f = held(r.segment)) {
+      hints.push_back({std::move(f), false, r.begin, r.end - r.begin});
+      writing_ranges_.push_back(r);
+      writing_range_bytes_ += r.end - r.begin;
+    }
+  }
+  while (writing_range_bytes_ > half) {
+    const CachedRange r = writing_ranges_.front();
+    writing_ranges_.pop_front();
+    writing_range_bytes_ -= r.end - r.begin;
+    if (auto f = held(r.segment)) {
+      hints.push_back({std::move(f), true, r.begin, r.end - r.begin});
+      uncached_segments_.insert(r.segment);
+    }
+  }
+  return hints;
 }
 
 Status Replica::RollTo(uint64_t first_seq) {

@@ -68,11 +68,20 @@ struct ReplicaOptions {
   // reuse them, so that appends overwrite cached pages instead of filling new ones
   // (docs/decisions/0011). 0: trimmed segments are deleted.
   uint32_t recycle_segments = 0;
+  // Pending logs: how much of the newest appended data is left to the page cache. Data further
+  // back than half of it starts writing back; data further back than all of it is dropped
+  // from the cache (its segment is then deleted when trimmed, not reused), so a log that no
+  // link trims keeps a bounded footprint instead of filling memory with dirty pages
+  // (docs/decisions/0012). 0: left to the kernel.
+  uint64_t cache_window_bytes = 0;
   // Appends fail with kResourceExhausted when the filesystem would have less than this free.
   uint64_t min_free_bytes = 64ull << 20;
   // Health turns Warning below this fraction of the filesystem free.
   double warn_free_fraction = 0.10;
 };
+
+// What the node and `capture serve` give a pending log (docs/decisions/0012).
+inline constexpr uint64_t kPendingLogCacheWindow = 64ull << 20;
 
 struct CreateParams {
   uint64_t size = 0;           // bytes, a multiple of block_size
@@ -301,6 +310,17 @@ class Replica : public std::enable_shared_from_this<Replica> {
 
   Result<std::shared_ptr<File>> SegmentFile(uint32_t segment) const;
 
+  // The page cache of a pending log (options_.cache_window_bytes). A hint to the kernel
+  // about one appended range: start writeback, or drop the cached pages.
+  struct CacheHint {
+    std::shared_ptr<File> file;
+    bool drop = false;
+    uint64_t offset = 0, n = 0;
+  };
+  // Notes [begin, end) of segment as appended (write_mu_ held); returns the hints the caller
+  // gives outside the lock.
+  std::vector<CacheHint> NoteAppendedLocked(uint32_t segment, uint64_t begin, uint64_t end);
+
   const std::string dir_;
   const std::string journal_dir_;
   std::unique_ptr<FileLock> lock_;  // one process at a time
@@ -346,6 +366,15 @@ class Replica : public std::enable_shared_from_this<Replica> {
   int64_t next_ts_floor_ = 0;
   bool unsynced_ = false;  // the active segment holds kWritten records not yet synced
   std::vector<std::string> spares_;  // trimmed segments' files kept for reuse (paths)
+  // Appended ranges still in the page cache, oldest first, in chunks of a few MiB: those
+  // not yet written back, then those whose writeback started (cache_window_bytes).
+  struct CachedRange {
+    uint32_t segment;
+    uint64_t begin, end;
+  };
+  std::deque<CachedRange> dirty_ranges_, writing_ranges_;
+  uint64_t dirty_range_bytes_ = 0, writing_range_bytes_ = 0;
+  std::set<uint32_t> uncached_segments_;  // pages dropped: reading them back costs a disk read
   Status write_error_;  // sticky: the journal's tail is uncertain; reopen the replica
   std::atomic<uint64_t> syncs_{0};
   std::atomic<uint64_t> appends_{0};

@@ -152,6 +152,7 @@ Status Replica::DropThrough(uint64_t target) {
     dead.push_back(files[i].first);
   }
   std::vector<std::shared_ptr<File>> dead_files(dead.size());
+  std::vector<bool> uncached(dead.size());
   {
     std::lock_guard wl(write_mu_);
     std::unique_lock il(index_mu_);
@@ -162,6 +163,7 @@ Status Replica::DropThrough(uint64_t target) {
       if (it != segments_.end()) dead_files[k] = std::move(it->second);
       segments_.erase(dead[k]);
       segment_bytes_.erase(dead[k]);
+      uncached[k] = uncached_segments_.erase(dead[k]) > 0;
     }
   }
   files.clear();
@@ -174,9 +176,11 @@ Status Replica::DropThrough(uint64_t target) {
     const std::string path = JoinPath(journal_dir_, SegmentFileName(dead[k]));
     // A pending log keeps some as spares (docs/decisions/0011), but only a file nobody else
     // holds: no reader can find it any more, and none may see it rewritten.
+    // Nor a file whose pages were dropped from the cache: appends that end inside a block
+    // would read that block from the disk first.
     const bool reusable = recycle && dead_files[k] && dead_files[k].use_count() == 1;
     dead_files[k].reset();
-    if (reusable) {
+    if (reusable && !uncached[k]) {
       std::lock_guard wl(write_mu_);
       if (spares_.size() < options_.recycle_segments) {
         const std::string spare = JoinPath(journal_dir_, kSpareSegmentPrefix + SegmentFileName(dead[k]));

@@ -188,6 +188,8 @@ Status Node::OpenVolume(const std::string& name) {
   o.segment_target_bytes = 16ull << 20;
   // Trimmed segments are reused: appends overwrite cached pages (docs/decisions/0011).
   o.recycle_segments = 8;
+  // What no link trims (a link down or behind) is written back and leaves the page cache.
+  o.cache_window_bytes = journal::kPendingLogCacheWindow;
   ASSIGN_OR_RETURN(v->log, journal::Replica::Open(JoinPath(dir, "log"), o));
   if (v->capture == "scan") {
     capture::ScanOptions so;

@@ -1,0 +1,65 @@
+// ForwardingEnv and ForwardingFile pass every call on to another Env or File. A test's Env
+// derives from them and overrides only what it changes (slow or failing syncs, failing reads,
+// recorded cache hints), keeping the wrapped Env's behaviour for the rest.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "env/env.h"
+
+namespace ferry {
+
+class ForwardingFile : public File {
+ public:
+  explicit ForwardingFile(std::unique_ptr<File> f) : f_(std::move(f)) {}
+
+  Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
+    return f_->ReadAt(offset, n, dst);
+  }
+  Status WriteAt(uint64_t offset, std::string_view data) override { return f_->WriteAt(offset, data); }
+  Status WriteAtV(uint64_t offset, std::span<const std::string_view> pieces) override {
+    return f_->WriteAtV(offset, pieces);
+  }
+  Status Sync() override { return f_->Sync(); }
+  void StartWriteback(uint64_t offset, uint64_t n) override { f_->StartWriteback(offset, n); }
+  void DropCache(uint64_t offset, uint64_t n) override { f_->DropCache(offset, n); }
+  Result<uint64_t> Size() override { return f_->Size(); }
+  Status Truncate(uint64_t size) override { return f_->Truncate(size); }
+  Status PunchHole(uint64_t offset, uint64_t n) override { return f_->PunchHole(offset, n); }
+  Result<uint64_t> NextData(uint64_t offset) override { return f_->NextData(offset); }
+
+ protected:
+  std::unique_ptr<File> f_;
+};
+
+class ForwardingEnv : public Env {
+ public:
+  explicit ForwardingEnv(Env* base) : base_(base) {}
+
+  Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
+    return base_->OpenFile(path, mode);
+  }
+  Status CreateDir(const std::string& path) override { return base_->CreateDir(path); }
+  Result<std::vector<std::string>> ListDir(const std::string& path) override {
+    return base_->ListDir(path);
+  }
+  Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
+  Status RemoveDir(const std::string& path) override { return base_->RemoveDir(path); }
+  Status Rename(const std::string& from, const std::string& to) override {
+    return base_->Rename(from, to);
+  }
+  Status SyncDir(const std::string& path) override { return base_->SyncDir(path); }
+  bool Exists(const std::string& path) override { return base_->Exists(path); }
+  Result<SpaceInfo> GetSpace(const std::string& path) override { return base_->GetSpace(path); }
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override {
+    return base_->LockFile(path);
+  }
+
+ protected:
+  Env* base_;
+};
+
+}  // namespace ferry
