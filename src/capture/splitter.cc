@@ -75,7 +75,7 @@ Status Splitter::Apply(RecordType type, uint64_t first_block, uint64_t count, st
                        uint64_t* seq) {
   const uint64_t off = first_block * block_size_;
   const uint64_t len = count * block_size_;
-  Record r = type == RecordType::kWrite  ? Record::Write(off, std::string(data))
+  Record r = type == RecordType::kWrite  ? Record::WriteView(off, data)
              : type == RecordType::kZero ? Record::Zero(off, len)
                                          : Record::Trim(off, len);
   // The log first: if it refuses (full), the disk stays as it was.
@@ -150,7 +150,7 @@ void Splitter::WriteMany(std::span<const BlockWrite> writes, std::span<Status> r
     }
     std::vector<Record> records;
     records.reserve(whole.size());
-    for (size_t i : whole) records.push_back(Record::Write(writes[i].offset, std::string(writes[i].data)));
+    for (size_t i : whole) records.push_back(Record::WriteView(writes[i].offset, writes[i].data));
     // The log first: if it refuses (full), the disk stays as it was.
     Result<uint64_t> last = log_->Append(records, journal::Durability::kWritten);
     if (!last.ok()) {

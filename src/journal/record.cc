@@ -107,6 +107,15 @@ Record Record::Write(uint64_t offset, std::string data) {
   return r;
 }
 
+Record Record::WriteView(uint64_t offset, std::string_view data) {
+  Record r;
+  r.type = RecordType::kWrite;
+  r.offset = offset;
+  r.length = data.size();
+  r.data_view = data;
+  return r;
+}
+
 Record Record::Zero(uint64_t offset, uint64_t length) {
   Record r;
   r.type = RecordType::kZero;
@@ -162,9 +171,9 @@ Status ValidateRecord(const Record& r, uint64_t volume_size, uint32_t block_size
                       std::to_string(r.length) + " ends past the volume size " +
                       std::to_string(volume_size));
   }
-  if (r.type == RecordType::kWrite && r.data.size() != r.length) {
+  if (r.type == RecordType::kWrite && r.payload().size() != r.length) {
     return InvalidArgument("write length " + std::to_string(r.length) + " but " +
-                           std::to_string(r.data.size()) + " bytes of data");
+                           std::to_string(r.payload().size()) + " bytes of data");
   }
   return Status::Ok();
 }

@@ -55,9 +55,17 @@ struct Record {
   uint64_t offset = 0;  // bytes
   uint64_t length = 0;  // bytes
   std::string data;     // write payload (length bytes)
+  // Or the payload left in the caller's memory (WriteView): it must stay valid until Append
+  // returns, and only Append reads it. payload() is whichever of the two is set.
+  std::string_view data_view;
   MarkerInfo marker;    // for markers
 
+  std::string_view payload() const { return data.empty() ? data_view : std::string_view(data); }
+
   static Record Write(uint64_t offset, std::string data);
+  // A write appended without copying its data (the splitter's: the data is written to the
+  // disk from the same memory right after).
+  static Record WriteView(uint64_t offset, std::string_view data);
   static Record Zero(uint64_t offset, uint64_t length);
   static Record Trim(uint64_t offset, uint64_t length);
   static Record Marker(MarkerKind kind, std::string label = {}, Id128 marker_id = {},

@@ -614,7 +614,7 @@ Result<uint64_t> Replica::Append(std::span<Record> records, Durability durabilit
     while (!writers_.empty()) {
       Writer* q = writers_.front();
       uint64_t b = 0;
-      for (const Record& r : q->records) b += kRecordHeaderSize + r.data.size();
+      for (const Record& r : q->records) b += kRecordHeaderSize + r.payload().size();
       if (!batch.empty() && bytes + b > (32u << 20)) break;
       batch.push_back(q);
       bytes += b;
@@ -684,7 +684,7 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
       if (r.timestamp_ns == 0) r.timestamp_ns = now;
       r.timestamp_ns = std::max(r.timestamp_ns, ts_floor);
       ts_floor = r.timestamp_ns;
-      bytes += kRecordHeaderSize + (r.type == RecordType::kMarker ? 0 : r.data.size());
+      bytes += kRecordHeaderSize + (r.type == RecordType::kMarker ? 0 : r.payload().size());
     }
     q->last_seq = seq - 1;
     good.push_back(q);
@@ -728,7 +728,7 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
         marker_bodies.push_back(EncodeMarkerBody(r.marker));
         payload = marker_bodies.back();
       } else if (r.type == RecordType::kWrite) {
-        payload = r.data;
+        payload = r.payload();
       }
       EncodeRecordHeader(r, payload, &headers);
       pend.push_back(p);
@@ -745,7 +745,7 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
     const Record& r = *p.r;
     pieces.push_back(std::string_view(headers).substr(p.header_at, kRecordHeaderSize));
     std::string_view payload = r.type == RecordType::kMarker ? std::string_view(marker_bodies[p.marker_body])
-                               : r.type == RecordType::kWrite ? std::string_view(r.data)
+                               : r.type == RecordType::kWrite ? r.payload()
                                                               : std::string_view();
     if (!payload.empty()) pieces.push_back(payload);
     const bool marker = r.type == RecordType::kMarker;

@@ -55,6 +55,24 @@ TEST_F(ReplicaTest, ViewsSeeEachPoint) {
   EXPECT_EQ(p->marker.label, "first");
 }
 
+// A write appended from the caller's memory (Record::WriteView) is copied into the journal:
+// the caller may reuse its buffer once Append returns. Its length must match as for Write.
+TEST_F(ReplicaTest, AWriteViewIsStoredNotReferenced) {
+  auto r = Make();
+  std::string buf(2 * kBs, 'v');
+  std::vector<Record> recs{Record::WriteView(kBs, buf), Record::WriteView(3 * kBs, std::string_view(buf).substr(0, kBs))};
+  ASSERT_TRUE(r->Append(recs, Durability::kWritten).ok());
+  buf.assign(buf.size(), 'x');
+  EXPECT_EQ(ReadView(r, 2, kBs, 3 * kBs), std::string(3 * kBs, 'v'));
+  auto stored = r->ReadRecords(1, 2, 1 << 20);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  ASSERT_EQ(stored->size(), 2u);
+  EXPECT_EQ((*stored)[0].record.data, std::string(2 * kBs, 'v'));
+  Record bad = Record::WriteView(0, std::string_view(buf).substr(0, kBs));
+  bad.length = 2 * kBs;
+  EXPECT_EQ(r->Append(bad).status().code(), Code::kInvalidArgument);
+}
+
 TEST_F(ReplicaTest, ExtentsTellDataFromZeros) {
   auto r = Make(1 << 20);
   ASSERT_TRUE(r->Append(Record::Write(2 * kBs, std::string(2 * kBs, 'd'))).ok());
