@@ -98,6 +98,8 @@ class TlsStream final : public Stream {
   // The verified peer certificate's subject ("CN=node-b"), to tell nodes apart in logs and
   // checks.
   const std::string& PeerSubject() const { return peer_subject_; }
+  // The negotiated cipher suite ("TLS_AES_128_GCM_SHA256").
+  std::string Cipher() const;
 
  private:
   enum class Phase { kHandshake, kData };

@@ -73,6 +73,8 @@ TEST_F(TlsTest, RoundTripBothWays) {
   EXPECT_EQ(server->PeerSubject(), "CN=client");
   EXPECT_EQ(client->PeerSubject(), "CN=server");
   EXPECT_EQ(client->PeerName().rfind("127.0.0.1:", 0), 0u) << client->PeerName();
+  EXPECT_EQ(client->Cipher(), "TLS_AES_128_GCM_SHA256");
+  EXPECT_EQ(server->Cipher(), "TLS_AES_128_GCM_SHA256");
 
   ASSERT_TRUE(client->WriteAll("hello server").ok());
   char buf[12];
@@ -198,9 +200,15 @@ TEST_F(TlsTest, ClientWithoutCertificateIsRefused) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   ASSERT_EQ(SSL_CTX_load_verify_locations(ctx, pki_->Path("ca.pem").c_str(), nullptr), 1);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  // It prefers AES-256-GCM; the server's order (AES-128-GCM first) decides.
+  EXPECT_EQ(SSL_CTX_set_ciphersuites(ctx, "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"), 1);
   SSL* ssl = SSL_new(ctx);
   SSL_set_fd(ssl, (*sock)->fd());
   int connected = SSL_connect(ssl);
+  EXPECT_EQ(connected, 1);  // the server refuses it only once it saw no certificate
+  if (connected == 1) {
+    EXPECT_STREQ(SSL_get_cipher_name(ssl), "TLS_AES_128_GCM_SHA256");
+  }
   char c;
   int read = connected == 1 ? SSL_read(ssl, &c, 1) : -1;
   server.join();
