@@ -80,7 +80,8 @@ struct ReplicaOptions {
   double warn_free_fraction = 0.10;
 };
 
-// What the node and `capture serve` give a pending log (docs/decisions/0012).
+// The page-cache window of a pending log that nothing trims (`capture serve`); the node gives
+// its pending logs four times as much (docs/decisions/0012).
 inline constexpr uint64_t kPendingLogCacheWindow = 64ull << 20;
 
 struct CreateParams {
