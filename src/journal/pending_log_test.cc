@@ -274,8 +274,8 @@ class CacheWindowTest : public ::testing::Test {
     EXPECT_TRUE(log.ok()) << log.status().ToString();
     return std::move(*log);
   }
-  // Appends 4 KiB records until `bytes` of them were written; returns how many.
-  int Append(Replica& log, uint64_t bytes, bool trim_as_it_goes) {
+  // Appends 4 KiB records until `bytes` of them were written.
+  void Append(Replica& log, uint64_t bytes, bool trim_as_it_goes) {
     int n = 0;
     for (uint64_t done = 0; done < bytes; done += 4096, ++n) {
       EXPECT_TRUE(log.Append(Record::Write((n % 1024) * 4096ull, std::string(4096, 'p')),
@@ -284,7 +284,6 @@ class CacheWindowTest : public ::testing::Test {
         EXPECT_TRUE(log.DiscardThrough(log.last_seq()).ok());
       }
     }
-    return n;
   }
   SimEnv sim_;
   HintRecordingEnv env_{&sim_};

@@ -777,19 +777,11 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
   // Sync stage, outside the lock: the next batch is written meanwhile. One fdatasync covers
   // every batch written before it began.
   Status s;
-  if (sync || !hints.empty()) {
+  if (sync) {
     l.unlock();
-    if (sync) s = file->Sync();
-    for (const CacheHint& h : hints) {
-      if (h.drop) {
-        h.file->DropCache(h.offset, h.n);
-      } else {
-        h.file->StartWriteback(h.offset, h.n);
-      }
-    }
-    hints.clear();
+    s = file->Sync();
     l.lock();
-    if (sync) syncs_.fetch_add(1);
+    syncs_.fetch_add(1);
   }
 
   // Publish stage, in write order.
@@ -826,6 +818,20 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
   if (s.ok()) {
     { std::lock_guard al(append_mu_); }
     append_cv_.notify_all();
+  }
+  // The page-cache hints last, outside the lock: the batches behind this one publish without
+  // waiting for them, and only the leader's own caller does.
+  if (!hints.empty()) {
+    l.unlock();
+    for (const CacheHint& h : hints) {
+      if (h.drop) {
+        h.file->DropCache(h.offset, h.n);
+      } else {
+        h.file->StartWriteback(h.offset, h.n);
+      }
+    }
+    hints.clear();
+    l.lock();
   }
 }
 

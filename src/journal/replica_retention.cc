@@ -178,9 +178,9 @@ Status Replica::DropThrough(uint64_t target) {
     // holds: no reader can find it any more, and none may see it rewritten.
     // Nor a file whose pages were dropped from the cache: appends that end inside a block
     // would read that block from the disk first.
-    const bool reusable = recycle && dead_files[k] && dead_files[k].use_count() == 1;
+    const bool reusable = recycle && !uncached[k] && dead_files[k] && dead_files[k].use_count() == 1;
     dead_files[k].reset();
-    if (reusable && !uncached[k]) {
+    if (reusable) {
       std::lock_guard wl(write_mu_);
       if (spares_.size() < options_.recycle_segments) {
         const std::string spare = JoinPath(journal_dir_, kSpareSegmentPrefix + SegmentFileName(dead[k]));

@@ -65,14 +65,14 @@ class SegmentWriter {
   // Creates the segment file (must not exist), writes and syncs its header and syncs dir.
   static Result<std::unique_ptr<SegmentWriter>> Create(Env* env, const std::string& dir,
                                                        const SegmentHeader& header);
-  // Reopens an existing segment to append after valid_end (truncating a torn tail) and
-  // makes what it keeps durable.
   // Makes the file at spare_path (a trimmed segment's) the segment `header` describes: writes
   // and syncs the header, renames the file and syncs dir. What follows the header is older
   // records, which readers take for a torn tail (their seqs precede the segment's first).
   static Result<std::unique_ptr<SegmentWriter>> Recycle(Env* env, const std::string& dir,
                                                         const SegmentHeader& header,
                                                         const std::string& spare_path);
+  // Reopens an existing segment to append after valid_end (truncating a torn tail) and
+  // makes what it keeps durable.
   static Result<std::unique_ptr<SegmentWriter>> Reopen(Env* env, const std::string& dir,
                                                        uint64_t segment_number,
                                                        uint64_t valid_end);
