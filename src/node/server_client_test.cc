@@ -50,6 +50,9 @@ class TestServer {
     });
     port_ = http_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { http_.listen_after_bind(); });
+    // httplib's stop() does nothing before the server runs, and join() would then wait
+    // forever: a test that never reaches the server ends before the thread got going.
+    while (!http_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   ~TestServer() {
     http_.stop();
