@@ -14,7 +14,10 @@
 //   append64k_wide    as append64k with 4x the appenders: how throughput follows the data in
 //                     flight (information)
 //   append4k_wide     as append4k with 8x the appenders (information)
-// Each record is one Append call, at a random block-aligned offset of a 16 GiB volume; each
+//   append64k_frames  one appender handing 16 records of 64 KiB (1 MiB) to each Append call,
+//                     as a link receiver appends each frame it receives (information)
+//   append4k_frames   the same with 256 records of 4 KiB per call (information)
+// Except in the _frames workloads, each record is one Append call, at a random block-aligned offset of a 16 GiB volume; each
 // workload stops early after FERRY_BENCH_APPEND_SECONDS (6; quick 2) seconds. Throughput
 // counts payload bytes only (as fio does); the 64-byte record headers are extra.
 //
@@ -30,14 +33,16 @@ namespace {
 constexpr uint64_t kVolumeSize = 16ull << 30;
 
 void RunAppends(const std::string& scratch, const std::string& name, int threads,
-                uint64_t record_bytes, uint64_t total_bytes, double max_seconds) {
+                uint64_t record_bytes, uint64_t per_call, uint64_t total_bytes,
+                double max_seconds) {
   ScratchDir dir(scratch, name);
   journal::CreateParams p;
   p.size = kVolumeSize;
   p.block_size = 4096;
   auto replica = Must(journal::Replica::Create(dir.Sub("replica"), p), "create replica");
 
-  const uint64_t per_thread = std::max<uint64_t>(1, total_bytes / record_bytes / threads);
+  const uint64_t calls_per_thread =
+      std::max<uint64_t>(1, total_bytes / record_bytes / per_call / threads);
   const uint64_t slots = kVolumeSize / record_bytes;
   std::atomic<bool> go{false};
   std::atomic<double> start{0};
@@ -47,19 +52,24 @@ void RunAppends(const std::string& scratch, const std::string& name, int threads
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       std::mt19937_64 rng(100 + t);
-      journal::Record rec = journal::Record::Write(0, RandomBytes(record_bytes, 1000 + t));
+      std::vector<journal::Record> recs;
+      for (uint64_t k = 0; k < per_call; ++k) {
+        recs.push_back(journal::Record::Write(0, RandomBytes(record_bytes, 1000 + t * 1000 + k)));
+      }
       std::vector<double>& lat = latencies[t];
-      lat.reserve(per_thread);
+      lat.reserve(calls_per_thread);
       ready.fetch_add(1);
       while (!go.load()) std::this_thread::yield();
       const double deadline = start.load() + max_seconds;
-      for (uint64_t i = 0; i < per_thread && Seconds() < deadline; ++i) {
-        // The caller's buffer is reused, as a network receiver's would be.
-        rec.seq = 0;
-        rec.timestamp_ns = 0;
-        rec.offset = (rng() % slots) * record_bytes;
+      for (uint64_t i = 0; i < calls_per_thread && Seconds() < deadline; ++i) {
+        // The caller's buffers are reused, as a network receiver's would be.
+        for (journal::Record& rec : recs) {
+          rec.seq = 0;
+          rec.timestamp_ns = 0;
+          rec.offset = (rng() % slots) * record_bytes;
+        }
         double t0 = Seconds();
-        Must(replica->Append(std::span<journal::Record>(&rec, 1)), "append");
+        Must(replica->Append(std::span<journal::Record>(recs)), "append");
         lat.push_back(Seconds() - t0);
       }
     });
@@ -74,12 +84,14 @@ void RunAppends(const std::string& scratch, const std::string& name, int threads
 
   std::vector<double> all;
   for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
-  const double bytes = static_cast<double>(all.size() * record_bytes);
+  const double records = static_cast<double>(all.size() * per_call);
+  const double bytes = records * static_cast<double>(record_bytes);
   const double syncs = static_cast<double>(after.syncs - before.syncs);
-  Log("%s: %d threads, %zu appends of %" PRIu64 " KiB: %.1f MiB in %.2f s = %.1f MiB/s; "
-      "%.0f group commits (avg %.0f KiB, %.1f records each); latency p50 %.2f ms p99 %.2f ms",
-      name.c_str(), threads, all.size(), record_bytes >> 10, MiB(bytes), elapsed,
-      MiB(bytes) / elapsed, syncs, MiB(bytes) * 1024 / syncs, all.size() / syncs,
+  Log("%s: %d threads, %zu calls of %" PRIu64 " x %" PRIu64 " KiB: %.1f MiB in %.2f s = "
+      "%.1f MiB/s; %.0f group commits (avg %.0f KiB, %.1f records each); call latency p50 "
+      "%.2f ms p99 %.2f ms",
+      name.c_str(), threads, all.size(), per_call, record_bytes >> 10, MiB(bytes), elapsed,
+      MiB(bytes) / elapsed, syncs, MiB(bytes) * 1024 / syncs, records / syncs,
       Percentile(all, 0.5) * 1e3, Percentile(all, 0.99) * 1e3);
   Emit(name + "_mibps", MiB(bytes) / elapsed);
   Emit(name + "_threads", threads);
@@ -111,15 +123,18 @@ int main(int argc, char** argv) {
     }
     return names;
   }();
-  auto run = [&](const std::string& name, int threads, uint64_t record, uint64_t bytes) {
+  auto run = [&](const std::string& name, int threads, uint64_t record, uint64_t per_call,
+                 uint64_t bytes) {
     if (only.empty() || std::find(only.begin(), only.end(), name) != only.end()) {
-      RunAppends(scratch, name, threads, record, bytes, secs);
+      RunAppends(scratch, name, threads, record, per_call, bytes, secs);
     }
   };
-  run("append64k", t64, 64 << 10, b64);
-  run("append4k", t4, 4 << 10, b4);
-  run("append64k_single", 1, 64 << 10, b64 / 8);
-  run("append64k_wide", 4 * t64, 64 << 10, b64);
-  run("append4k_wide", 8 * t4, 4 << 10, b4);
+  run("append64k", t64, 64 << 10, 1, b64);
+  run("append4k", t4, 4 << 10, 1, b4);
+  run("append64k_single", 1, 64 << 10, 1, b64 / 8);
+  run("append64k_wide", 4 * t64, 64 << 10, 1, b64);
+  run("append4k_wide", 8 * t4, 4 << 10, 1, b4);
+  run("append64k_frames", 1, 64 << 10, 16, b64);
+  run("append4k_frames", 1, 4 << 10, 256, b4);
   return 0;
 }
