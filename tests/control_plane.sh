@@ -180,6 +180,10 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 ((acked >= seq)) || fail "replication did not resume after the cancelled failover"
+# The policy's retention (24 h by default) reached the target with the link.
+[[ $(api b GET /v1/status | json "[r['retention']['window_seconds'] == 86400 and r['retention']['said_by_source']
+     for r in j['replicas'] if r['name']=='web1.disk0'][0]") == True ]] ||
+  fail "the policy's retention did not reach the target: $(api b GET /v1/status)"
 
 echo "== resync: a forced digest resync finds and repairs a damaged replica, sending only what differs"
 vol=web1.disk0

@@ -48,21 +48,6 @@ for v in disk0 disk1 disk2; do
   api a POST /v1/volumes "{\"name\": \"$v\", \"disk\": \"$work/$v.img\"}" >/dev/null
 done
 uri() { echo "nbd+unix:///$1?socket=$work/$2.sock"; }
-replica_ready() {  # replica_ready NAME [NODE]: the target (b) finished its initial sync
-  for _ in $(seq 600); do
-    api "${2:-b}" GET /v1/status | json "any(r['name']=='$1' and not r['initial_sync']['running'] for r in j['replicas'])" | grep -q True && return 0
-    sleep 0.05
-  done
-  fail "initial sync of $1 did not finish"
-}
-expect_on() {  # expect_on NODE CODE TEXT METHOD PATH [BODY]
-  local n=$1 want=$2 text=$3 method=$4 path=$5 body=${6:-}
-  local out
-  out=$(curl -sS -X "$method" -H "Authorization: Bearer $token" ${body:+--data "$body"} -w '\n%{http_code}' \
-        "http://127.0.0.1:${api_port[$n]}$path")
-  [[ ${out##*$'\n'} == "$want" ]] || fail "$method $path on node $n: expected HTTP $want, got: $out"
-  [[ $out == *"$text"* ]] || fail "$method $path on node $n: expected '$text' in: $out"
-}
 events_with() { api a GET /v1/events | json "sum(1 for e in j['events'] if '$1' in e['message'])"; }
 vol_link() { api a GET /v1/status | json "json.dumps([v for v in j['volumes'] if v['name']=='$1'][0]['link'])"; }
 

@@ -112,7 +112,8 @@ Result<json> ProtectBody(JobContext& c, const ItemRecord& item, const std::strin
   int64_t crash = policy["crash_consistent_interval_seconds"].get<int64_t>() * 1000;
   int64_t app = policy["app_consistent_interval_seconds"].get<int64_t>() * 1000;
   json body = {{"target", target_link}, {"marker_interval_ms", std::max<int64_t>(crash, 1000)},
-               {"app_interval_ms", app == 0 ? 0 : std::max<int64_t>(app, 1000)}};
+               {"app_interval_ms", app == 0 ? 0 : std::max<int64_t>(app, 1000)},
+               {"retention_seconds", policy["retention_hours"].get<int64_t>() * 3600}};
   // The machine's freeze and thaw hooks describe it at its home site: the way back (a
   // machine a launcher runs at the recovery site) takes crash-consistent points only.
   if (item.direction != "reverse") {

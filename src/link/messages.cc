@@ -87,6 +87,7 @@ std::string EncodeHello(const Hello& m) {
             {"source_last_seq", m.source_last_seq},
             {"codecs", m.codecs},
             {"initial_sync", m.initial_sync}};
+  if (m.retention_seconds > 0) j["retention_seconds"] = m.retention_seconds;
   return Dump(j);
 }
 
@@ -108,6 +109,10 @@ Result<Hello> DecodeHello(std::string_view payload) {
     m.source_last_seq = Integer<uint64_t>(j, "source_last_seq");
     m.codecs = j.value("codecs", std::vector<std::string>{});
     m.initial_sync = j.value("initial_sync", false);
+    if (j.contains("retention_seconds")) {
+      m.retention_seconds = Integer<int64_t>(j, "retention_seconds");
+      if (m.retention_seconds < 1) return Corrupt("HELLO: retention_seconds must be positive");
+    }
     return m;
   });
 }

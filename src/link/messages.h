@@ -34,6 +34,9 @@ struct Hello {
   uint64_t source_last_seq = 0;
   std::vector<std::string> codecs;
   bool initial_sync = false;
+  // How long the target keeps the volume's recovery points (the protection's retention);
+  // 0: not said (the target keeps its own default).
+  int64_t retention_seconds = 0;
 };
 std::string EncodeHello(const Hello& m);
 Result<Hello> DecodeHello(std::string_view payload);

@@ -25,6 +25,26 @@ Hello SomeHello() {
   return h;
 }
 
+TEST(LinkMessages, HelloCarriesTheRetentionOnlyWhenSaid) {
+  Hello said = SomeHello();
+  said.retention_seconds = 3600;
+  auto h = DecodeHello(EncodeHello(said));
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_EQ(h->retention_seconds, 3600);
+  const std::string unsaid = EncodeHello(SomeHello());
+  EXPECT_EQ(unsaid.find("retention"), std::string::npos);
+  h = DecodeHello(unsaid);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->retention_seconds, 0);
+  for (const char* bad : {"0", "-5", "1.5", "\"1d\""}) {
+    std::string text = EncodeHello(SomeHello());
+    text.insert(text.rfind('}'), std::string(",\"retention_seconds\":") + bad);
+    auto r = DecodeHello(text);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("retention_seconds"), std::string::npos) << r.status().ToString();
+  }
+}
+
 TEST(LinkMessages, HelloWelcomeAndAckRoundTrip) {
   auto h = DecodeHello(EncodeHello(SomeHello()));
   ASSERT_TRUE(h.ok()) << h.status().ToString();

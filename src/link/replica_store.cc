@@ -17,6 +17,8 @@ namespace {
 // The volume's name lives beside the replica (the replica format does not carry it).
 constexpr char kNameFile[] = "VOLUME_NAME";
 constexpr char kSeedChangesFile[] = "SEED-CHANGES";
+// {"retention_seconds": N}, from the source's HELLO.
+constexpr char kRetentionFile[] = "RETENTION";
 constexpr char kDeletedPrefix[] = ".deleted-";
 
 // Deletes a directory tree that is already out of the way (renamed to .deleted-*).
@@ -31,6 +33,24 @@ std::string HistoryHex(uint64_t v) {
   char buf[20];
   snprintf(buf, sizeof buf, "%016" PRIx64, v);
   return buf;
+}
+
+// The retention recorded beside a replica; 0 when none is (or the file is damaged: the node's
+// default applies until the source's next HELLO rewrites it, which is logged).
+int64_t ReadRetention(Env* env, const std::string& dir) {
+  const std::string path = JoinPath(dir, kRetentionFile);
+  if (!env->Exists(path)) return 0;
+  auto text = ReadFileToString(env, path);
+  if (text.ok()) {
+    nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+    if (j.is_object() && j.contains("retention_seconds") && j["retention_seconds"].is_number_integer() &&
+        j["retention_seconds"].get<int64_t>() > 0) {
+      return j["retention_seconds"].get<int64_t>();
+    }
+  }
+  spdlog::warn("{}: unreadable ({}); the node's default retention applies until the source "
+               "connects again", path, text.ok() ? "not a retention object" : text.status().ToString());
+  return 0;
 }
 
 }  // namespace
@@ -57,7 +77,7 @@ Status ReplicaStore::OpenAll() {
     std::string name = id;
     auto text = ReadFileToString(env, JoinPath(dir, kNameFile));
     if (text.ok() && !text->empty()) name = *text;
-    by_id_[id] = Entry{name, id, replica};
+    by_id_[id] = Entry{name, id, replica, ReadRetention(env, dir)};
   }
   return Status::Ok();
 }
@@ -102,6 +122,12 @@ Result<std::shared_ptr<journal::Replica>> ReplicaStore::ReplicaFor(const Hello& 
                               std::to_string(hello.block_size) + " but its replica is " +
                               std::to_string(r->size()) + " in blocks of " +
                               std::to_string(r->block_size()));
+  }
+  if (hello.retention_seconds > 0 && hello.retention_seconds != it->second.retention_seconds) {
+    const nlohmann::json j = {{"retention_seconds", hello.retention_seconds}};
+    RETURN_IF_ERROR(WriteFileAtomically(options_.env, JoinPath(JoinPath(root_, id), kRetentionFile),
+                                        j.dump() + "\n"));
+    it->second.retention_seconds = hello.retention_seconds;
   }
   return r;
 }

@@ -1,7 +1,9 @@
 // ReplicaStore: the replicas a target node keeps, one directory each under a root
 // (ROOT/<volume id hex>/), opened once and shared by the link receiver and the node's views.
 // Implements ReplicaDirectory: a HELLO for an unknown volume creates its replica (same volume
-// id and history id, journal continuing the source's numbering, initial sync pending).
+// id and history id, journal continuing the source's numbering, initial sync pending). A HELLO
+// that names a retention (how long the protection keeps recovery points) records it beside
+// the replica (file RETENTION), where the node's retention pass reads it.
 //
 // Thread-safety: all methods may be called from any thread.
 // Errors: ReplicaFor returns kFailedPrecondition "history …" when the replica has another
@@ -40,6 +42,7 @@ class ReplicaStore final : public ReplicaDirectory {
     std::string name;
     std::string volume_id;
     std::shared_ptr<journal::Replica> replica;
+    int64_t retention_seconds = 0;  // as the source's last HELLO said; 0: never said
   };
   std::vector<Entry> List() const;
   std::string root() const { return root_; }

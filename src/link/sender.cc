@@ -355,6 +355,7 @@ Status LinkSender::Handshake(Session* s) {
   h.source_last_seq = log_->last_seq();
   h.codecs = config_.codecs;
   h.initial_sync = true;
+  h.retention_seconds = config_.retention_seconds;
   RETURN_IF_ERROR(s->writer->Write(MessageType::kHello, EncodeHello(h)).status());
   ASSIGN_OR_RETURN(Frame f, s->reader->Read());
   if (f.type == MessageType::kRefuse) {

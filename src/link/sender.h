@@ -72,6 +72,8 @@ struct SenderConfig {
   std::function<void()> reset_capture;
   std::function<uint64_t()> full_cycle_marker;
   std::vector<std::string> codecs = {"zstd", "lz4", "none"};
+  // Told to the target in HELLO: how long it keeps the volume's recovery points (0: unsaid).
+  int64_t retention_seconds = 0;
   size_t batch_bytes = 4u << 20;
   size_t window_bytes = 64u << 20;
   uint64_t sync_window_bytes = 256ull << 20;  // scanned bytes ahead of the target's progress (copy)

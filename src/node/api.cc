@@ -175,6 +175,7 @@ void Api::Routes() {
     get_i64("sync_timeout_ms", &p.sync_timeout_ms);
     get_i64("hook_timeout_ms", &p.hook_timeout_ms);
     get_i64("app_interval_ms", &p.app_interval_ms);
+    get_i64("retention_seconds", &p.retention_seconds);
     if (!bad.ok()) return ReplyError(res, bad);
     if (p.target.empty()) return ReplyError(res, InvalidArgument("field 'target' (HOST:PORT of the target node's link listener) is required"));
     p.bytes_per_second = *rate;
@@ -297,6 +298,9 @@ void Api::Routes() {
     if (!disk.ok()) return ReplyError(res, disk.status());
     if (volume->empty()) return ReplyError(res, InvalidArgument("field 'volume' (the new capture volume's name) is required"));
     ReplyResult(res, node_->Promote(req.matches[1], *volume, *disk), 201);
+  });
+  s.Post(R"(/v1/replicas/([^/]+)/retention)", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyResult(res, node_->ApplyRetention(req.matches[1]));
   });
   s.Get(R"(/v1/replicas/([^/]+)/points)", [this](const httplib::Request& req, httplib::Response& res) {
     size_t limit = 100;

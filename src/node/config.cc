@@ -84,6 +84,11 @@ Result<NodeConfig> ParseNodeConfig(const std::string& text, const std::string& o
     if (!n || *n < 0) return bad("throttle.bytes_per_second", "must be a number >= 0");
     c.throttle_bytes_per_second = static_cast<uint64_t>(*n);
   }
+  if (auto v = t["retention"]["interval_ms"]) {
+    auto n = v.value<int64_t>();
+    if (!n || *n < 100) return bad("retention.interval_ms", "must be a number >= 100");
+    c.retention_interval_ms = *n;
+  }
   c.launcher.kind = "none";
   RETURN_IF_ERROR(str(t["launcher"]["kind"], "launcher.kind", false, &c.launcher.kind));
   RETURN_IF_ERROR(str(t["launcher"]["qemu_binary"], "launcher.qemu_binary", false, &c.launcher.qemu_binary));

@@ -20,6 +20,8 @@
 //                                    # listeners bound to 0.0.0.0 or :: (default 127.0.0.1)
 //   [throttle]
 //   bytes_per_second = 0             # for all links together; 0 = unlimited
+//   [retention]
+//   interval_ms = 60000              # how often each replica's retention is applied
 //   [launcher]                       # how this site starts recovered machines (docs/launchers.md)
 //   kind = "qemu"                    # qemu | exec | none (default none: only export the disks)
 //   qemu_binary = "qemu-system-x86_64"; accelerator = "auto"   # auto | kvm | tcg
@@ -62,6 +64,7 @@ struct NodeConfig {
   std::string enroll_token;
   std::string advertise_host;
   uint64_t throttle_bytes_per_second = 0;
+  int64_t retention_interval_ms = 60'000;
   launch::LauncherConfig launcher;  // kind "none" unless [launcher] says otherwise
   std::map<std::string, launch::NetworkSpec> networks;
 };

@@ -44,6 +44,21 @@ TEST(NodeConfigTest, NoServerMeansNoRegistration) {
   EXPECT_EQ(c->enroll_token, "");
 }
 
+TEST(NodeConfigTest, RetentionIntervalIsReadAndChecked) {
+  auto c = ParseNodeConfig(kBase, "node.toml", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->retention_interval_ms, 60'000);
+  c = ParseNodeConfig(std::string(kBase) + "[retention]\ninterval_ms = 500\n", "node.toml", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->retention_interval_ms, 500);
+  for (const char* bad : {"50", "\"1m\""}) {
+    c = ParseNodeConfig(std::string(kBase) + "[retention]\ninterval_ms = " + bad + "\n", "node.toml", "");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("retention.interval_ms must be a number >= 100"), std::string::npos)
+        << c.status().ToString();
+  }
+}
+
 TEST(NodeConfigTest, LauncherAndNetworksAreRead) {
   auto c = ParseNodeConfig(std::string(kBase) + R"([launcher]
 kind = "qemu"

@@ -80,6 +80,7 @@ Status Node::Open() {
     link_accept_ = std::thread([this] { AcceptLinks(); });
   }
   marker_thread_ = std::thread([this] { MarkerLoop(); });
+  retention_thread_ = std::thread([this] { RetentionLoop(); });
   return Status::Ok();
 }
 
@@ -88,11 +89,15 @@ Node::~Node() { Stop(); }
 void Node::Stop() {
   {
     std::lock_guard l(mu_);
-    if (stopping_ && !marker_thread_.joinable() && !link_accept_.joinable()) return;
+    if (stopping_ && !marker_thread_.joinable() && !link_accept_.joinable() &&
+        !retention_thread_.joinable()) {
+      return;
+    }
     stopping_ = true;
     cv_.notify_all();
   }
   if (marker_thread_.joinable()) marker_thread_.join();
+  if (retention_thread_.joinable()) retention_thread_.join();
   if (link_listener_) link_listener_->Shutdown();
   if (link_accept_.joinable()) link_accept_.join();
   receiver_.Stop();
@@ -178,6 +183,7 @@ Status Node::OpenVolume(const std::string& name) {
       v->params.app_interval_ms = p.value("app_interval_ms", int64_t{0});
       v->params.pending_cap_bytes = p.value("pending_cap_bytes", uint64_t{4} << 30);
       v->params.compression = p.value("compression", std::string("zstd"));
+      v->params.retention_seconds = p.value("retention_seconds", kDefaultRetentionSeconds);
       v->link_state = p.value("state", std::string("running"));
     }
   } catch (const std::exception& e) {
@@ -265,6 +271,7 @@ json Node::VolumeSettings(const Volume& v) {
                     {"app_interval_ms", v.params.app_interval_ms},
                     {"pending_cap_bytes", v.params.pending_cap_bytes},
                     {"compression", v.params.compression},
+                    {"retention_seconds", v.params.retention_seconds},
                     {"state", v.link_state}};
   }
   return j;
@@ -326,6 +333,7 @@ Status Node::StartLink(Volume& v) {
   }
   c.rate_bytes_per_second = v.params.bytes_per_second;
   c.node_throttle = &node_throttle_;
+  c.retention_seconds = v.params.retention_seconds;
   v.sender = std::make_shared<link::LinkSender>(c, v.log);
   if (v.link_state == "paused") v.sender->Pause();
   v.sender->Start();
@@ -473,6 +481,11 @@ Result<json> Node::Protect(const std::string& name, const ProtectParams& p) {
   if (p.pending_cap_bytes < (64ull << 20)) {
     return InvalidArgument("pending_cap_bytes " + std::to_string(p.pending_cap_bytes) +
                            " is below the minimum of 64 MiB");
+  }
+  if (p.retention_seconds < 1 || p.retention_seconds > kMaxRetentionSeconds) {
+    return InvalidArgument("retention_seconds " + std::to_string(p.retention_seconds) +
+                           " is out of range: give 1 to " + std::to_string(kMaxRetentionSeconds) +
+                           " (10 years)");
   }
   if (p.app_interval_ms != 0 && p.app_interval_ms < 1000) {
     return InvalidArgument("app_interval_ms " + std::to_string(p.app_interval_ms) +

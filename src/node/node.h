@@ -48,6 +48,10 @@ namespace ferry::node {
 
 using nlohmann::json;
 
+// A replica whose source never said how long to keep its points keeps them this long.
+inline constexpr int64_t kDefaultRetentionSeconds = 24 * 3600;
+inline constexpr int64_t kMaxRetentionSeconds = 10ll * 366 * 24 * 3600;
+
 struct ProtectParams {
   std::string target;  // the target node's link address, HOST:PORT
   uint64_t bytes_per_second = 0;
@@ -69,6 +73,10 @@ struct ProtectParams {
   // What the link compresses with (docs/decisions/0003): "zstd" for WAN links (the default),
   // "lz4", or "none" for links faster than the compression (a LAN above about 6 Gbit/s).
   std::string compression = "zstd";
+  // How long the target keeps recovery points (sent in the link's HELLO; the target merges
+  // older history into its base and thins older markers, docs/protocols/node-api.md,
+  // "Retention"). The control plane sends its policy's retention_hours.
+  int64_t retention_seconds = kDefaultRetentionSeconds;
 };
 
 class Node {
@@ -159,6 +167,11 @@ class Node {
   // kFailedPrecondition while overlays are active or committing (named); with force they go
   // too (their sessions get errors). A source that connects later gets a fresh replica.
   Status DeleteReplica(const std::string& replica, bool force);
+  // Applies the replica's retention now (the node also does it every
+  // config.retention_interval_ms): history older than the window its source asked for is
+  // merged into the base, older markers thinned; points pinned by overlays and open views
+  // stay. Returns what it did. kNotFound (no replica), kFailedPrecondition (committed).
+  Result<json> ApplyRetention(const std::string& replica);
 
  private:
   struct Volume;
@@ -176,6 +189,10 @@ class Node {
   // Removes a replica's files and closes its inbound link (promote, DeleteReplica, start).
   Status RemoveReplicaFiles(const std::string& volume_id);
   void MarkerLoop();
+  void RetentionLoop();
+  // One replica's retention pass; records its outcome for the status (and an event when the
+  // outcome turns to or from an error).
+  Result<journal::RetentionReport> RunRetention(const link::ReplicaStore::Entry& e);
   Result<uint64_t> AppConsistentMarker(const std::shared_ptr<Volume>& v, const std::string& label);
   // A thaw hook to run after a freeze (app-consistent markers and barriers share them).
   struct HookRun {
@@ -208,6 +225,15 @@ class Node {
   std::unique_ptr<Listener> link_listener_;
   std::thread link_accept_;
   std::thread marker_thread_;
+  std::thread retention_thread_;
+  // The last retention pass of each replica (by volume id).
+  struct RetentionRun {
+    int64_t time_ns = 0;
+    journal::RetentionReport report;
+    std::string error;  // "" when it worked
+  };
+  std::mutex retention_mu_;
+  std::map<std::string, RetentionRun> retention_runs_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

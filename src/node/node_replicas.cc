@@ -179,6 +179,8 @@ Status Node::RemoveReplicaFiles(const std::string& volume_id) {
   // The files first: a source that reconnects from now on gets a fresh replica, never this one.
   Status s = replicas_.Remove(volume_id);
   receiver_.Close(volume_id);
+  std::lock_guard rl(retention_mu_);
+  retention_runs_.erase(volume_id);
   return s;
 }
 
@@ -368,6 +370,82 @@ Result<json> Node::Promote(const std::string& replica, const std::string& name, 
                rname, name, target, aliases[0]);
   std::lock_guard l(mu_);
   return VolumeJson(*vol, SystemClock::Default()->NowNanos());
+}
+
+// Retention (docs/protocols/node-api.md, "Retention"). Under promote_mu_: a replica being
+// promoted or deleted is not merged into at the same time (its files are going away).
+Result<journal::RetentionReport> Node::RunRetention(const link::ReplicaStore::Entry& e) {
+  std::lock_guard pl(promote_mu_);
+  const int64_t window_s = e.retention_seconds > 0 ? e.retention_seconds : kDefaultRetentionSeconds;
+  journal::RetentionPolicy policy;
+  policy.window_ns = window_s * kNanosPerSecond;
+  // Every point stays for 2 hours (or the whole window, if shorter); older markers are thinned
+  // to one per hour, then one per 4 hours after 7 days (journal/retention.h).
+  policy.any_point_ns = std::min(policy.any_point_ns, policy.window_ns);
+  // Deleted or promoted meanwhile: nothing to keep, nothing to report.
+  if (!replicas_.Find(e.volume_id).ok()) return NotFound("no replica of volume " + e.name + " on this node");
+  if (e.replica->committed()) {
+    return FailedPrecondition("replica " + e.name + " was committed to an overlay; it keeps no "
+                              "recovery points");
+  }
+  const Result<journal::RetentionReport> report = e.replica->ApplyRetention(policy);
+  std::string previous_error;
+  {
+    std::lock_guard rl(retention_mu_);
+    RetentionRun& run = retention_runs_[e.volume_id];
+    previous_error = run.error;
+    run.time_ns = SystemClock::Default()->NowNanos();
+    run.error = report.ok() ? "" : report.status().ToString();
+    if (report.ok()) run.report = *report;
+  }
+  if (!report.ok() && previous_error.empty()) {
+    events_.Add("error", e.name, "retention of the replica failed: " + report.status().ToString() +
+                                     "; its history keeps growing until this is fixed");
+  } else if (report.ok() && !previous_error.empty()) {
+    events_.Add("info", e.name, "retention of the replica works again");
+  }
+  if (report.ok() && report->merged_to_seq != 0) {
+    spdlog::debug("retention of replica {} ({} s): merged through seq {} ({} records), {} markers "
+                  "thinned{}", e.name, window_s, report->merged_to_seq, report->records_merged,
+                  report->markers_thinned,
+                  report->held_by_pins ? ", held at seq " + std::to_string(report->held_by_pins) + " by pins" : "");
+  }
+  return report;
+}
+
+Result<json> Node::ApplyRetention(const std::string& replica) {
+  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
+  for (const auto& e : replicas_.List()) {
+    if (e.replica != r) continue;
+    ASSIGN_OR_RETURN(journal::RetentionReport rep, RunRetention(e));
+    return json{{"replica", e.name},
+                {"window_seconds", e.retention_seconds > 0 ? e.retention_seconds : kDefaultRetentionSeconds},
+                {"merged_to_seq", rep.merged_to_seq},
+                {"records_merged", rep.records_merged},
+                {"markers_thinned", rep.markers_thinned},
+                {"records_compacted", rep.records_compacted},
+                {"bytes_reclaimed", rep.bytes_reclaimed},
+                {"held_by_pins", rep.held_by_pins},
+                {"oldest_point", r->Stats().oldest_point}};
+  }
+  return NotFound("no replica of volume " + replica + " on this node");
+}
+
+void Node::RetentionLoop() {
+  std::unique_lock l(mu_);
+  while (!stopping_) {
+    cv_.wait_for(l, std::chrono::milliseconds(config_.retention_interval_ms));
+    if (stopping_) return;
+    l.unlock();
+    for (const auto& e : replicas_.List()) {
+      {
+        std::lock_guard sl(mu_);
+        if (stopping_) return;
+      }
+      if (!e.replica->committed()) (void)RunRetention(e);
+    }
+    l.lock();
+  }
 }
 
 }  // namespace ferry::node

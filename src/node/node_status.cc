@@ -58,7 +58,8 @@ json Node::VolumeJson(Volume& v, int64_t now) {
                {"marker_interval_ms", v.params.marker_interval_ms},
                {"app_interval_ms", v.params.app_interval_ms},
                {"mode", v.params.mode},
-               {"synchronous", v.params.mode == "sync" && v.sync_active->load()}};
+               {"synchronous", v.params.mode == "sync" && v.sync_active->load()},
+               {"retention_seconds", v.params.retention_seconds}};
   if (v.sender) {
     link::LinkStatus s = v.sender->status();
     link["state"] = s.state;
@@ -134,6 +135,22 @@ json Node::ReplicaJson(const link::ReplicaStore::Entry& e, int64_t now) {
                          {"percent", sync.running ? Percent(sync.offset, r.size()) : 100.0}};
   }
   j["link"] = in;
+  {
+    const int64_t window = e.retention_seconds > 0 ? e.retention_seconds : kDefaultRetentionSeconds;
+    json ret = {{"window_seconds", window}, {"said_by_source", e.retention_seconds > 0},
+                {"last_run", nullptr}, {"last_error", ""}};
+    std::lock_guard rl(retention_mu_);
+    auto it = retention_runs_.find(e.volume_id);
+    if (it != retention_runs_.end()) {
+      const RetentionRun& run = it->second;
+      ret["last_run"] = FormatTime(run.time_ns);
+      ret["last_error"] = run.error;
+      ret["merged_to_seq"] = run.report.merged_to_seq;
+      ret["markers_thinned"] = run.report.markers_thinned;
+      ret["held_by_pins"] = run.report.held_by_pins;
+    }
+    j["retention"] = ret;
+  }
   json overlays = json::array();
   std::string committed_overlay;
   for (const std::string& name : e.replica->ListOverlays()) {

@@ -103,5 +103,20 @@ compare_at() {
   qemu-img compare -f raw -F raw "$src_uri" "$(tgt_uri "$seq")" >"$work/compare.log" 2>&1 ||
     fail "target at seq $seq differs from the source: $(cat "$work/compare.log")"
 }
+replica_ready() {  # replica_ready NAME [NODE]: the target (b) finished its initial sync
+  for _ in $(seq 600); do
+    api "${2:-b}" GET /v1/status | json "any(r['name']=='$1' and not r['initial_sync']['running'] for r in j['replicas'])" | grep -q True && return 0
+    sleep 0.05
+  done
+  fail "initial sync of $1 did not finish"
+}
+expect_on() {  # expect_on NODE CODE TEXT METHOD PATH [BODY]
+  local n=$1 want=$2 text=$3 method=$4 path=$5 body=${6:-}
+  local out
+  out=$(curl -sS -X "$method" -H "Authorization: Bearer $token" ${body:+--data "$body"} -w '\n%{http_code}' \
+        "http://127.0.0.1:${api_port[$n]}$path")
+  [[ ${out##*$'\n'} == "$want" ]] || fail "$method $path on node $n: expected HTTP $want, got: $out"
+  [[ $out == *"$text"* ]] || fail "$method $path on node $n: expected '$text' in: $out"
+}
 sync_finishes() { grep -c 'initial sync finished' "$work/b.log" || true; }
 
