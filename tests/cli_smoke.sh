@@ -43,6 +43,8 @@ import json, sys
 j = json.load(sys.stdin)
 assert j["latest_point"] == 4 and j["markers"] == 2 and j["health"] in ("Healthy", "Warning"), j'
 "$ferry" replica retain "$work/r" --window 15d | grep -q "merged to seq 0" || fail "retain"
+# Tiers are accepted (thinning itself needs sealed segments: tests/journal_model_test.cc).
+"$ferry" replica retain "$work/r" --window 15d --tiers 1h:30m,3d:2h | grep -q "merged to seq 0" || fail "retain --tiers"
 
 # Errors name what was wrong and exit non-zero.
 expect_error() {  # expect_error PATTERN CMD...
@@ -51,6 +53,8 @@ expect_error() {  # expect_error PATTERN CMD...
   grep -q -- "$pattern" <<<"$out" || fail "error for '$*' lacks '$pattern': $out"
 }
 expect_error "no MANIFEST" "$ferry" replica inspect "$work/nothing"
+expect_error "the ages do not ascend" "$ferry" replica retain "$work/r" --tiers 7d:4h,2h:1h
+expect_error "'2h' is not AGE:BUCKET" "$ferry" replica retain "$work/r" --tiers 2h
 expect_error "cannot read point" "$ferry" replica export "$work/r" --point yesterday --output "$work/x.img"
 expect_error "newer than the latest point" "$ferry" replica export "$work/r" --point 99 --output "$work/x.img"
 expect_error "not aligned to the block size" "$ferry" replica write "$work/r" --offset 100 --file "$work/b"

@@ -66,6 +66,30 @@ void AddOutputOption(CLI::App* cmd, Common* c) {
       ->capture_default_str();
 }
 
+// "2h:1h,7d:4h": markers older than 2 hours are thinned to one per hour, older than 7 days to
+// one per 4 hours (journal::RetentionPolicy::tiers).
+Status ParseTiers(const std::string& text, std::vector<journal::RetentionPolicy::Tier>* out) {
+  const std::string want = "; give AGE:BUCKET pairs ascending by AGE, e.g. 2h:1h,7d:4h";
+  std::vector<journal::RetentionPolicy::Tier> tiers;
+  for (size_t pos = 0; pos <= text.size();) {
+    const size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string pair = text.substr(pos, comma - pos);
+    const size_t colon = pair.find(':');
+    journal::RetentionPolicy::Tier t{};
+    if (colon == std::string::npos || !ParseDuration(pair.substr(0, colon), &t.older_than_ns) ||
+        !ParseDuration(pair.substr(colon + 1), &t.bucket_ns) || t.bucket_ns <= 0) {
+      return InvalidArgument("--tiers '" + text + "': '" + pair + "' is not AGE:BUCKET with a bucket above 0" + want);
+    }
+    if (!tiers.empty() && t.older_than_ns <= tiers.back().older_than_ns) {
+      return InvalidArgument("--tiers '" + text + "': the ages do not ascend" + want);
+    }
+    tiers.push_back(t);
+    pos = comma + 1;
+  }
+  *out = std::move(tiers);
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddReplicaCommands(CLI::App& app) {
@@ -302,13 +326,18 @@ void AddReplicaCommands(CLI::App& app) {
     auto dir = std::make_shared<std::string>();
     auto window = std::make_shared<std::string>("15d");
     auto any = std::make_shared<std::string>("2h");
+    auto tiers = std::make_shared<std::string>("2h:1h,7d:4h");
     cmd->add_option("DIR", *dir, "Replica directory")->required();
     cmd->add_option("--window", *window, "Keep history this long")->capture_default_str();
     cmd->add_option("--any-point", *any, "Keep every point (not only markers) this long")->capture_default_str();
+    cmd->add_option("--tiers", *tiers,
+                    "Thin markers older than AGE to one per BUCKET: AGE:BUCKET pairs, ascending by AGE")
+        ->capture_default_str();
     cmd->callback([=] {
       journal::RetentionPolicy p;
       if (!ParseDuration(*window, &p.window_ns)) Check(InvalidArgument("--window '" + *window + "' is not a duration like 15d"));
       if (!ParseDuration(*any, &p.any_point_ns)) Check(InvalidArgument("--any-point '" + *any + "' is not a duration like 2h"));
+      Check(ParseTiers(*tiers, &p.tiers));
       auto r = OpenReplicaOrDie(*dir);
       auto rep = r->ApplyRetention(p);
       Check(rep.status(), "retention failed");
