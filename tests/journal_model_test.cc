@@ -618,6 +618,7 @@ void ModelRun::OpRetention() {
     policy.tiers.push_back({policy.any_point_ns + static_cast<int64_t>(30 + Rand(91)) * kMinute,
                             static_cast<int64_t>(30 + Rand(61)) * kMinute});
   }
+  policy.keep_group_markers = Chance(0.5);
   const int64_t now = clock_.NowNanos();
   RetentionAttempt a{now, policy, ProtectedPoints()};
   attempts_.push_back(a);
@@ -1318,6 +1319,10 @@ void ModelRun::CheckBucketWinners(const RetentionAttempt& a, const Removed& remo
     return true;
   };
   for (const auto& [seq, gone] : removed) {
+    if (a.policy.keep_group_markers) {
+      ASSERT_NE(gone.info.kind, MarkerKind::kGroupConsistent)
+          << "group-consistent marker " << seq << " was thinned (decision 0013)";
+    }
     size_t tier = 0;
     int64_t bucket = 0;
     ASSERT_TRUE(tier_bucket(gone.ts, &tier, &bucket))

@@ -24,7 +24,8 @@ std::set<uint64_t> MarkersToKeep(const std::vector<MarkerRef>& markers,
   std::map<std::pair<size_t, int64_t>, const MarkerRef*> best;
   for (const MarkerRef& m : markers) {
     int64_t age = now - m.timestamp_ns;
-    if (age < policy.any_point_ns || pinned.count(m.seq)) {
+    if (age < policy.any_point_ns || pinned.count(m.seq) ||
+        (policy.keep_group_markers && m.kind == MarkerKind::kGroupConsistent)) {
       keep.insert(m.seq);
       continue;
     }

@@ -26,6 +26,11 @@ struct RetentionPolicy {
   };
   std::vector<Tier> tiers = {{2 * kNanosPerHour, kNanosPerHour},
                              {7 * 24 * kNanosPerHour, 4 * kNanosPerHour}};
+  // Group-consistent markers are not thinned, only merged with the rest of the window's
+  // history: the members of a consistency group thin their histories each on its own node
+  // and clock, and a group point must stay on every member or on none
+  // (docs/decisions/0013-group-points-and-thinning.md).
+  bool keep_group_markers = true;
 };
 
 struct RetentionReport {
@@ -40,7 +45,8 @@ struct RetentionReport {
 
 // Of the markers older than any_point_ns (relative to now), which to keep: one per tier
 // bucket, preferring app-consistent, then group-consistent, then crash-consistent, then the
-// newest. `pinned` markers are always kept. Returns the seqs of the kept ones.
+// newest. `pinned` markers are always kept, and so are group-consistent ones when
+// policy.keep_group_markers (neither counts in its bucket). Returns the seqs of the kept ones.
 struct MarkerRef {
   uint64_t seq;
   int64_t timestamp_ns;
