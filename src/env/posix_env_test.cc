@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -128,6 +131,88 @@ TEST_F(PosixEnvTest, NextDataSkipsHolesOrIsConservative) {
   uint64_t tail = *f->NextData(2 * kMiB);
   EXPECT_TRUE(tail == 2 * kMiB || tail == 4 * kMiB) << tail;
   EXPECT_EQ(*f->NextData(4 * kMiB), 4 * kMiB);
+}
+
+TEST_F(PosixEnvTest, ZeroRangeReadsZerosKeepsSizeAndStaysAllocated) {
+  auto f = Open("a", OpenMode::kCreate);
+  std::string data(64 * 4096, 'd');
+  ASSERT_TRUE(f->WriteAt(0, data).ok());
+  ASSERT_TRUE(f->Sync().ok());
+  struct stat before;
+  ASSERT_EQ(::stat(Path("a").c_str(), &before), 0);
+  ASSERT_TRUE(f->ZeroRange(4096, 32 * 4096).ok());
+  ASSERT_TRUE(f->Sync().ok());
+  std::string expected = data;
+  std::fill(expected.begin() + 4096, expected.begin() + 33 * 4096, '\0');
+  EXPECT_EQ(ReadAll(f.get()), expected);
+  EXPECT_EQ(*f->Size(), data.size());
+  struct stat after;
+  ASSERT_EQ(::stat(Path("a").c_str(), &after), 0);
+  EXPECT_GE(after.st_blocks, before.st_blocks) << "zeroed blocks were freed";
+  ASSERT_TRUE(f->ZeroRange(data.size(), 4096).ok());  // past the end: the size stays
+  EXPECT_EQ(*f->Size(), data.size());
+}
+
+// A loop device (over a file here) stands in for the block device a splitter serves: fstat
+// gives it no size, it cannot be resized, and it has no holes. Needs root.
+class BlockDeviceTest : public PosixEnvTest {
+ protected:
+  static constexpr uint64_t kDeviceBytes = 4 << 20;
+  void SetUp() override {
+    PosixEnvTest::SetUp();
+    if (::geteuid() != 0) GTEST_SKIP() << "attaching a loop device needs root";
+    {
+      auto backing = Open("backing", OpenMode::kCreateNew);
+      ASSERT_TRUE(backing->WriteAt(0, std::string(kDeviceBytes, 'x')).ok());
+      ASSERT_TRUE(backing->Sync().ok());
+    }
+    const std::string cmd = "losetup -f --show " + Path("backing") + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    char line[256] = {};
+    std::string out;
+    while (::fgets(line, sizeof line, p) != nullptr) out += line;
+    const int status = ::pclose(p);
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    if (status != 0 || out.rfind("/dev/", 0) != 0) GTEST_SKIP() << "cannot attach a loop device: " << out;
+    device_ = out;
+  }
+  void TearDown() override {
+    if (!device_.empty()) {
+      EXPECT_EQ(std::system(("losetup -d " + device_).c_str()), 0) << device_;
+    }
+    PosixEnvTest::TearDown();
+  }
+  std::string device_;
+};
+
+TEST_F(BlockDeviceTest, HasItsDeviceSizeNoHolesAndAFixedSize) {
+  auto opened = env_->OpenFile(device_, OpenMode::kReadWrite);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  File& f = **opened;
+  EXPECT_EQ(*f.Size(), kDeviceBytes);
+  EXPECT_EQ(*f.NextData(0), 0u);
+  EXPECT_EQ(*f.NextData(12345), 12345u);
+  EXPECT_EQ(*f.NextData(kDeviceBytes), kDeviceBytes);
+  EXPECT_TRUE(f.Truncate(kDeviceBytes).ok());  // already that size
+  Status grow = f.Truncate(2 * kDeviceBytes);
+  EXPECT_EQ(grow.code(), Code::kFailedPrecondition) << grow.ToString();
+  EXPECT_NE(grow.message().find("block device"), std::string_view::npos) << grow.ToString();
+  EXPECT_EQ(*f.Size(), kDeviceBytes);
+  // Punched and zeroed ranges read as zeros at once, and after a sync from a fresh handle.
+  ASSERT_TRUE(f.PunchHole(8192, 3 * 4096).ok());
+  ASSERT_TRUE(f.ZeroRange(1 << 20, 64 * 1024).ok());
+  ASSERT_TRUE(f.Sync().ok());
+  std::string expected(kDeviceBytes, 'x');
+  std::fill_n(expected.begin() + 8192, 3 * 4096, '\0');
+  std::fill_n(expected.begin() + (1 << 20), 64 * 1024, '\0');
+  std::string got(kDeviceBytes, '?');
+  ASSERT_EQ(*f.ReadAt(0, got.size(), got.data()), got.size());
+  EXPECT_TRUE(got == expected) << "the device does not read back as punched and zeroed";
+  auto again = env_->OpenFile(device_, OpenMode::kRead);
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(*(*again)->ReadAt(0, got.size(), got.data()), got.size());
+  EXPECT_TRUE(got == expected);
 }
 
 TEST_F(PosixEnvTest, ListDirIsSortedWithoutDotEntries) {
