@@ -62,7 +62,7 @@ TEST_F(SplitterTest, WritesReachDiskAndLogAlike) {
   auto s = Open();
   ASSERT_TRUE(s->Write(0, std::string(2 * kBs, 'a'), false).ok());
   ASSERT_TRUE(s->Write(100, "unaligned", false).ok());  // read-modify-write of block 0
-  ASSERT_TRUE(s->WriteZeroes(kBs, kBs, false).ok());
+  ASSERT_TRUE(s->WriteZeroes(kBs, kBs, false, false).ok());
   auto mark = s->Mark(journal::MarkerKind::kAppConsistent, "m");
   ASSERT_TRUE(mark.ok());
   std::string disk = DiskBytes(0, 2 * kBs);
@@ -145,7 +145,7 @@ TEST_F(SplitterTest, FencedVolumeRefusesChangesButReads) {
   s->Fence();
   EXPECT_TRUE(s->fenced());
   EXPECT_EQ(s->Write(0, std::string(kBs, 'b'), false).code(), Code::kFailedPrecondition);
-  EXPECT_EQ(s->WriteZeroes(0, kBs, false).code(), Code::kFailedPrecondition);
+  EXPECT_EQ(s->WriteZeroes(0, kBs, false, false).code(), Code::kFailedPrecondition);
   EXPECT_EQ(s->Trim(0, kBs, true).code(), Code::kFailedPrecondition);
   EXPECT_EQ(DiskBytes(0, kBs), std::string(kBs, 'a'));
   std::string got(kBs, '?');
@@ -195,7 +195,28 @@ TEST_F(SplitterTest, FenceMarkerFollowsEveryAnsweredWrite) {
   }
 }
 
-// After power loss, the disk is redone from the log on open: wherever the log kept a write,
+// Zeroes with no_hole keep the disk's blocks allocated; without it (and for a trim) they
+// become holes. Either way the log holds a zero record and the disk reads zeros.
+TEST_F(SplitterTest, ZeroesWithNoHoleKeepTheDiskAllocated) {
+  auto s = Open();
+  ASSERT_TRUE(s->Write(0, std::string(6 * kBs, 'd'), false).ok());
+  ASSERT_TRUE(s->WriteZeroes(0, 2 * kBs, false, /*no_hole=*/true).ok());
+  ASSERT_TRUE(s->WriteZeroes(2 * kBs, 2 * kBs, false, /*no_hole=*/false).ok());
+  ASSERT_TRUE(s->Trim(4 * kBs, 2 * kBs, false).ok());
+  EXPECT_EQ(DiskBytes(0, 6 * kBs), std::string(6 * kBs, '\0'));
+  auto disk = env_.OpenFile("/disk.img", OpenMode::kRead);
+  ASSERT_TRUE(disk.ok());
+  for (uint64_t b = 0; b < 2; ++b) EXPECT_EQ(*(*disk)->NextData(b * kBs), b * kBs) << "block " << b << " is a hole";
+  EXPECT_EQ(*(*disk)->NextData(2 * kBs), kSize) << "zeroes without no_hole and trims punch";
+  auto records = s->log().ReadRecords(2, 3, 1 << 20);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  ASSERT_EQ(records->size(), 2u);
+  for (const journal::StoredRecord& r : *records) EXPECT_EQ(r.record.type, journal::RecordType::kZero);
+  EXPECT_EQ((*records)[0].record.offset, 0u);
+  EXPECT_EQ((*records)[0].record.length, 2 * kBs);
+}
+
+// After power loss, the disk is redone from the log on open// After power loss, the disk is redone from the log on open: wherever the log kept a write,
 // the disk holds it too — including the crashes where the disk itself lost it. Many crash
 // outcomes (seeds); the redo case must actually occur among them.
 TEST(SplitterPowerLossTest, DiskCatchesUpWithLog) {
