@@ -12,10 +12,12 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "capture/splitter.h"
 #include "env/sim_env.h"
 #include "journal/replica.h"
 #include "nbd/replica_exports.h"
 #include "nbd/session_test_util.h"
+#include "nbd/splitter_export.h"
 
 namespace ferry::nbd::test {
 namespace {
@@ -719,6 +721,79 @@ TEST_F(ViewSessionTest, BadPointNamesAreUnknownExportsNamingTheProblem) {
   }
   c->SendOption(kOptGo, RawClient::GoData("@2"));
   EXPECT_EQ(c->ReadUntilFinal().type, kRepAck);
+}
+
+// The splitter served over NBD, on a disk and pending log that lose what was not synced.
+class SplitterSessionTest : public SessionTest {
+ protected:
+  void SetUp() override {
+    auto disk = env_.OpenFile("/disk.img", OpenMode::kCreate);
+    ASSERT_TRUE(disk.ok());
+    ASSERT_TRUE((*disk)->Truncate(kDiskSize).ok());
+    ASSERT_TRUE((*disk)->Sync().ok());
+    ASSERT_TRUE(env_.SyncDir("/").ok());
+    journal::CreateParams p;
+    p.size = kDiskSize;
+    auto log = journal::Replica::Create("/pending", p, Opts());
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    auto splitter = capture::Splitter::Open(&env_, "/disk.img", *log);
+    ASSERT_TRUE(splitter.ok()) << splitter.status().ToString();
+    splitter_catalog_->Add("", std::make_shared<SplitterExport>(std::move(*splitter)));
+  }
+  journal::ReplicaOptions Opts() {
+    journal::ReplicaOptions o;
+    o.env = &env_;
+    o.clock = &clock_;
+    return o;
+  }
+  std::string DiskBytes(uint64_t offset, size_t n) {
+    auto f = env_.OpenFile("/disk.img", OpenMode::kRead);
+    EXPECT_TRUE(f.ok()) << f.status().ToString();
+    std::string out(n, '?');
+    if (f.ok()) {
+      EXPECT_TRUE((*f)->ReadAt(offset, n, out.data()).ok());
+    }
+    return out;
+  }
+  SimEnv env_;
+  ManualClock clock_;
+  std::shared_ptr<MemoryCatalog> splitter_catalog_ = std::make_shared<MemoryCatalog>();
+};
+
+// Multi-conn: a FLUSH answered on one connection makes durable every write answered before
+// it on another, on the disk and in the pending log. A write answered after the flush is not
+// durable until a flush of its own (power loss keeping only what was synced drops it).
+TEST_F(SplitterSessionTest, FlushOnOneConnectionCoversWritesAnsweredOnAnother) {
+  auto writer = Connect(splitter_catalog_);
+  auto flusher = Connect(splitter_catalog_);
+  EXPECT_TRUE(writer->Go() & kTransCanMultiConn);
+  EXPECT_TRUE(flusher->Go() & kTransCanMultiConn);
+  const std::string small = Pattern(8192, 5), large = Pattern(256 * 1024, 6), late = Pattern(4096, 7);
+  writer->SendRequest(kCmdWrite, 1, 0, 8192, 0, small);  // served in a batch by the reader
+  EXPECT_EQ(writer->ReadChunk().type, kReplyTypeNone);
+  writer->SendRequest(kCmdWrite, 2, 65536, 256 * 1024, 0, large);  // served by a worker
+  EXPECT_EQ(writer->ReadChunk().type, kReplyTypeNone);
+  writer->SendRequest(kCmdWriteZeroes, 3, 8192, 4096, 0);
+  EXPECT_EQ(writer->ReadChunk().type, kReplyTypeNone);
+  flusher->SendRequest(kCmdFlush, 4, 0, 0);
+  EXPECT_EQ(flusher->ReadChunk().type, kReplyTypeNone);
+  writer->SendRequest(kCmdWrite, 5, 512 * 1024, 4096, 0, late);
+  EXPECT_EQ(writer->ReadChunk().type, kReplyTypeNone);
+
+  env_.CrashDropAll();  // power loss while both connections are open
+  EXPECT_EQ(DiskBytes(0, 8192), small);
+  EXPECT_EQ(DiskBytes(65536, large.size()), large);
+  EXPECT_EQ(DiskBytes(512 * 1024, 4096), std::string(4096, '\0')) << "the late write survived unsynced";
+  auto log = journal::Replica::Open("/pending", Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  ASSERT_EQ((*log)->last_seq(), 3u) << "the log lost a flushed write or kept an unsynced one";
+  auto view = (*log)->OpenView(3);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  std::string logged(65536 + large.size(), '?');
+  ASSERT_TRUE((*view)->Read(0, logged.size(), logged.data()).ok());
+  EXPECT_EQ(logged.substr(0, 8192), small);
+  EXPECT_EQ(logged.substr(8192, 4096), std::string(4096, '\0'));
+  EXPECT_EQ(logged.substr(65536), large);
 }
 
 }  // namespace
