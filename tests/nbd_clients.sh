@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real NBD clients against `ferry replica serve`: libnbd's nbdinfo and nbdcopy, qemu-img,
 # qemu-io and fio's nbd engine, over Unix sockets and TCP. Recovery points are served
-# read-only and must read back exactly what was written at each point; an overlay takes
+# read-only (chosen by export name, or with --point as the default export) and must read back
+# exactly what was written at each point; an overlay takes
 # aligned, unaligned, zero and discard writes, from several connections at once, keeps them
 # across a server restart, and leaves the replica itself untouched.
 # Usage: nbd_clients.sh FERRY_BINARY. Every client call has a timeout: a hang fails the test.
@@ -78,9 +79,10 @@ print([x for x in json.load(sys.stdin)["points"] if x["seq"] == 2][0]["time"])')
 
 truncate -s "$size" "$work/expect2"
 dd if="$work/a" of="$work/expect2" conv=notrunc status=none
-cp "$work/expect2" "$work/expect6"
-dd if="$work/b" of="$work/expect6" bs=1M seek=1 conv=notrunc status=none
-dd if="$work/z" of="$work/expect6" bs=16384 seek=1 conv=notrunc status=none
+cp "$work/expect2" "$work/expect4"
+dd if="$work/b" of="$work/expect4" bs=1M seek=1 conv=notrunc status=none
+dd if="$work/z" of="$work/expect4" bs=16384 seek=1 conv=notrunc status=none
+cp "$work/expect4" "$work/expect6"
 dd if="$work/c" of="$work/expect6" bs=1M seek=8 conv=notrunc status=none
 
 # ---------------------------------------------------------------- recovery points, read-only
@@ -180,6 +182,23 @@ c2=$!
 wait "$c1" && wait "$c2" || fail "concurrent copies"
 cmp "$work/par1.img" "$work/expect6" && cmp "$work/par2.img" "$work/expect2" || fail "concurrent copies differ"
 stop view
+
+# `replica serve --point`: the default export is that point, named by seq (a marker or any
+# record) or by time; a point that cannot be read, or is not in the history, is refused with
+# an error naming it.
+for point in 2 4 "$t2"; do
+  case $point in 4) expect=$work/expect4 seq=4 ;; *) expect=$work/expect2 seq=2 ;; esac
+  serve point "$r" --point "$point" --listen "unix://$work/point.sock" --listen tcp://127.0.0.1:0
+  t nbdinfo --json "$unix_uri" | grep -q "\"description\": \"recovery point seq $seq\"" \
+    || fail "--point $point does not serve seq $seq: $(t nbdinfo --json "$unix_uri")"
+  t nbdcopy "$unix_uri" - | cmp - "$expect" || fail "--point $point: the export differs from point $seq"
+  t qemu-img compare -f raw -F raw "$tcp_uri" "$expect" >/dev/null || fail "--point $point: qemu-img compare over TCP"
+  stop point
+done
+expect_error "--point: .*cannot read point 'yesterday'" t "$ferry" replica serve "$r" --point yesterday \
+  --listen "unix://$work/bad.sock"
+expect_error "cannot use point 99: .*point 99 is newer than the latest point 6" t "$ferry" replica serve "$r" \
+  --point 99 --listen "unix://$work/bad.sock"
 
 # ---------------------------------------------------------------- an overlay, read-write
 serve overlay "$r" --overlay tfo --listen "unix://$work/o.sock" --listen tcp://127.0.0.1:0
