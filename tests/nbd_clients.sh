@@ -223,6 +223,30 @@ t fio --name=ov --ioengine=nbd --uri="$ov" --rw=randwrite --bs=4k --iodepth=32 -
   >"$work/fio-ov.txt" || fail "fio randwrite+verify: $(cat "$work/fio-ov.txt")"
 grep -q 'err= 0' "$work/fio-ov.txt" || fail "fio randwrite+verify: $(cat "$work/fio-ov.txt")"
 
+# A command flag on a command it does not belong to (libnbd sends it with its flag checks
+# off) is refused with EINVAL and changes nothing; on its own command it is fine.
+t /usr/bin/python3 - "$ov" <<'PY'
+import errno, sys, nbd
+h = nbd.NBD()
+h.set_strict_mode(h.get_strict_mode() & ~nbd.STRICT_FLAGS)
+h.connect_uri(sys.argv[1])
+before = h.pread(4096, 0)
+assert before != bytes(4096), "the test needs data there"
+for name, call in [("write", lambda: h.pwrite(b"\x55" * 4096, 0, nbd.CMD_FLAG_NO_HOLE)),
+                   ("trim", lambda: h.trim(4096, 0, nbd.CMD_FLAG_NO_HOLE)),
+                   ("read", lambda: h.pread(4096, 0, nbd.CMD_FLAG_REQ_ONE))]:
+    try:
+        call()
+    except nbd.Error as e:
+        assert e.errnum == errno.EINVAL, (name, e)
+    else:
+        sys.exit(f"a {name} with a misplaced flag was accepted")
+assert h.pread(4096, 0) == before, "a refused command changed the disk"
+h.zero(4096, 0, nbd.CMD_FLAG_NO_HOLE | nbd.CMD_FLAG_FUA)
+assert h.pread(4096, 0) == bytes(4096)
+h.shutdown()
+PY
+
 # nbdcopy both ways: a whole image into the overlay (with zero runs), then back out.
 head -c "$size" /dev/urandom >"$work/img"
 dd if=/dev/zero of="$work/img" bs=1M seek=3 count=2 conv=notrunc status=none
