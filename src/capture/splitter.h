@@ -13,7 +13,8 @@
 // Sub-block writes are completed from the disk (read-modify-write) so the log holds whole
 // blocks. Whole blocks zeroed or trimmed are logged as zero or trim records and become holes
 // on the disk (punched), except zeroes with no_hole, which keep the disk's blocks allocated;
-// the log does not record the difference (a redo after a crash punches). Thread-safe: all methods may be called concurrently.
+// the log does not record the difference (a redo after a crash punches).
+// Thread-safe: all methods may be called concurrently.
 // Errors: kOutOfRange past the end; kFailedPrecondition for changes while fenced (the NBD
 // server answers EPERM); the log's errors (kResourceExhausted when it is full — the disk is
 // then left unchanged) and the disk's I/O errors.

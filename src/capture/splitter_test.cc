@@ -240,7 +240,7 @@ TEST_F(SplitterTest, ZeroesWithNoHoleKeepTheDiskAllocated) {
   EXPECT_EQ((*records)[0].record.length, 2 * kBs);
 }
 
-// After power loss, the disk is redone from the log on open// After power loss, the disk is redone from the log on open: wherever the log kept a write,
+// After power loss, the disk is redone from the log on open: wherever the log kept a write,
 // the disk holds it too — including the crashes where the disk itself lost it. Many crash
 // outcomes (seeds); the redo case must actually occur among them.
 TEST(SplitterPowerLossTest, DiskCatchesUpWithLog) {

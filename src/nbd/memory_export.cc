@@ -42,8 +42,8 @@ Status MemoryExport::WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_
     std::fill(provisioned_.begin() + static_cast<ptrdiff_t>(offset / kBlock),
               provisioned_.begin() + static_cast<ptrdiff_t>((offset + n - 1) / kBlock + 1), true);
   } else if (const uint64_t first = (offset + kBlock - 1) / kBlock, end = (offset + n) / kBlock; first < end) {
-    std::fill(provisioned_.begin() + static_cast<ptrdiff_t>(first), provisioned_.begin() + static_cast<ptrdiff_t>(end),
-              false);
+    std::fill(provisioned_.begin() + static_cast<ptrdiff_t>(first),
+              provisioned_.begin() + static_cast<ptrdiff_t>(end), false);
   }
   return Status::Ok();
 }

@@ -544,7 +544,9 @@ std::pair<uint32_t, std::string> Session::FlagsRefusal(const Request& r) const {
   if ((r.flags & kCmdFlagNoHole) && r.type != kCmdWriteZeroes) {
     return {kEinval, "NBD_CMD_FLAG_NO_HOLE is only valid on NBD_CMD_WRITE_ZEROES"};
   }
-  if ((r.flags & kCmdFlagDf) && r.type != kCmdRead) return {kEinval, "NBD_CMD_FLAG_DF is only valid on NBD_CMD_READ"};
+  if ((r.flags & kCmdFlagDf) && r.type != kCmdRead) {
+    return {kEinval, "NBD_CMD_FLAG_DF is only valid on NBD_CMD_READ"};
+  }
   if ((r.flags & kCmdFlagDf) && !structured_) return {kEinval, "NBD_CMD_FLAG_DF needs structured replies"};
   if ((r.flags & kCmdFlagReqOne) && r.type != kCmdBlockStatus) {
     return {kEinval, "NBD_CMD_FLAG_REQ_ONE is only valid on NBD_CMD_BLOCK_STATUS"};
