@@ -1,14 +1,13 @@
 #include <gtest/gtest.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "env/env.h"
+#include "env/loop_device_test_util.h"
 
 namespace ferry {
 namespace {
@@ -154,35 +153,27 @@ TEST_F(PosixEnvTest, ZeroRangeReadsZerosKeepsSizeAndStaysAllocated) {
 }
 
 // A loop device (over a file here) stands in for the block device a splitter serves: fstat
-// gives it no size, it cannot be resized, and it has no holes. Needs root.
+// gives it no size, it cannot be resized, and it has no holes.
 class BlockDeviceTest : public PosixEnvTest {
  protected:
   static constexpr uint64_t kDeviceBytes = 4 << 20;
   void SetUp() override {
     PosixEnvTest::SetUp();
-    if (::geteuid() != 0) GTEST_SKIP() << "attaching a loop device needs root";
     {
       auto backing = Open("backing", OpenMode::kCreateNew);
       ASSERT_TRUE(backing->WriteAt(0, std::string(kDeviceBytes, 'x')).ok());
       ASSERT_TRUE(backing->Sync().ok());
     }
-    const std::string cmd = "losetup -f --show " + Path("backing") + " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    char line[256] = {};
-    std::string out;
-    while (::fgets(line, sizeof line, p) != nullptr) out += line;
-    const int status = ::pclose(p);
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    if (status != 0 || out.rfind("/dev/", 0) != 0) GTEST_SKIP() << "cannot attach a loop device: " << out;
-    device_ = out;
+    auto loop = test::LoopDevice::Attach(Path("backing"));
+    if (!loop.ok()) GTEST_SKIP() << loop.status().ToString();
+    loop_ = std::move(*loop);
+    device_ = loop_->path();
   }
   void TearDown() override {
-    if (!device_.empty()) {
-      EXPECT_EQ(std::system(("losetup -d " + device_).c_str()), 0) << device_;
-    }
+    loop_.reset();
     PosixEnvTest::TearDown();
   }
+  std::unique_ptr<test::LoopDevice> loop_;
   std::string device_;
 };
 
