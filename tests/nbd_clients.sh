@@ -216,6 +216,16 @@ t qemu-io -r -f raw -c 'read -P 0x11 0 100' -c 'read -P 0x22 100 3000' -c 'read 
   || fail "qemu-io read-back: $(cat "$work/qr.txt")"
 grep -q 'Pattern verification failed' "$work/qr.txt" && fail "overlay read-back: $(cat "$work/qr.txt")"
 [[ $(grep -c '^read ' "$work/qr.txt") == 6 ]] || fail "overlay read-back: $(cat "$work/qr.txt")"
+# Zeroes with NO_HOLE (qemu-io's write -z) are stored in the overlay's data.img as allocated
+# blocks; with may-unmap (write -z -u) they take no space.
+allocated() { sync "$r/overlays/tfo/data.img"; stat -c %b "$r/overlays/tfo/data.img"; }  # 512-byte units
+before=$(allocated)
+t qemu-io -f raw -c 'write -z 12M 1M' -c flush "$ov" >/dev/null || fail "qemu-io write -z"
+kept=$(allocated)
+((kept >= before + 2048)) || fail "zeroes with NO_HOLE took no space in the overlay ($before -> $kept sectors)"
+t qemu-io -f raw -c 'write -z -u 13M 1M' -c flush "$ov" >/dev/null || fail "qemu-io write -z -u"
+((($(allocated)) < kept + 2048)) || fail "zeroes that may unmap were stored as data in the overlay"
+t qemu-io -r -f raw -c 'read -P 0 12M 2M' "$ov_tcp" | grep -q 'read 2097152/2097152' || fail "zeroed overlay range"
 
 # fio: random writes from two connections (own halves of the disk), then verify each block.
 t fio --name=ov --ioengine=nbd --uri="$ov" --rw=randwrite --bs=4k --iodepth=32 --size=4M \
