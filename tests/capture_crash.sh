@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The splitter with real clients: fio verifies writes through it and reads them back through
-# a view of its pending log; then kill -9 in the middle of a write run: every write the client saw answered
-# must be in the pending log afterwards. The client is libnbd (Debian's python3-libnbd), with
+# a view of its pending log; qemu-io zeroes with and without NO_HOLE; then kill -9 in the
+# middle of a write run: every write the client saw answered must be in the pending log
+# afterwards. The client is libnbd (Debian's python3-libnbd), with
 # up to 32 writes in flight; it records each write's completion, and kills the server itself
 # once 1500 writes were answered, with more still in flight.
 # Usage: capture_crash.sh FERRY_BINARY
@@ -37,6 +38,31 @@ timeout 120 fio "${fio_job[@]}" --verify_only --uri="nbd+unix:///?socket=$work/v
 kill -TERM "$server"; wait "$server" || true
 server=
 echo "fio: writes verified through the splitter and again through a view of its pending log"
+
+# Zeroes through the splitter: qemu-io's `write -z` asks for NBD_CMD_FLAG_NO_HOLE and the
+# disk's blocks stay allocated; `write -z -u` (may unmap) leaves holes. Both read as zeros,
+# on the disk and in the pending log.
+truncate -s 16M "$work/z.img"
+"$ferry" capture serve "$work/z.img" --log "$work/zlog" --listen "unix://$work/z.sock" >"$work/z-serve.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do grep -q '^serving ' "$work/z-serve.log" && break; sleep 0.1; done
+zuri="nbd+unix:///?socket=$work/z.sock"
+allocated() { sync "$work/z.img"; stat -c %b "$work/z.img"; }  # 512-byte units
+timeout 60 qemu-io -f raw -c 'write -P 0x44 0 4M' -c flush "$zuri" >/dev/null || fail "qemu-io write"
+written=$(allocated)
+timeout 60 qemu-io -f raw -c 'write -z 0 2M' -c flush "$zuri" >/dev/null || fail "qemu-io write -z"
+kept=$(allocated)
+((kept >= written)) || fail "zeroes with NO_HOLE freed the disk's blocks ($written -> $kept sectors)"
+timeout 60 qemu-io -f raw -c 'write -z -u 2M 2M' -c flush "$zuri" >/dev/null || fail "qemu-io write -z -u"
+punched=$(allocated)
+((punched <= kept - 4096)) || fail "zeroes without NO_HOLE left the disk's blocks allocated ($kept -> $punched sectors)"
+timeout 60 qemu-io -r -f raw -c 'read -P 0 0 4M' "$zuri" | grep -q 'read 4194304/4194304' || fail "zeroed range"
+kill -TERM "$server"; wait "$server" || fail "splitter exited badly: $(cat "$work/z-serve.log")"
+server=
+cmp -n 4M "$work/z.img" /dev/zero || fail "the disk does not read as zeros"
+"$ferry" replica export "$work/zlog" --point latest --output "$work/z-point.img" >/dev/null
+cmp "$work/z-point.img" "$work/z.img" || fail "the pending log differs from the disk after the zeroes"
+echo "zeroes: NO_HOLE kept the disk's blocks, may-unmap punched them, both read as zeros"
 
 # 2. kill -9 in the middle of a write run.
 truncate -s 64M "$work/disk.img"

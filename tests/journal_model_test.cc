@@ -774,7 +774,7 @@ void ModelRun::OpOverlayZero() {
   const uint64_t n =
       std::min<uint64_t>(size_ - off, Chance(0.2) ? Rand(size_) + 1 : 1 + Rand(5 * bs_));
   const bool fua = Chance(0.1);
-  Status s = Chance(0.5) ? m.handle->WriteZeroes(off, n, fua) : m.handle->Trim(off, n, fua);
+  Status s = Chance(0.5) ? m.handle->WriteZeroes(off, n, fua, /*no_hole=*/Chance(0.5)) : m.handle->Trim(off, n, fua);
   ASSERT_TRUE(s.ok()) << name << " zero " << off << "+" << n << ": " << s.ToString();
   ModelOverlayWrite(m, off, std::string(n, '\0'), fua);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real NBD clients against `ferry replica serve`: libnbd's nbdinfo and nbdcopy, qemu-img,
 # qemu-io and fio's nbd engine, over Unix sockets and TCP. Recovery points are served
-# read-only and must read back exactly what was written at each point; an overlay takes
+# read-only (chosen by export name, or with --point as the default export) and must read back
+# exactly what was written at each point; an overlay takes
 # aligned, unaligned, zero and discard writes, from several connections at once, keeps them
 # across a server restart, and leaves the replica itself untouched.
 # Usage: nbd_clients.sh FERRY_BINARY. Every client call has a timeout: a hang fails the test.
@@ -78,9 +79,10 @@ print([x for x in json.load(sys.stdin)["points"] if x["seq"] == 2][0]["time"])')
 
 truncate -s "$size" "$work/expect2"
 dd if="$work/a" of="$work/expect2" conv=notrunc status=none
-cp "$work/expect2" "$work/expect6"
-dd if="$work/b" of="$work/expect6" bs=1M seek=1 conv=notrunc status=none
-dd if="$work/z" of="$work/expect6" bs=16384 seek=1 conv=notrunc status=none
+cp "$work/expect2" "$work/expect4"
+dd if="$work/b" of="$work/expect4" bs=1M seek=1 conv=notrunc status=none
+dd if="$work/z" of="$work/expect4" bs=16384 seek=1 conv=notrunc status=none
+cp "$work/expect4" "$work/expect6"
 dd if="$work/c" of="$work/expect6" bs=1M seek=8 conv=notrunc status=none
 
 # ---------------------------------------------------------------- recovery points, read-only
@@ -181,6 +183,23 @@ wait "$c1" && wait "$c2" || fail "concurrent copies"
 cmp "$work/par1.img" "$work/expect6" && cmp "$work/par2.img" "$work/expect2" || fail "concurrent copies differ"
 stop view
 
+# `replica serve --point`: the default export is that point, named by seq (a marker or any
+# record) or by time; a point that cannot be read, or is not in the history, is refused with
+# an error naming it.
+for point in 2 4 "$t2"; do
+  case $point in 4) expect=$work/expect4 seq=4 ;; *) expect=$work/expect2 seq=2 ;; esac
+  serve point "$r" --point "$point" --listen "unix://$work/point.sock" --listen tcp://127.0.0.1:0
+  t nbdinfo --json "$unix_uri" | grep -q "\"description\": \"recovery point seq $seq\"" \
+    || fail "--point $point does not serve seq $seq: $(t nbdinfo --json "$unix_uri")"
+  t nbdcopy "$unix_uri" - | cmp - "$expect" || fail "--point $point: the export differs from point $seq"
+  t qemu-img compare -f raw -F raw "$tcp_uri" "$expect" >/dev/null || fail "--point $point: qemu-img compare over TCP"
+  stop point
+done
+expect_error "--point: .*cannot read point 'yesterday'" t "$ferry" replica serve "$r" --point yesterday \
+  --listen "unix://$work/bad.sock"
+expect_error "cannot use point 99: .*point 99 is newer than the latest point 6" t "$ferry" replica serve "$r" \
+  --point 99 --listen "unix://$work/bad.sock"
+
 # ---------------------------------------------------------------- an overlay, read-write
 serve overlay "$r" --overlay tfo --listen "unix://$work/o.sock" --listen tcp://127.0.0.1:0
 ov=$unix_uri ov_tcp=$tcp_uri
@@ -197,12 +216,46 @@ t qemu-io -r -f raw -c 'read -P 0x11 0 100' -c 'read -P 0x22 100 3000' -c 'read 
   || fail "qemu-io read-back: $(cat "$work/qr.txt")"
 grep -q 'Pattern verification failed' "$work/qr.txt" && fail "overlay read-back: $(cat "$work/qr.txt")"
 [[ $(grep -c '^read ' "$work/qr.txt") == 6 ]] || fail "overlay read-back: $(cat "$work/qr.txt")"
+# Zeroes with NO_HOLE (qemu-io's write -z) are stored in the overlay's data.img as allocated
+# blocks; with may-unmap (write -z -u) they take no space.
+allocated() { sync "$r/overlays/tfo/data.img"; stat -c %b "$r/overlays/tfo/data.img"; }  # 512-byte units
+before=$(allocated)
+t qemu-io -f raw -c 'write -z 12M 1M' -c flush "$ov" >/dev/null || fail "qemu-io write -z"
+kept=$(allocated)
+((kept >= before + 2048)) || fail "zeroes with NO_HOLE took no space in the overlay ($before -> $kept sectors)"
+t qemu-io -f raw -c 'write -z -u 13M 1M' -c flush "$ov" >/dev/null || fail "qemu-io write -z -u"
+((($(allocated)) < kept + 2048)) || fail "zeroes that may unmap were stored as data in the overlay"
+t qemu-io -r -f raw -c 'read -P 0 12M 2M' "$ov_tcp" | grep -q 'read 2097152/2097152' || fail "zeroed overlay range"
 
 # fio: random writes from two connections (own halves of the disk), then verify each block.
 t fio --name=ov --ioengine=nbd --uri="$ov" --rw=randwrite --bs=4k --iodepth=32 --size=4M \
   --offset_increment=4M --numjobs=2 --verify=crc32c --verify_fatal=1 --verify_state_save=0 --group_reporting \
   >"$work/fio-ov.txt" || fail "fio randwrite+verify: $(cat "$work/fio-ov.txt")"
 grep -q 'err= 0' "$work/fio-ov.txt" || fail "fio randwrite+verify: $(cat "$work/fio-ov.txt")"
+
+# A command flag on a command it does not belong to (libnbd sends it with its flag checks
+# off) is refused with EINVAL and changes nothing; on its own command it is fine.
+t /usr/bin/python3 - "$ov" <<'PY'
+import errno, sys, nbd
+h = nbd.NBD()
+h.set_strict_mode(h.get_strict_mode() & ~nbd.STRICT_FLAGS)
+h.connect_uri(sys.argv[1])
+before = h.pread(4096, 0)
+assert before != bytes(4096), "the test needs data there"
+for name, call in [("write", lambda: h.pwrite(b"\x55" * 4096, 0, nbd.CMD_FLAG_NO_HOLE)),
+                   ("trim", lambda: h.trim(4096, 0, nbd.CMD_FLAG_NO_HOLE)),
+                   ("read", lambda: h.pread(4096, 0, nbd.CMD_FLAG_REQ_ONE))]:
+    try:
+        call()
+    except nbd.Error as e:
+        assert e.errnum == errno.EINVAL, (name, e)
+    else:
+        sys.exit(f"a {name} with a misplaced flag was accepted")
+assert h.pread(4096, 0) == before, "a refused command changed the disk"
+h.zero(4096, 0, nbd.CMD_FLAG_NO_HOLE | nbd.CMD_FLAG_FUA)
+assert h.pread(4096, 0) == bytes(4096)
+h.shutdown()
+PY
 
 # nbdcopy both ways: a whole image into the overlay (with zero runs), then back out.
 head -c "$size" /dev/urandom >"$work/img"

@@ -392,14 +392,12 @@ Result<ScanCapture::Baseline> ScanCapture::Plan() {
   return b;
 }
 
-// Probes around the volume's end rather than asking File::Size, which a block device (the
-// usual disk here) reports as 0 through fstat.
 Status ScanCapture::CheckDiskSize(File& disk) const {
   const uint64_t size = log_->size();
-  char probe[2];
-  ASSIGN_OR_RETURN(size_t n, disk.ReadAt(size - 1, sizeof(probe), probe));
-  if (n == 1) return Status::Ok();
-  return FailedPrecondition("disk " + disk_path_ + " is " + (n == 0 ? "smaller" : "larger") +
+  ASSIGN_OR_RETURN(uint64_t disk_size, disk.Size());
+  if (disk_size == size) return Status::Ok();
+  return FailedPrecondition("disk " + disk_path_ + " is " + std::to_string(disk_size) + " bytes, " +
+                            (disk_size < size ? "smaller" : "larger") +
                             " than its pending log's volume (" + std::to_string(size) +
                             " bytes); resize the volume to match, then retry");
 }

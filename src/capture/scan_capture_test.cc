@@ -6,6 +6,7 @@
 #include <set>
 
 #include "env/forwarding_env.h"
+#include "env/loop_device_test_util.h"
 #include "env/sim_env.h"
 #include "journal/view.h"
 
@@ -558,6 +559,60 @@ TEST(ScanCapturePosixTest, CyclesOnRealFiles) {
   EXPECT_EQ((*recs)[0].record.data.substr(100, 7), "changed");
   s->reset();
   log->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// A block device (a loop device here): the scan sizes it through File::Size like any disk,
+// captures it, and refuses a pending log of another size saying how the sizes differ.
+TEST(ScanCapturePosixTest, CapturesABlockDevice) {
+  const std::string dir = ::testing::TempDir() + "/scan_capture_blockdev";
+  std::filesystem::remove_all(dir);
+  Env* env = Env::Posix();
+  ASSERT_TRUE(env->CreateDir(dir).ok());
+  constexpr uint64_t size = 1u << 20;
+  {
+    auto f = env->OpenFile(dir + "/backing", OpenMode::kCreate);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->Truncate(size).ok());
+    ASSERT_TRUE((*f)->WriteAt(5 * kChunk, Pattern(5, 0)).ok());
+    ASSERT_TRUE((*f)->Sync().ok());
+  }
+  auto loop = test::LoopDevice::Attach(dir + "/backing");
+  if (!loop.ok()) GTEST_SKIP() << loop.status().ToString();
+  const std::string device = (*loop)->path();
+  {
+    journal::CreateParams p;
+    p.size = size;
+    p.pending_log = true;
+    auto log = Replica::Create(dir + "/pending", p);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    auto s = ScanCapture::Open(env, device, *log, dir + "/state");
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    auto r = (*s)->RunCycle(MarkerKind::kCrashConsistent, "device");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->bytes_read, size);
+    auto recs = (*log)->ReadRecords(1, r->marker_seq, 4u << 20);
+    ASSERT_TRUE(recs.ok()) << recs.status().ToString();
+    int data_chunks = 0;
+    for (const StoredRecord& sr : *recs) {
+      if (sr.record.type != RecordType::kWrite) continue;
+      ++data_chunks;
+      EXPECT_EQ(sr.record.offset, 5u * kChunk);
+      EXPECT_TRUE(sr.record.data == Pattern(5, 0)) << "the pending log does not hold the device's data";
+    }
+    EXPECT_EQ(data_chunks, 1);
+
+    p.size = 2 * size;
+    auto bigger = Replica::Create(dir + "/bigger", p);
+    ASSERT_TRUE(bigger.ok()) << bigger.status().ToString();
+    auto refused = ScanCapture::Open(env, device, *bigger, dir + "/bigger-state");
+    ASSERT_TRUE(refused.ok()) << refused.status().ToString();
+    auto r2 = (*refused)->RunCycle(MarkerKind::kCrashConsistent, "");
+    EXPECT_EQ(r2.status().code(), Code::kFailedPrecondition) << r2.status().ToString();
+    EXPECT_NE(r2.status().message().find("is " + std::to_string(size) + " bytes, smaller"), std::string::npos)
+        << r2.status().ToString();
+  }
+  loop->reset();
   std::filesystem::remove_all(dir);
 }
 

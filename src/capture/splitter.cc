@@ -72,7 +72,7 @@ Status Splitter::Read(uint64_t offset, size_t n, void* dst) {
 }
 
 Status Splitter::Apply(RecordType type, uint64_t first_block, uint64_t count, std::string_view data,
-                       uint64_t* seq) {
+                       bool keep_allocated, uint64_t* seq) {
   const uint64_t off = first_block * block_size_;
   const uint64_t len = count * block_size_;
   Record r = type == RecordType::kWrite  ? Record::WriteView(off, data)
@@ -82,16 +82,17 @@ Status Splitter::Apply(RecordType type, uint64_t first_block, uint64_t count, st
   ASSIGN_OR_RETURN(*seq, log_->Append(std::move(r), journal::Durability::kWritten));
   bytes_changed_.fetch_add(len);
   if (type == RecordType::kWrite) return disk_->WriteAt(off, data);
-  return disk_->PunchHole(off, len);
+  return keep_allocated ? disk_->ZeroRange(off, len) : disk_->PunchHole(off, len);
 }
 
-Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, RecordType type, bool fua) {
+Status Splitter::Modify(uint64_t offset, uint64_t n, std::string_view data, RecordType type, bool fua,
+                        bool keep_allocated) {
   if (offset > size_ || n > size_ - offset) {
     return OutOfRange("request at " + std::to_string(offset) + "+" + std::to_string(n) +
                       " ends past the disk (" + std::to_string(size_) + " bytes)");
   }
   uint64_t seq = 0;
-  Status s = BeginChange() ? LogAndApply(offset, n, data, type, fua, &seq) : FencedError();
+  Status s = BeginChange() ? LogAndApply(offset, n, data, type, fua, keep_allocated, &seq) : FencedError();
   EndChange();
   RETURN_IF_ERROR(s);
   HoldReply(seq);
@@ -180,7 +181,7 @@ void Splitter::WriteMany(std::span<const BlockWrite> writes, std::span<Status> r
 }
 
 Status Splitter::LogAndApply(uint64_t offset, uint64_t n, std::string_view data, RecordType type,
-                             bool fua, uint64_t* seq) {
+                             bool fua, bool keep_allocated, uint64_t* seq) {
   const uint64_t bs = block_size_;
   const uint64_t chunk_bytes = bs * journal::kChunkBlocks;
   uint64_t pos = offset;
@@ -199,7 +200,7 @@ Status Splitter::LogAndApply(uint64_t offset, uint64_t n, std::string_view data,
       } else {
         std::memset(block.data() + in_block, 0, len);
       }
-      RETURN_IF_ERROR(Apply(RecordType::kWrite, b, 1, block, seq));
+      RETURN_IF_ERROR(Apply(RecordType::kWrite, b, 1, block, false, seq));
       pos += len;
       continue;
     }
@@ -207,9 +208,9 @@ Status Splitter::LogAndApply(uint64_t offset, uint64_t n, std::string_view data,
     uint64_t run_end = std::min((pos / chunk_bytes + 1) * chunk_bytes, end - (end % bs));
     uint64_t count = (run_end - pos) / bs;
     if (type == RecordType::kWrite) {
-      RETURN_IF_ERROR(Apply(type, b, count, data.substr(pos - offset, run_end - pos), seq));
+      RETURN_IF_ERROR(Apply(type, b, count, data.substr(pos - offset, run_end - pos), false, seq));
     } else {
-      RETURN_IF_ERROR(Apply(type, b, count, {}, seq));
+      RETURN_IF_ERROR(Apply(type, b, count, {}, keep_allocated, seq));
     }
     pos = run_end;
   }
@@ -281,8 +282,8 @@ Status Splitter::Write(uint64_t offset, std::string_view data, bool fua) {
   return Modify(offset, data.size(), data, RecordType::kWrite, fua);
 }
 
-Status Splitter::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
-  return Modify(offset, n, {}, RecordType::kZero, fua);
+Status Splitter::WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole) {
+  return Modify(offset, n, {}, RecordType::kZero, fua, no_hole);
 }
 
 Status Splitter::Trim(uint64_t offset, uint64_t n, bool fua) {

@@ -11,7 +11,10 @@
 // against power loss.
 //
 // Sub-block writes are completed from the disk (read-modify-write) so the log holds whole
-// blocks. Thread-safe: all methods may be called concurrently.
+// blocks. Whole blocks zeroed or trimmed are logged as zero or trim records and become holes
+// on the disk (punched), except zeroes with no_hole, which keep the disk's blocks allocated;
+// the log does not record the difference (a redo after a crash punches).
+// Thread-safe: all methods may be called concurrently.
 // Errors: kOutOfRange past the end; kFailedPrecondition for changes while fenced (the NBD
 // server answers EPERM); the log's errors (kResourceExhausted when it is full — the disk is
 // then left unchanged) and the disk's I/O errors.
@@ -54,7 +57,8 @@ class Splitter {
     bool fua = false;
   };
   void WriteMany(std::span<const BlockWrite> writes, std::span<Status> results);
-  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua);
+  // no_hole: the disk's blocks stay allocated (NBD_CMD_FLAG_NO_HOLE); else they are punched.
+  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole);
   Status Trim(uint64_t offset, uint64_t n, bool fua);
   Status Flush();
   // Appends a marker (a recovery point) ordered after every write answered so far.
@@ -90,13 +94,15 @@ class Splitter {
 
  private:
   Splitter(std::unique_ptr<File> disk, std::shared_ptr<journal::Replica> log, uint64_t size);
-  // Logs then applies whole blocks [first_block, +data.size()/bs) (data empty: zero/trim).
+  // Logs then applies whole blocks [first_block, +data.size()/bs) (data empty: zero/trim,
+  // punched unless keep_allocated).
   Status Apply(journal::RecordType type, uint64_t first_block, uint64_t count, std::string_view data,
-               uint64_t* seq);
+               bool keep_allocated, uint64_t* seq);
   void HoldReply(uint64_t seq);
-  Status Modify(uint64_t offset, uint64_t n, std::string_view data, journal::RecordType type, bool fua);
+  Status Modify(uint64_t offset, uint64_t n, std::string_view data, journal::RecordType type, bool fua,
+                bool keep_allocated = false);
   Status LogAndApply(uint64_t offset, uint64_t n, std::string_view data, journal::RecordType type,
-                     bool fua, uint64_t* seq);
+                     bool fua, bool keep_allocated, uint64_t* seq);
   std::mutex& Stripe(uint64_t block);
   // Fencing's count of changes in progress: Begin counts one and says whether it may go on
   // (false: fenced); End (after either answer) uncounts it.

@@ -50,14 +50,21 @@ class File {
   // A hint, no promise: the caller will not read [offset, offset+n) soon; its clean cached
   // pages may be dropped (a bulk copy should not fill the page cache with what it wrote).
   virtual void DropCache(uint64_t /*offset*/, uint64_t /*n*/) {}
+  // The file's size; a block device's capacity.
   virtual Result<uint64_t> Size() = 0;
-  // Sets the file's size; growing makes a hole.
+  // Sets the file's size; growing makes a hole. A block device's size is fixed: asking for
+  // any other size is kFailedPrecondition.
   virtual Status Truncate(uint64_t size) = 0;
-  // After return, [offset, offset+n) reads as zeros and, where the filesystem can, takes no
-  // space. The file's size does not change. Durable after Sync like a write.
+  // After return, [offset, offset+n) reads as zeros and, where the filesystem or device can,
+  // takes no space. The file's size does not change. Durable after Sync like a write.
   virtual Status PunchHole(uint64_t offset, uint64_t n) = 0;
+  // After return, [offset, offset+n) reads as zeros and stays allocated: later writes there
+  // need no new space (NBD's NO_HOLE). The file's size does not change. Durable after Sync
+  // like a write. By default zeros are written over the part inside the file.
+  virtual Status ZeroRange(uint64_t offset, uint64_t n);
   // First offset >= offset that may hold data (not a hole), or Size() when none.
-  // May be conservative (return offset itself) where holes cannot be detected.
+  // May be conservative (return offset itself) where holes cannot be detected; a block
+  // device is data throughout.
   virtual Result<uint64_t> NextData(uint64_t offset) = 0;
 };
 

@@ -5,6 +5,19 @@
 
 namespace ferry {
 
+Status File::ZeroRange(uint64_t offset, uint64_t n) {
+  ASSIGN_OR_RETURN(uint64_t size, Size());
+  if (offset >= size) return Status::Ok();
+  const uint64_t end = size - offset < n ? size : offset + n;
+  static const std::string kZeros(64 * 1024, '\0');
+  while (offset < end) {
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(end - offset, kZeros.size()));
+    RETURN_IF_ERROR(WriteAt(offset, std::string_view(kZeros).substr(0, len)));
+    offset += len;
+  }
+  return Status::Ok();
+}
+
 Result<std::string> ReadFileToString(Env* env, const std::string& path) {
   ASSIGN_OR_RETURN(std::unique_ptr<File> file, env->OpenFile(path, OpenMode::kRead));
   ASSIGN_OR_RETURN(uint64_t size, file->Size());

@@ -29,6 +29,7 @@ class ForwardingFile : public File {
   Result<uint64_t> Size() override { return f_->Size(); }
   Status Truncate(uint64_t size) override { return f_->Truncate(size); }
   Status PunchHole(uint64_t offset, uint64_t n) override { return f_->PunchHole(offset, n); }
+  Status ZeroRange(uint64_t offset, uint64_t n) override { return f_->ZeroRange(offset, n); }
   Result<uint64_t> NextData(uint64_t offset) override { return f_->NextData(offset); }
 
  protected:

@@ -1,8 +1,10 @@
-// PosixEnv: Env on Linux files. Every call retries EINTR and loops over short transfers, so
-// callers see either the whole request done or an error.
+// PosixEnv: Env on Linux files and block devices. Every call retries EINTR and loops over
+// short transfers, so callers see either the whole request done or an error.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
@@ -38,12 +40,12 @@ Status ErrnoStatus(std::string_view op, const std::string& path, int err) {
   }
 }
 
-// Writing zeros stands in for a punched hole where the filesystem cannot punch.
-constexpr size_t kZeroChunk = 64 * 1024;
-
+// A regular file, or a block device (a disk served by the splitter): fstat knows no size for
+// a device, and a device cannot be resized, so those calls ask the device itself.
 class PosixFile final : public File {
  public:
-  PosixFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  PosixFile(int fd, std::string path, bool block_device)
+      : fd_(fd), path_(std::move(path)), block_device_(block_device) {}
   ~PosixFile() override { ::close(fd_); }  // close errors carry nothing we could act on
   PosixFile(const PosixFile&) = delete;
   PosixFile& operator=(const PosixFile&) = delete;
@@ -124,30 +126,46 @@ class PosixFile final : public File {
   }
 
   Result<uint64_t> Size() override {
+    if (block_device_) {
+      uint64_t bytes = 0;
+      if (::ioctl(fd_, BLKGETSIZE64, &bytes) != 0) return ErrnoStatus("ioctl(BLKGETSIZE64)", path_, errno);
+      return bytes;
+    }
     struct stat st;
     if (::fstat(fd_, &st) != 0) return ErrnoStatus("fstat", path_, errno);
     return static_cast<uint64_t>(st.st_size);
   }
 
   Status Truncate(uint64_t size) override {
+    if (block_device_) {
+      ASSIGN_OR_RETURN(uint64_t device, Size());
+      if (size == device) return Status::Ok();
+      return FailedPrecondition("cannot resize " + path_ + " to " + std::to_string(size) +
+                                " bytes: it is a block device of " + std::to_string(device) +
+                                " bytes; resize the device itself (its volume or partition)");
+    }
     while (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
       if (errno != EINTR) return ErrnoStatus("ftruncate", path_, errno);
     }
     return Status::Ok();
   }
 
+  // On a block device both are the kernel's zero-out (BLKZEROOUT): reads return zeros after;
+  // a punch may unmap the blocks (a thin device frees them), a zero range keeps them.
   Status PunchHole(uint64_t offset, uint64_t n) override {
-    if (n == 0) return Status::Ok();
-    while (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                       static_cast<off_t>(offset), static_cast<off_t>(n)) != 0) {
-      if (errno == EINTR) continue;
-      if (errno == EOPNOTSUPP || errno == ENOSYS) return WriteZeros(offset, n);
-      return ErrnoStatus("fallocate(punch hole)", path_, errno);
-    }
-    return Status::Ok();
+    return Fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, "fallocate(punch hole)", offset, n);
+  }
+
+  Status ZeroRange(uint64_t offset, uint64_t n) override {
+    return Fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, "fallocate(zero range)", offset, n);
   }
 
   Result<uint64_t> NextData(uint64_t offset) override {
+    if (block_device_) {
+      // A device has no holes to find (lseek would say the same, where it knows SEEK_DATA).
+      ASSIGN_OR_RETURN(uint64_t size, Size());
+      return std::min(offset, size);
+    }
     off_t r = ::lseek(fd_, static_cast<off_t>(offset), SEEK_DATA);
     if (r >= 0) return static_cast<uint64_t>(r);
     if (errno == ENXIO) return Size();  // only a hole (or nothing) from offset to the end
@@ -156,22 +174,21 @@ class PosixFile final : public File {
   }
 
  private:
-  // Fallback for PunchHole: zeros over the part of the range inside the file (KEEP_SIZE).
-  Status WriteZeros(uint64_t offset, uint64_t n) {
-    ASSIGN_OR_RETURN(uint64_t size, Size());
-    if (offset >= size) return Status::Ok();
-    uint64_t end = std::min(size, offset + n);
-    static const std::string kZeros(kZeroChunk, '\0');
-    while (offset < end) {
-      size_t len = static_cast<size_t>(std::min<uint64_t>(end - offset, kZeroChunk));
-      RETURN_IF_ERROR(WriteAt(offset, std::string_view(kZeros).substr(0, len)));
-      offset += len;
+  // Where the filesystem or device cannot do `mode`, zeros written over the part of the
+  // range inside the file (KEEP_SIZE) give the same reads, and keep the blocks allocated.
+  Status Fallocate(int mode, std::string_view op, uint64_t offset, uint64_t n) {
+    if (n == 0) return Status::Ok();
+    while (::fallocate(fd_, mode, static_cast<off_t>(offset), static_cast<off_t>(n)) != 0) {
+      if (errno == EINTR) continue;
+      if (errno == EOPNOTSUPP || errno == ENOSYS) return File::ZeroRange(offset, n);
+      return ErrnoStatus(op, path_, errno);
     }
     return Status::Ok();
   }
 
   const int fd_;
   const std::string path_;
+  const bool block_device_;
 };
 
 class PosixFileLock final : public FileLock {
@@ -212,7 +229,13 @@ class PosixEnv final : public Env {
       fd = ::open(path.c_str(), flags, 0644);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) return ErrnoStatus("open", path, errno);
-    return std::unique_ptr<File>(std::make_unique<PosixFile>(fd, path));
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      Status s = ErrnoStatus("fstat", path, errno);
+      ::close(fd);
+      return s;
+    }
+    return std::unique_ptr<File>(std::make_unique<PosixFile>(fd, path, S_ISBLK(st.st_mode)));
   }
 
   Status CreateDir(const std::string& path) override {

@@ -1,11 +1,13 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "env/env.h"
+#include "env/loop_device_test_util.h"
 
 namespace ferry {
 namespace {
@@ -128,6 +130,80 @@ TEST_F(PosixEnvTest, NextDataSkipsHolesOrIsConservative) {
   uint64_t tail = *f->NextData(2 * kMiB);
   EXPECT_TRUE(tail == 2 * kMiB || tail == 4 * kMiB) << tail;
   EXPECT_EQ(*f->NextData(4 * kMiB), 4 * kMiB);
+}
+
+TEST_F(PosixEnvTest, ZeroRangeReadsZerosKeepsSizeAndStaysAllocated) {
+  auto f = Open("a", OpenMode::kCreate);
+  std::string data(64 * 4096, 'd');
+  ASSERT_TRUE(f->WriteAt(0, data).ok());
+  ASSERT_TRUE(f->Sync().ok());
+  struct stat before;
+  ASSERT_EQ(::stat(Path("a").c_str(), &before), 0);
+  ASSERT_TRUE(f->ZeroRange(4096, 32 * 4096).ok());
+  ASSERT_TRUE(f->Sync().ok());
+  std::string expected = data;
+  std::fill(expected.begin() + 4096, expected.begin() + 33 * 4096, '\0');
+  EXPECT_EQ(ReadAll(f.get()), expected);
+  EXPECT_EQ(*f->Size(), data.size());
+  struct stat after;
+  ASSERT_EQ(::stat(Path("a").c_str(), &after), 0);
+  EXPECT_GE(after.st_blocks, before.st_blocks) << "zeroed blocks were freed";
+  ASSERT_TRUE(f->ZeroRange(data.size(), 4096).ok());  // past the end: the size stays
+  EXPECT_EQ(*f->Size(), data.size());
+}
+
+// A loop device (over a file here) stands in for the block device a splitter serves: fstat
+// gives it no size, it cannot be resized, and it has no holes.
+class BlockDeviceTest : public PosixEnvTest {
+ protected:
+  static constexpr uint64_t kDeviceBytes = 4 << 20;
+  void SetUp() override {
+    PosixEnvTest::SetUp();
+    {
+      auto backing = Open("backing", OpenMode::kCreateNew);
+      ASSERT_TRUE(backing->WriteAt(0, std::string(kDeviceBytes, 'x')).ok());
+      ASSERT_TRUE(backing->Sync().ok());
+    }
+    auto loop = test::LoopDevice::Attach(Path("backing"));
+    if (!loop.ok()) GTEST_SKIP() << loop.status().ToString();
+    loop_ = std::move(*loop);
+    device_ = loop_->path();
+  }
+  void TearDown() override {
+    loop_.reset();
+    PosixEnvTest::TearDown();
+  }
+  std::unique_ptr<test::LoopDevice> loop_;
+  std::string device_;
+};
+
+TEST_F(BlockDeviceTest, HasItsDeviceSizeNoHolesAndAFixedSize) {
+  auto opened = env_->OpenFile(device_, OpenMode::kReadWrite);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  File& f = **opened;
+  EXPECT_EQ(*f.Size(), kDeviceBytes);
+  EXPECT_EQ(*f.NextData(0), 0u);
+  EXPECT_EQ(*f.NextData(12345), 12345u);
+  EXPECT_EQ(*f.NextData(kDeviceBytes), kDeviceBytes);
+  EXPECT_TRUE(f.Truncate(kDeviceBytes).ok());  // already that size
+  Status grow = f.Truncate(2 * kDeviceBytes);
+  EXPECT_EQ(grow.code(), Code::kFailedPrecondition) << grow.ToString();
+  EXPECT_NE(grow.message().find("block device"), std::string_view::npos) << grow.ToString();
+  EXPECT_EQ(*f.Size(), kDeviceBytes);
+  // Punched and zeroed ranges read as zeros at once, and after a sync from a fresh handle.
+  ASSERT_TRUE(f.PunchHole(8192, 3 * 4096).ok());
+  ASSERT_TRUE(f.ZeroRange(1 << 20, 64 * 1024).ok());
+  ASSERT_TRUE(f.Sync().ok());
+  std::string expected(kDeviceBytes, 'x');
+  std::fill_n(expected.begin() + 8192, 3 * 4096, '\0');
+  std::fill_n(expected.begin() + (1 << 20), 64 * 1024, '\0');
+  std::string got(kDeviceBytes, '?');
+  ASSERT_EQ(*f.ReadAt(0, got.size(), got.data()), got.size());
+  EXPECT_TRUE(got == expected) << "the device does not read back as punched and zeroed";
+  auto again = env_->OpenFile(device_, OpenMode::kRead);
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(*(*again)->ReadAt(0, got.size(), got.data()), got.size());
+  EXPECT_TRUE(got == expected);
 }
 
 TEST_F(PosixEnvTest, ListDirIsSortedWithoutDotEntries) {

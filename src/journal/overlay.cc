@@ -322,10 +322,10 @@ Status Overlay::Read(uint64_t offset, size_t n, void* dst) {
   return Status::Ok();
 }
 
-Status Overlay::WriteBlocks(uint64_t first_block, std::string_view data, bool filled) {
+Status Overlay::WriteBlocks(uint64_t first_block, std::string_view data, bool filled, bool keep_allocated) {
   uint64_t count = data.size() / block_size_;
   const bool zero = IsAllZero(data);
-  if (zero) {
+  if (zero && !keep_allocated) {
     RETURN_IF_ERROR(data_->PunchHole(first_block * block_size_, data.size()));
   } else {
     RETURN_IF_ERROR(data_->WriteAt(first_block * block_size_, data));
@@ -334,6 +334,11 @@ Status Overlay::WriteBlocks(uint64_t first_block, std::string_view data, bool fi
 }
 
 Status Overlay::Write(uint64_t offset, std::string_view data, bool fua) {
+  RETURN_IF_ERROR(WriteRange(offset, data, false));
+  return fua ? Flush() : Status::Ok();
+}
+
+Status Overlay::WriteRange(uint64_t offset, std::string_view data, bool keep_allocated) {
   if (offset > size_ || data.size() > size_ - offset) {
     return OutOfRange("write at " + std::to_string(offset) + "+" + std::to_string(data.size()) +
                       " past the end of overlay " + name_ + " (" + std::to_string(size_) +
@@ -355,18 +360,18 @@ Status Overlay::Write(uint64_t offset, std::string_view data, bool fua) {
       uint64_t in_block = pos % block_size_;
       size_t len = std::min<uint64_t>(block_size_ - in_block, end - pos);
       std::memcpy(block.data() + in_block, data.data() + (pos - offset), len);
-      RETURN_IF_ERROR(WriteBlocks(b, block, false));
+      RETURN_IF_ERROR(WriteBlocks(b, block, false, keep_allocated));
       pos += len;
       continue;
     }
     uint64_t run_end = std::min(chunk_end_byte, end - (end % block_size_));
-    RETURN_IF_ERROR(WriteBlocks(b, data.substr(pos - offset, run_end - pos), false));
+    RETURN_IF_ERROR(WriteBlocks(b, data.substr(pos - offset, run_end - pos), false, keep_allocated));
     pos = run_end;
   }
-  return fua ? Flush() : Status::Ok();
+  return Status::Ok();
 }
 
-Status Overlay::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
+Status Overlay::WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole) {
   if (offset > size_ || n > size_ - offset) {
     return OutOfRange("zero at " + std::to_string(offset) + "+" + std::to_string(n) +
                       " past the end of overlay " + name_);
@@ -377,7 +382,7 @@ Status Overlay::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
     uint64_t b = pos / block_size_;
     if (pos % block_size_ != 0 || end - pos < block_size_) {
       size_t len = std::min<uint64_t>(block_size_ - pos % block_size_, end - pos);
-      RETURN_IF_ERROR(Write(pos, std::string(len, '\0')));
+      RETURN_IF_ERROR(WriteRange(pos, std::string(len, '\0'), no_hole));
       pos += len;
       continue;
     }
@@ -389,7 +394,8 @@ Status Overlay::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
         std::lock_guard l(mu_);
         if (discarded_) return FailedPrecondition("overlay " + name_ + " was discarded");
       }
-      RETURN_IF_ERROR(data_->PunchHole(pos, run_end - pos));
+      const uint64_t len = run_end - pos;
+      RETURN_IF_ERROR(no_hole ? data_->ZeroRange(pos, len) : data_->PunchHole(pos, len));
       RETURN_IF_ERROR(Mark(b, (run_end - pos) / block_size_, false, 0, true));
     }
     pos = run_end;

@@ -55,7 +55,9 @@ class Overlay {
 
   Status Read(uint64_t offset, size_t n, void* dst);
   Status Write(uint64_t offset, std::string_view data, bool fua = false);
-  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua = false);
+  // Whole blocks zeroed become holes in data.img, unless no_hole: then they are written
+  // (allocated), as NBD_CMD_FLAG_NO_HOLE asks.
+  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua = false, bool no_hole = false);
   Status Trim(uint64_t offset, uint64_t n, bool fua = false) { return WriteZeroes(offset, n, fua); }
   Status Flush();
 
@@ -92,7 +94,10 @@ class Overlay {
   // Copies every block not yet present from the point; progress in *done. Stops early with
   // kAborted when *stop becomes true.
   Status Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop);
-  Status WriteBlocks(uint64_t first_block, std::string_view data, bool filled);
+  // Blocks of zeros are punched in data.img unless keep_allocated.
+  Status WriteBlocks(uint64_t first_block, std::string_view data, bool filled, bool keep_allocated = false);
+  // Write without its FUA: any alignment, partial blocks completed from what the disk holds.
+  Status WriteRange(uint64_t offset, std::string_view data, bool keep_allocated);
   // Marks blocks present (and, unless filled, written). A user write (filled false) is first
   // named in the active intent file, with a checksum of its data (zero: the blocks read as
   // zeros), before it is answered: see Load.

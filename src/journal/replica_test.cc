@@ -142,6 +142,36 @@ TEST_F(ReplicaTest, OverlayAndCommit) {
   EXPECT_EQ(got, want);
 }
 
+// An overlay's zeroes keep data.img allocated with no_hole (NBD_CMD_FLAG_NO_HOLE), whole
+// blocks and partial ones alike; without it they are holes. Both read as zeros over a point
+// whose blocks hold data, and survive a flush and reopen.
+TEST_F(ReplicaTest, OverlayZeroesWithNoHoleStayAllocated) {
+  auto r = Make(1 << 20);
+  ASSERT_TRUE(r->Append(Record::Write(0, std::string(8 * kBs, 'x'))).ok());
+  auto o = r->CreateOverlay("fo", 1);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  ASSERT_TRUE((*o)->WriteZeroes(0, 2 * kBs, false, /*no_hole=*/true).ok());        // blocks 0-1
+  ASSERT_TRUE((*o)->WriteZeroes(4 * kBs, 2 * kBs, false, /*no_hole=*/false).ok());  // blocks 4-5
+  ASSERT_TRUE((*o)->Trim(6 * kBs, kBs).ok());                                       // block 6
+  // Partial blocks, completed from the point (zeros there): the whole block is zeros.
+  ASSERT_TRUE((*o)->WriteZeroes(8 * kBs + 100, 200, false, /*no_hole=*/true).ok());  // block 8
+  ASSERT_TRUE((*o)->WriteZeroes(9 * kBs + 100, 200, false, /*no_hole=*/false).ok()); // block 9
+  ASSERT_TRUE((*o)->Flush().ok());
+  std::string want = std::string(8 * kBs, 'x') + std::string(2 * kBs, '\0');
+  std::fill_n(want.begin(), 2 * kBs, '\0');
+  std::fill_n(want.begin() + 4 * kBs, 3 * kBs, '\0');
+  std::string got(want.size(), '?');
+  ASSERT_TRUE((*o)->Read(0, got.size(), got.data()).ok());
+  EXPECT_EQ(got, want);
+  auto data = env_.OpenFile((*o)->data_path(), OpenMode::kRead);
+  ASSERT_TRUE(data.ok()) << data.status().ToString();
+  EXPECT_EQ(*(*data)->NextData(0), 0u);
+  EXPECT_EQ(*(*data)->NextData(kBs), kBs);
+  // Blocks 2-3 and 7 were never written; 4-6 were zeroed without no_hole or trimmed.
+  EXPECT_EQ(*(*data)->NextData(2 * kBs), 8 * kBs);
+  EXPECT_EQ(*(*data)->NextData(9 * kBs), uint64_t{1 << 20});
+}
+
 // Delta failback needs every block where the committed overlay may differ from the source's
 // own disk: those its users wrote and those the journal's records after its point wrote.
 TEST_F(ReplicaTest, CommitRecordsTheBlocksWrittenAfterThePoint) {

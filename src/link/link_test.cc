@@ -209,7 +209,7 @@ TEST_F(LinkTest, InitialSyncWhileWritingThenContinuousReplication) {
       uint64_t b = rng() % (kSize / kBs);
       ASSERT_TRUE(splitter_->Write(b * kBs, Block(rng()), false).ok());
       if (i % 50 == 0) {
-        ASSERT_TRUE(splitter_->WriteZeroes((rng() % (kSize / kBs)) * kBs, kBs, false).ok());
+        ASSERT_TRUE(splitter_->WriteZeroes((rng() % (kSize / kBs)) * kBs, kBs, false, false).ok());
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));  // ~2 MB/s, below the rate
     }

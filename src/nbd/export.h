@@ -53,7 +53,9 @@ class Export {
   virtual void WriteMany(std::span<const WriteOp> ops, std::span<Status> results) {
     for (size_t i = 0; i < ops.size(); ++i) results[i] = Write(ops[i].offset, ops[i].data, ops[i].fua);
   }
-  virtual Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) = 0;
+  // no_hole (NBD_CMD_FLAG_NO_HOLE): the range must stay allocated, and block status must
+  // not report it as a hole; without it the export may free the space (punch a hole).
+  virtual Status WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole) = 0;
   virtual Status Trim(uint64_t offset, uint64_t n, bool fua) = 0;
   virtual Status Flush() = 0;
   // Extents covering [offset, offset+n) from offset on (may stop early but covers >= 1 byte).

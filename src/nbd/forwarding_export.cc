@@ -59,9 +59,9 @@ void ForwardingExport::WriteMany(std::span<const WriteOp> ops, std::span<Status>
   backend_->WriteMany(ops, results);
 }
 
-Status ForwardingExport::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
+Status ForwardingExport::WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole) {
   auto l = Enter(gate_, mu_);
-  return backend_->WriteZeroes(offset, n, fua);
+  return backend_->WriteZeroes(offset, n, fua, no_hole);
 }
 
 Status ForwardingExport::Trim(uint64_t offset, uint64_t n, bool fua) {

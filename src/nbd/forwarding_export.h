@@ -55,7 +55,7 @@ class ForwardingExport final : public Export {
   Status Read(uint64_t offset, size_t n, void* dst) override;
   Status Write(uint64_t offset, std::string_view data, bool fua) override;
   void WriteMany(std::span<const WriteOp> ops, std::span<Status> results) override;
-  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) override;
+  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole) override;
   Status Trim(uint64_t offset, uint64_t n, bool fua) override;
   Status Flush() override;
   Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t n) override;
@@ -81,7 +81,7 @@ class UnavailableExport final : public Export {
   bool read_only() const override { return false; }
   Status Read(uint64_t, size_t, void*) override { return Unavailable(why_); }
   Status Write(uint64_t, std::string_view, bool) override { return Unavailable(why_); }
-  Status WriteZeroes(uint64_t, uint64_t, bool) override { return Unavailable(why_); }
+  Status WriteZeroes(uint64_t, uint64_t, bool, bool) override { return Unavailable(why_); }
   Status Trim(uint64_t, uint64_t, bool) override { return Unavailable(why_); }
   Status Flush() override { return Unavailable(why_); }
 

@@ -103,7 +103,7 @@ class BatchRecordingExport final : public Export {
     batches.push_back(ops.size());
     for (Status& r : results) r = Status::Ok();
   }
-  Status WriteZeroes(uint64_t, uint64_t, bool) override { return Status::Ok(); }
+  Status WriteZeroes(uint64_t, uint64_t, bool, bool) override { return Status::Ok(); }
   Status Trim(uint64_t, uint64_t, bool) override { return Status::Ok(); }
   Status Flush() override { return Status::Ok(); }
   std::vector<size_t> batches;

@@ -33,10 +33,18 @@ Status MemoryExport::Write(uint64_t offset, std::string_view data, bool fua) {
   return Status::Ok();
 }
 
-Status MemoryExport::WriteZeroes(uint64_t offset, uint64_t n, bool fua) {
+Status MemoryExport::WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole) {
   RETURN_IF_ERROR(CheckWritable(offset, n));
   std::unique_lock l(mu_);
   std::fill_n(disk_.begin() + static_cast<ptrdiff_t>(offset), n, '\0');
+  if (n == 0) return Status::Ok();
+  if (no_hole) {
+    std::fill(provisioned_.begin() + static_cast<ptrdiff_t>(offset / kBlock),
+              provisioned_.begin() + static_cast<ptrdiff_t>((offset + n - 1) / kBlock + 1), true);
+  } else if (const uint64_t first = (offset + kBlock - 1) / kBlock, end = (offset + n) / kBlock; first < end) {
+    std::fill(provisioned_.begin() + static_cast<ptrdiff_t>(first),
+              provisioned_.begin() + static_cast<ptrdiff_t>(end), false);
+  }
   return Status::Ok();
 }
 
@@ -54,10 +62,11 @@ Result<std::vector<Extent>> MemoryExport::BlockStatus(uint64_t offset, uint64_t 
     uint64_t next = std::min(end, (at / bs + 1) * bs);
     bool zero = std::all_of(disk_.begin() + static_cast<ptrdiff_t>(at),
                             disk_.begin() + static_cast<ptrdiff_t>(next), [](char c) { return c == 0; });
-    if (!out.empty() && out.back().zero == zero) {
+    bool hole = zero && !provisioned_[at / bs];
+    if (!out.empty() && out.back().zero == zero && out.back().hole == hole) {
       out.back().length += next - at;
     } else {
-      out.push_back(Extent{next - at, zero, zero});
+      out.push_back(Extent{next - at, hole, zero});
     }
     at = next;
   }

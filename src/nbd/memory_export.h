@@ -2,8 +2,10 @@
 // tests, the session fuzzer and demos: the server's behaviour with a disk that cannot fail.
 //
 // MemoryExport reports block status per preferred block: an all-zero block is a hole reading
-// as zeros, anything else is data. Trim zeroes the range. Errors: kOutOfRange for ranges past
-// the end, kFailedPrecondition for writes to a read-only export.
+// as zeros, unless a zeroing with no_hole provisioned it since (then it is data reading as
+// zeros); anything else is data. Trim zeroes the range and, like a zeroing without no_hole,
+// unprovisions the blocks it covers wholly. Errors: kOutOfRange for ranges past the end,
+// kFailedPrecondition for writes to a read-only export.
 // Thread-safe.
 #pragma once
 
@@ -18,14 +20,17 @@ namespace ferry::nbd {
 class MemoryExport final : public Export {
  public:
   MemoryExport(std::string contents, bool read_only, std::string description = {})
-      : disk_(std::move(contents)), read_only_(read_only), description_(std::move(description)) {}
+      : disk_(std::move(contents)),
+        provisioned_((disk_.size() + kBlock - 1) / kBlock, false),
+        read_only_(read_only),
+        description_(std::move(description)) {}
   uint64_t size() const override { return disk_.size(); }
   bool read_only() const override { return read_only_; }
   std::string description() const override { return description_; }
   Status Read(uint64_t offset, size_t n, void* dst) override;
   Status Write(uint64_t offset, std::string_view data, bool fua) override;
-  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) override;
-  Status Trim(uint64_t offset, uint64_t n, bool fua) override { return WriteZeroes(offset, n, fua); }
+  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole) override;
+  Status Trim(uint64_t offset, uint64_t n, bool fua) override { return WriteZeroes(offset, n, fua, false); }
   Status Flush() override;
   Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t n) override;
 
@@ -37,8 +42,10 @@ class MemoryExport final : public Export {
   Status CheckRange(uint64_t offset, uint64_t n) const;
   Status CheckWritable(uint64_t offset, uint64_t n) const;
 
+  static constexpr uint64_t kBlock = 4096;  // the preferred block size
   mutable std::shared_mutex mu_;
   std::string disk_;  // size fixed at construction
+  std::vector<bool> provisioned_;  // per block: zeroed with no_hole since its last trim
   const bool read_only_;
   const std::string description_;
   std::atomic<uint64_t> flushes_{0};

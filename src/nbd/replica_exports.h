@@ -26,7 +26,7 @@ class ViewExport final : public Export {
   std::string description() const override { return description_; }
   Status Read(uint64_t offset, size_t n, void* dst) override { return view_->Read(offset, n, dst); }
   Status Write(uint64_t, std::string_view, bool) override { return ReadOnly(); }
-  Status WriteZeroes(uint64_t, uint64_t, bool) override { return ReadOnly(); }
+  Status WriteZeroes(uint64_t, uint64_t, bool, bool) override { return ReadOnly(); }
   Status Trim(uint64_t, uint64_t, bool) override { return ReadOnly(); }
   Status Flush() override { return Status::Ok(); }
   Result<std::vector<Extent>> BlockStatus(uint64_t offset, uint64_t n) override;
@@ -50,8 +50,8 @@ class OverlayExport final : public Export {
   Status Write(uint64_t offset, std::string_view data, bool fua) override {
     return overlay_->Write(offset, data, fua);
   }
-  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) override {
-    return overlay_->WriteZeroes(offset, n, fua);
+  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole) override {
+    return overlay_->WriteZeroes(offset, n, fua, no_hole);
   }
   Status Trim(uint64_t offset, uint64_t n, bool fua) override { return overlay_->Trim(offset, n, fua); }
   Status Flush() override { return overlay_->Flush(); }

@@ -4,10 +4,14 @@
 //
 // Supported: NBD_OPT_EXPORT_NAME, INFO, GO (with NBD_INFO_EXPORT/NAME/DESCRIPTION/BLOCK_SIZE),
 // LIST, ABORT, STRUCTURED_REPLY, LIST/SET_META_CONTEXT (base:allocation); commands READ, WRITE,
-// FLUSH, TRIM, WRITE_ZEROES, CACHE, BLOCK_STATUS, DISC, with FUA, NO_HOLE, DF, REQ_ONE.
-// Unsupported options get NBD_REP_ERR_UNSUP; malformed options NBD_REP_ERR_INVALID; anything
-// that leaves the stream unparseable (bad magic, oversized option or write payload) closes the
-// connection. Never crashes or hangs on bad input (see fuzz/nbd_session_fuzz.cc).
+// FLUSH, TRIM, WRITE_ZEROES, CACHE, BLOCK_STATUS, DISC; command flags FUA (on any command:
+// the reply waits until what the command wrote is durable), NO_HOLE (WRITE_ZEROES only: the
+// range stays allocated and is not reported as a hole), DF (READ only), REQ_ONE (BLOCK_STATUS
+// only). A flag on a command it does not belong to, or an unknown one, is EINVAL, and the
+// command is not carried out. Unsupported options get NBD_REP_ERR_UNSUP; malformed options
+// NBD_REP_ERR_INVALID; anything that leaves the stream unparseable (bad magic, oversized
+// option or write payload) closes the connection. Never crashes or hangs on bad input (see
+// fuzz/nbd_session_fuzz.cc).
 //
 // Each connection has a reading thread and a few workers, so requests complete out of order
 // as the protocol allows. The reading thread serves small writes itself, a batch at a time

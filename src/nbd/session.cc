@@ -474,13 +474,14 @@ void Session::Handle(Job& job) {
       case kCmdWrite:
       case kCmdTrim:
       case kCmdWriteZeroes: {
-        bool fua = r.flags & kCmdFlagFua;
+        const bool fua = r.flags & kCmdFlagFua;
+        const bool no_hole = r.flags & kCmdFlagNoHole;
         if (auto [err, msg] = ChangeRefusal(r); err != 0) {
           fail(err, msg);
         } else {
           Status s = r.type == kCmdWrite   ? export_->Write(r.offset, job.payload, fua)
                      : r.type == kCmdTrim ? export_->Trim(r.offset, r.length, fua)
-                                          : export_->WriteZeroes(r.offset, r.length, fua);
+                                          : export_->WriteZeroes(r.offset, r.length, fua, no_hole);
           if (!s.ok()) {
             fail(ErrorFor(s, true), s.ToString());
           } else {
@@ -533,9 +534,23 @@ void Session::Handle(Job& job) {
 }
 
 std::pair<uint32_t, std::string> Session::FlagsRefusal(const Request& r) const {
+  // FUA is valid on every command (the protocol has servers accept it anywhere, and clients
+  // do send it on commands that write nothing); the others only on their one command.
+  // FAST_ZERO is not advertised, so it is never valid.
   const uint16_t known = kCmdFlagFua | kCmdFlagNoHole | kCmdFlagDf | kCmdFlagReqOne;
-  if (r.flags & ~known) return {kEinval, "unknown or unsupported command flags"};
+  if (r.flags & ~known) {
+    return {kEinval, "unknown or unsupported command flags (value " + std::to_string(r.flags & ~known) + ")"};
+  }
+  if ((r.flags & kCmdFlagNoHole) && r.type != kCmdWriteZeroes) {
+    return {kEinval, "NBD_CMD_FLAG_NO_HOLE is only valid on NBD_CMD_WRITE_ZEROES"};
+  }
+  if ((r.flags & kCmdFlagDf) && r.type != kCmdRead) {
+    return {kEinval, "NBD_CMD_FLAG_DF is only valid on NBD_CMD_READ"};
+  }
   if ((r.flags & kCmdFlagDf) && !structured_) return {kEinval, "NBD_CMD_FLAG_DF needs structured replies"};
+  if ((r.flags & kCmdFlagReqOne) && r.type != kCmdBlockStatus) {
+    return {kEinval, "NBD_CMD_FLAG_REQ_ONE is only valid on NBD_CMD_BLOCK_STATUS"};
+  }
   return {0, {}};
 }
 

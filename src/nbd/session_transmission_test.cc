@@ -12,10 +12,12 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "capture/splitter.h"
 #include "env/sim_env.h"
 #include "journal/replica.h"
 #include "nbd/replica_exports.h"
 #include "nbd/session_test_util.h"
+#include "nbd/splitter_export.h"
 
 namespace ferry::nbd::test {
 namespace {
@@ -204,6 +206,152 @@ TEST_F(SessionTest, FlushReachesTheExport) {
   EXPECT_EQ(rw_->flushes(), before + 1);
 }
 
+// Passes every change on to an inner export and records it with the flags it came with.
+class RecordingExport final : public Export {
+ public:
+  struct Call {
+    std::string op;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    bool fua = false;
+    bool no_hole = false;
+    bool operator==(const Call&) const = default;
+    friend void PrintTo(const Call& c, std::ostream* os) {
+      *os << c.op << " " << c.offset << "+" << c.length << (c.fua ? " fua" : "") << (c.no_hole ? " no_hole" : "");
+    }
+  };
+  explicit RecordingExport(std::shared_ptr<Export> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  bool read_only() const override { return false; }
+  Status Read(uint64_t o, size_t n, void* dst) override { return inner_->Read(o, n, dst); }
+  Status Write(uint64_t o, std::string_view d, bool fua) override {
+    Record({"write", o, d.size(), fua, false});
+    return inner_->Write(o, d, fua);
+  }
+  Status WriteZeroes(uint64_t o, uint64_t n, bool fua, bool no_hole) override {
+    Record({"zero", o, n, fua, no_hole});
+    return inner_->WriteZeroes(o, n, fua, no_hole);
+  }
+  Status Trim(uint64_t o, uint64_t n, bool fua) override {
+    Record({"trim", o, n, fua, false});
+    return inner_->Trim(o, n, fua);
+  }
+  Status Flush() override { return inner_->Flush(); }
+  Result<std::vector<Extent>> BlockStatus(uint64_t o, uint64_t n) override { return inner_->BlockStatus(o, n); }
+  std::vector<Call> calls() {
+    std::lock_guard l(mu_);
+    return calls_;
+  }
+
+ private:
+  void Record(Call c) {
+    std::lock_guard l(mu_);
+    calls_.push_back(std::move(c));
+  }
+  std::shared_ptr<Export> inner_;
+  std::mutex mu_;
+  std::vector<Call> calls_;
+};
+
+// FUA and NO_HOLE reach the export with the change they came with: small writes (served in
+// batches), large writes (served by the workers), zeroes and trims.
+TEST_F(SessionTest, FuaAndNoHoleReachTheExport) {
+  auto rec = std::make_shared<RecordingExport>(rw_);
+  catalog_->Add("rec", rec);
+  auto c = Connect();
+  c->Go("rec");
+  const std::string small = Pattern(4096, 3), large = Pattern(128 * 1024, 4);
+  const std::vector<std::pair<std::string, RecordingExport::Call>> sent = {
+      {RawClient::Request(kCmdWrite, 1, 0, 4096, kCmdFlagFua, small), {"write", 0, 4096, true, false}},
+      {RawClient::Request(kCmdWrite, 2, 4096, 4096, 0, small), {"write", 4096, 4096, false, false}},
+      {RawClient::Request(kCmdWrite, 3, 65536, 128 * 1024, kCmdFlagFua, large), {"write", 65536, 128 * 1024, true, false}},
+      {RawClient::Request(kCmdWrite, 4, 262144, 128 * 1024, 0, large), {"write", 262144, 128 * 1024, false, false}},
+      {RawClient::Request(kCmdWriteZeroes, 5, 8192, 8192, kCmdFlagFua | kCmdFlagNoHole), {"zero", 8192, 8192, true, true}},
+      {RawClient::Request(kCmdWriteZeroes, 6, 16384, 8192, kCmdFlagNoHole), {"zero", 16384, 8192, false, true}},
+      {RawClient::Request(kCmdWriteZeroes, 7, 24576, 8192, 0), {"zero", 24576, 8192, false, false}},
+      {RawClient::Request(kCmdTrim, 8, 32768, 4096, kCmdFlagFua), {"trim", 32768, 4096, true, false}},
+      {RawClient::Request(kCmdTrim, 9, 36864, 4096, 0), {"trim", 36864, 4096, false, false}},
+  };
+  for (const auto& [request, call] : sent) {
+    c->Send(request);  // one at a time: the calls come in the order sent
+    ReplyMsg r = c->ReadChunk();
+    EXPECT_EQ(r.type, kReplyTypeNone) << call.op << " at " << call.offset << ": " << r.data;
+  }
+  std::vector<RecordingExport::Call> want;
+  for (const auto& [request, call] : sent) want.push_back(call);
+  EXPECT_EQ(rec->calls(), want);
+}
+
+// The protocol lets FUA ride on any command; NO_HOLE, DF and REQ_ONE each belong to one, and
+// on any other command they are EINVAL, and the command is not carried out.
+TEST_F(SessionTest, FlagsOnTheWrongCommandAreEinval) {
+  auto rec = std::make_shared<RecordingExport>(rw_);
+  catalog_->Add("rec", rec);
+  auto c = Connect();
+  c->Go("rec", /*structured=*/true, /*base_allocation=*/true);
+  struct Case {
+    uint16_t type;
+    uint16_t flags;
+    std::string payload;
+    const char* says;
+  };
+  const std::vector<Case> refused = {
+      {kCmdWrite, kCmdFlagNoHole, "abcd", "NO_HOLE"},  {kCmdTrim, kCmdFlagNoHole, "", "NO_HOLE"},
+      {kCmdRead, kCmdFlagNoHole, "", "NO_HOLE"},       {kCmdWrite, kCmdFlagDf, "abcd", "DF"},
+      {kCmdBlockStatus, kCmdFlagDf, "", "DF"},         {kCmdWriteZeroes, kCmdFlagDf, "", "DF"},
+      {kCmdRead, kCmdFlagReqOne, "", "REQ_ONE"},       {kCmdWriteZeroes, kCmdFlagReqOne, "", "REQ_ONE"},
+      {kCmdTrim, kCmdFlagFua | kCmdFlagReqOne, "", "REQ_ONE"},
+  };
+  uint64_t cookie = 1;
+  for (const Case& k : refused) {
+    const uint32_t length = k.payload.empty() ? 4096 : static_cast<uint32_t>(k.payload.size());
+    c->SendRequest(k.type, cookie, 0, length, k.flags, k.payload);
+    ReplyMsg r = c->ReadChunk();
+    EXPECT_EQ(r.cookie, cookie);
+    EXPECT_EQ(r.type, kReplyTypeError) << "command " << k.type << " flags " << k.flags;
+    EXPECT_EQ(r.error, kEinval) << "command " << k.type << " flags " << k.flags;
+    EXPECT_NE(r.data.find(k.says), std::string::npos) << r.data;
+    ++cookie;
+  }
+  EXPECT_TRUE(rec->calls().empty());
+  EXPECT_EQ(FirstDifference(rw_->contents(), ro_->contents()), kNoDifference);
+  // Accepted: FUA on commands that write nothing, and each flag on its own command.
+  c->SendRequest(kCmdRead, 20, 0, 4, kCmdFlagFua | kCmdFlagDf);
+  EXPECT_EQ(c->ReadChunk().data, Pattern(4, 1));
+  c->SendRequest(kCmdFlush, 21, 0, 0, kCmdFlagFua);
+  EXPECT_EQ(c->ReadChunk().type, kReplyTypeNone);
+  c->SendRequest(kCmdBlockStatus, 22, 0, 8192, kCmdFlagFua | kCmdFlagReqOne);
+  EXPECT_EQ(c->ReadChunk().type, kReplyTypeBlockStatus);
+  c->SendRequest(kCmdWriteZeroes, 23, 0, 4096, kCmdFlagNoHole);
+  EXPECT_EQ(c->ReadChunk().type, kReplyTypeNone);
+}
+
+// Zeroes with NO_HOLE leave data that reads as zeros; without it, and after a trim, the
+// memory export reports a hole again.
+TEST_F(SessionTest, ZeroesWithNoHoleAreNotReportedAsAHole) {
+  auto c = Connect();
+  c->Go("", /*structured=*/true, /*base_allocation=*/true);
+  auto status_of = [&](uint64_t cookie, uint64_t offset, uint32_t length) {
+    c->SendRequest(kCmdBlockStatus, cookie, offset, length);
+    ReplyMsg r = c->ReadChunk();
+    EXPECT_EQ(r.type, kReplyTypeBlockStatus) << r.data;
+    return Descriptors(r.data);
+  };
+  using Extents = std::vector<std::pair<uint32_t, uint32_t>>;
+  c->SendRequest(kCmdWriteZeroes, 1, 0, 8192, kCmdFlagNoHole);
+  EXPECT_EQ(c->ReadChunk().type, kReplyTypeNone);
+  c->SendRequest(kCmdWriteZeroes, 2, 8192, 8192, 0);
+  EXPECT_EQ(c->ReadChunk().type, kReplyTypeNone);
+  EXPECT_EQ(status_of(3, 0, 16384), (Extents{{8192, kStateZero}, {8192, kStateHole | kStateZero}}));
+  c->SendRequest(kCmdTrim, 4, 0, 4096);
+  EXPECT_EQ(c->ReadChunk().type, kReplyTypeNone);
+  c->SendRequest(kCmdWriteZeroes, 5, 4096, 4096, 0);
+  EXPECT_EQ(c->ReadChunk().type, kReplyTypeNone);
+  EXPECT_EQ(status_of(6, 0, 16384), (Extents{{16384, kStateHole | kStateZero}}));
+  c->SendRequest(kCmdRead, 7, 0, 16384);
+  EXPECT_EQ(c->ReadChunk().data, std::string(16384, '\0'));
+}
+
 TEST_F(SessionTest, BadRequestMagicCloses) {
   auto c = Connect();
   c->Go();
@@ -295,7 +443,9 @@ class GatedWrapper : public Export {
   bool read_only() const override { return false; }
   Status Read(uint64_t o, size_t n, void* dst) override { return inner_->Read(o, n, dst); }
   Status Write(uint64_t o, std::string_view d, bool fua) override { return inner_->Write(o, d, fua); }
-  Status WriteZeroes(uint64_t o, uint64_t n, bool fua) override { return inner_->WriteZeroes(o, n, fua); }
+  Status WriteZeroes(uint64_t o, uint64_t n, bool fua, bool no_hole) override {
+    return inner_->WriteZeroes(o, n, fua, no_hole);
+  }
   Status Trim(uint64_t o, uint64_t n, bool fua) override { return inner_->Trim(o, n, fua); }
   Status Flush() override { return inner_->Flush(); }
   Result<std::vector<Extent>> BlockStatus(uint64_t o, uint64_t n) override { return inner_->BlockStatus(o, n); }
@@ -454,7 +604,7 @@ class NoExtentsExport final : public Export {
   bool read_only() const override { return true; }
   Status Read(uint64_t, size_t, void*) override { return Status::Ok(); }
   Status Write(uint64_t, std::string_view, bool) override { return FailedPrecondition("read-only"); }
-  Status WriteZeroes(uint64_t, uint64_t, bool) override { return FailedPrecondition("read-only"); }
+  Status WriteZeroes(uint64_t, uint64_t, bool, bool) override { return FailedPrecondition("read-only"); }
   Status Trim(uint64_t, uint64_t, bool) override { return FailedPrecondition("read-only"); }
   Status Flush() override { return Status::Ok(); }
   Result<std::vector<Extent>> BlockStatus(uint64_t, uint64_t) override { return std::vector<Extent>{{0, false, false}}; }
@@ -571,6 +721,79 @@ TEST_F(ViewSessionTest, BadPointNamesAreUnknownExportsNamingTheProblem) {
   }
   c->SendOption(kOptGo, RawClient::GoData("@2"));
   EXPECT_EQ(c->ReadUntilFinal().type, kRepAck);
+}
+
+// The splitter served over NBD, on a disk and pending log that lose what was not synced.
+class SplitterSessionTest : public SessionTest {
+ protected:
+  void SetUp() override {
+    auto disk = env_.OpenFile("/disk.img", OpenMode::kCreate);
+    ASSERT_TRUE(disk.ok());
+    ASSERT_TRUE((*disk)->Truncate(kDiskSize).ok());
+    ASSERT_TRUE((*disk)->Sync().ok());
+    ASSERT_TRUE(env_.SyncDir("/").ok());
+    journal::CreateParams p;
+    p.size = kDiskSize;
+    auto log = journal::Replica::Create("/pending", p, Opts());
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    auto splitter = capture::Splitter::Open(&env_, "/disk.img", *log);
+    ASSERT_TRUE(splitter.ok()) << splitter.status().ToString();
+    splitter_catalog_->Add("", std::make_shared<SplitterExport>(std::move(*splitter)));
+  }
+  journal::ReplicaOptions Opts() {
+    journal::ReplicaOptions o;
+    o.env = &env_;
+    o.clock = &clock_;
+    return o;
+  }
+  std::string DiskBytes(uint64_t offset, size_t n) {
+    auto f = env_.OpenFile("/disk.img", OpenMode::kRead);
+    EXPECT_TRUE(f.ok()) << f.status().ToString();
+    std::string out(n, '?');
+    if (f.ok()) {
+      EXPECT_TRUE((*f)->ReadAt(offset, n, out.data()).ok());
+    }
+    return out;
+  }
+  SimEnv env_;
+  ManualClock clock_;
+  std::shared_ptr<MemoryCatalog> splitter_catalog_ = std::make_shared<MemoryCatalog>();
+};
+
+// Multi-conn: a FLUSH answered on one connection makes durable every write answered before
+// it on another, on the disk and in the pending log. A write answered after the flush is not
+// durable until a flush of its own (power loss keeping only what was synced drops it).
+TEST_F(SplitterSessionTest, FlushOnOneConnectionCoversWritesAnsweredOnAnother) {
+  auto writer = Connect(splitter_catalog_);
+  auto flusher = Connect(splitter_catalog_);
+  EXPECT_TRUE(writer->Go() & kTransCanMultiConn);
+  EXPECT_TRUE(flusher->Go() & kTransCanMultiConn);
+  const std::string small = Pattern(8192, 5), large = Pattern(256 * 1024, 6), late = Pattern(4096, 7);
+  writer->SendRequest(kCmdWrite, 1, 0, 8192, 0, small);  // served in a batch by the reader
+  EXPECT_EQ(writer->ReadChunk().type, kReplyTypeNone);
+  writer->SendRequest(kCmdWrite, 2, 65536, 256 * 1024, 0, large);  // served by a worker
+  EXPECT_EQ(writer->ReadChunk().type, kReplyTypeNone);
+  writer->SendRequest(kCmdWriteZeroes, 3, 8192, 4096, 0);
+  EXPECT_EQ(writer->ReadChunk().type, kReplyTypeNone);
+  flusher->SendRequest(kCmdFlush, 4, 0, 0);
+  EXPECT_EQ(flusher->ReadChunk().type, kReplyTypeNone);
+  writer->SendRequest(kCmdWrite, 5, 512 * 1024, 4096, 0, late);
+  EXPECT_EQ(writer->ReadChunk().type, kReplyTypeNone);
+
+  env_.CrashDropAll();  // power loss while both connections are open
+  EXPECT_EQ(DiskBytes(0, 8192), small);
+  EXPECT_EQ(DiskBytes(65536, large.size()), large);
+  EXPECT_EQ(DiskBytes(512 * 1024, 4096), std::string(4096, '\0')) << "the late write survived unsynced";
+  auto log = journal::Replica::Open("/pending", Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  ASSERT_EQ((*log)->last_seq(), 3u) << "the log lost a flushed write or kept an unsynced one";
+  auto view = (*log)->OpenView(3);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  std::string logged(65536 + large.size(), '?');
+  ASSERT_TRUE((*view)->Read(0, logged.size(), logged.data()).ok());
+  EXPECT_EQ(logged.substr(0, 8192), small);
+  EXPECT_EQ(logged.substr(8192, 4096), std::string(4096, '\0'));
+  EXPECT_EQ(logged.substr(65536), large);
 }
 
 }  // namespace

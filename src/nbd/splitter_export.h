@@ -24,8 +24,8 @@ class SplitterExport final : public Export {
     for (const WriteOp& op : ops) writes.push_back({op.offset, op.data, op.fua});
     s_->WriteMany(writes, results);
   }
-  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua) override {
-    return s_->WriteZeroes(offset, n, fua);
+  Status WriteZeroes(uint64_t offset, uint64_t n, bool fua, bool no_hole) override {
+    return s_->WriteZeroes(offset, n, fua, no_hole);
   }
   Status Trim(uint64_t offset, uint64_t n, bool fua) override { return s_->Trim(offset, n, fua); }
   Status Flush() override { return s_->Flush(); }
