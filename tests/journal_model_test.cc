@@ -13,7 +13,8 @@
 //     pinned point, an overlay's point or the point of an open view;
 //   - oldest / any_point_from only move forward, and only as far as the retention calls
 //     made so far allow; a marker disappears only if it was old enough and another marker
-//     of its tier bucket that ranks at least as high survives;
+//     of its tier bucket that ranks at least as high survives, and after a retention call
+//     each bucket keeps at most one (pinned and open points apart);
 //   - appends are durable on return; overlay data is durable after Flush (and kept on a
 //     clean close), and a crash loses at most the blocks written since the last flush.
 //
@@ -1332,6 +1333,17 @@ void ModelRun::CheckBucketWinners(const RetentionAttempt& a, const Removed& remo
       if (have > lost || (have == lost && s > seq)) survivor = true;
     }
     ASSERT_TRUE(survivor) << "marker " << seq << " removed, and no better one kept in its bucket";
+  }
+  // And at most one survives per bucket, apart from points retention must keep.
+  std::map<std::pair<size_t, int64_t>, uint64_t> winner;
+  for (const auto& [s, m] : markers_) {
+    if (s >= apf) break;
+    size_t t = 0;
+    int64_t b = 0;
+    if (a.protected_points.count(s) || !tier_bucket(m.ts, &t, &b)) continue;
+    auto [it, first] = winner.emplace(std::make_pair(t, b), s);
+    ASSERT_TRUE(first) << "markers " << it->second << " and " << s << " both kept in bucket " << b
+                       << " of tier " << t;
   }
 }
 

@@ -287,6 +287,9 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // After base_seq moved to target: drops the index entries and segments at or below it.
   Status DropThrough(uint64_t target);
   Status ThinAndCompact(const RetentionPolicy& policy, int64_t now, RetentionReport* report);
+  // Seals the active segment when it holds a marker the tiers thin, so that thinning can
+  // rewrite it; not while a batch is being written or published (the next run does it).
+  Status SealForThinning(const RetentionPolicy& policy, int64_t now);
   // The commit point: the manifest says committed and the journal, base and points are
   // forgotten in memory. Then the files go (DropJournalAndBaseOf); Finish… does both.
   Status SwitchToCommittedLocked(const std::string& name);
