@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "base/checksum.h"
 #include "base/coding.h"
 #include "env/sim_env.h"
 #include "journal/block_runs.h"
@@ -231,6 +232,81 @@ TEST_F(CorruptionTest, MarkerBodyBitFlipInSealedSegmentIsDataLoss) {
   ASSERT_EQ(rec.type, RecordType::kMarker);
   FlipBit(SegPath(1), rec.offset + kRecordHeaderSize + 41);  // in the label
   ExpectDataLossAt(1, rec.offset, "payload checksum mismatch");
+}
+
+// Numbers this build does not know (a newer version's record type, marker kind or segment
+// format) are refused naming the number, never guessed at: here with their checksums right,
+// as a newer writer would have made them.
+TEST_F(CorruptionTest, UnknownNumbersAreDataLossNamingThem) {
+  Make(13, {6});
+  const std::string good = ReadAll(SegPath(2));
+  auto rewrite = [&](auto&& change) {
+    std::string bytes = good;
+    change(reinterpret_cast<uint8_t*>(bytes.data()));
+    auto f = env_.OpenFile(SegPath(2), OpenMode::kReadWrite);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->WriteAt(0, bytes).ok());
+  };
+  const StoredRecord write = Records(2)[0], marker = Records(2)[1];
+  ASSERT_EQ(marker.type, RecordType::kMarker);
+  auto reseal = [](uint8_t* header) { EncodeFixed<uint64_t>(header + 56, Checksum64(header, 56)); };
+
+  rewrite([&](uint8_t* p) {
+    p[write.offset + 4] = 9;
+    reseal(p + write.offset);
+  });
+  ExpectDataLossAt(2, write.offset, "unknown record type 9");
+
+  rewrite([&](uint8_t* p) {
+    uint8_t* body = p + marker.offset + kRecordHeaderSize;
+    body[0] = 7;
+    EncodeFixed<uint64_t>(p + marker.offset + 48, Checksum64(body, marker.payload_length));
+    reseal(p + marker.offset);
+  });
+  ExpectDataLossAt(2, marker.offset, "unknown marker kind 7");
+
+  rewrite([&](uint8_t* p) {
+    EncodeFixed<uint32_t>(p + 8, 2);
+    reseal(p);
+  });
+  ExpectDataLossAt(2, 0, "segment format version 2 is not supported (this build reads version 1)");
+
+  rewrite([](uint8_t*) {});
+  auto r = MustOpen();
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->Stats().last_seq, 13u);
+}
+
+// The same at the very end of the journal: a whole header or marker body that says what this
+// build cannot read is no torn tail, and is not cut off.
+TEST_F(CorruptionTest, UnknownNumbersInTheLastRecordAreDataLossNotATornTail) {
+  Make(13, {13});
+  const StoredRecord last = Records(4).back();
+  ASSERT_EQ(last.type, RecordType::kMarker);
+  const std::string good = ReadAll(SegPath(4));
+  auto put = [&](const std::string& bytes) {
+    auto f = env_.OpenFile(SegPath(4), OpenMode::kReadWrite);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->WriteAt(0, bytes).ok());
+  };
+  std::string bytes = good;
+  auto* p = reinterpret_cast<uint8_t*>(bytes.data()) + last.offset;
+  p[kRecordHeaderSize] = 7;  // the marker's kind
+  EncodeFixed<uint64_t>(p + 48, Checksum64(p + kRecordHeaderSize, last.payload_length));
+  EncodeFixed<uint64_t>(p + 56, Checksum64(p, 56));
+  put(bytes);
+  ExpectDataLossAt(4, last.offset, "unknown marker kind 7");
+  bytes = good;
+  p = reinterpret_cast<uint8_t*>(bytes.data()) + last.offset;
+  p[4] = 9;  // the record's type
+  EncodeFixed<uint64_t>(p + 56, Checksum64(p, 56));
+  put(bytes);
+  ExpectDataLossAt(4, last.offset, "unknown record type 9");
+  EXPECT_EQ(ReadAll(SegPath(4)), bytes) << "the segment was cut";
+  put(good);
+  auto r = MustOpen();
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->Stats().last_seq, 13u);
 }
 
 TEST_F(CorruptionTest, PayloadBitFlipInSealedSegmentOpensAndVerifyListsIt) {

@@ -13,31 +13,43 @@
 //     pinned point, an overlay's point or the point of an open view;
 //   - oldest / any_point_from only move forward, and only as far as the retention calls
 //     made so far allow; a marker disappears only if it was old enough and another marker
-//     of its tier bucket that ranks at least as high survives;
+//     of its tier bucket that ranks at least as high survives, and after a retention call
+//     each bucket keeps at most one (pinned and open points apart);
 //   - appends are durable on return; overlay data is durable after Flush (and kept on a
 //     clean close), and a crash loses at most the blocks written since the last flush.
 //
 // FERRY_MODEL_SEEDS (default 200) and FERRY_MODEL_SEED_START (default 1) choose the seeds;
-// a failure names the seed and step to replay with FERRY_MODEL_SEEDS=1.
+// a failure names the seed and step to replay with FERRY_MODEL_SEEDS=1; a crash, a
+// sanitizer's abort or a seed running over a minute names the seed on stderr.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "env/sim_env.h"
 #include "journal/overlay.h"
 #include "journal/replica.h"
 #include "journal/view.h"
+
+// Present only in a sanitizer build (see SeedWatch).
+extern "C" void __sanitizer_set_death_callback(void (*)()) __attribute__((weak));
 
 namespace ferry::journal {
 namespace {
@@ -1338,6 +1350,19 @@ void ModelRun::CheckBucketWinners(const RetentionAttempt& a, const Removed& remo
     }
     ASSERT_TRUE(survivor) << "marker " << seq << " removed, and no better one kept in its bucket";
   }
+  // And at most one survives per bucket, apart from points retention must keep (pinned, and
+  // group-consistent ones unless the policy thins them: decision 0013).
+  std::map<std::pair<size_t, int64_t>, uint64_t> winner;
+  for (const auto& [s, m] : markers_) {
+    if (s >= apf) break;
+    size_t t = 0;
+    int64_t b = 0;
+    if (a.protected_points.count(s) || !tier_bucket(m.ts, &t, &b)) continue;
+    if (a.policy.keep_group_markers && m.info.kind == MarkerKind::kGroupConsistent) continue;
+    auto [it, first] = winner.emplace(std::make_pair(t, b), s);
+    ASSERT_TRUE(first) << "markers " << it->second << " and " << s << " both kept in bucket " << b
+                       << " of tier " << t;
+  }
 }
 
 void ModelRun::CheckPins() {
@@ -1594,12 +1619,104 @@ void ModelRun::CheckFull() {
   for (auto& [p, v] : views_) RUN_STEP(CheckReads(v, p, 2, Chance(0.2)));
 }
 
+// Names the running seed where gtest cannot: a crash or a sanitizer's abort (a signal
+// handler and the sanitizers' death callback write a note formatted before the seed ran),
+// and a hang (a watchdog writes when one seed runs past kSlow: ctest's timeout kills with no
+// chance to print). Silent for seeds that pass in time.
+class SeedWatch {
+ public:
+  static constexpr auto kSlow = std::chrono::seconds(60);
+
+  SeedWatch() {
+    for (size_t i = 0; i < kSignals.size(); ++i) {
+      struct sigaction sa = {};
+      sa.sa_sigaction = OnFatalSignal;
+      sa.sa_flags = SA_SIGINFO;
+      sigemptyset(&sa.sa_mask);
+      sigaction(kSignals[i], &sa, &old_actions_[i]);
+    }
+    if (__sanitizer_set_death_callback != nullptr) __sanitizer_set_death_callback(WriteNote);
+    watchdog_ = std::thread([this] { Watch(); });
+  }
+
+  ~SeedWatch() {
+    {
+      std::lock_guard l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    watchdog_.join();
+    note_len_.store(0);
+    if (__sanitizer_set_death_callback != nullptr) __sanitizer_set_death_callback(nullptr);
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &old_actions_[i], nullptr);
+  }
+
+  void Start(uint64_t seed) {
+    std::lock_guard l(mu_);
+    seed_ = seed;
+    started_ = std::chrono::steady_clock::now();
+    warned_ = false;
+    const int n = std::snprintf(note_, sizeof note_,
+                                "\n[ model    ] died in seed %llu; replay: "
+                                "FERRY_MODEL_SEED_START=%llu FERRY_MODEL_SEEDS=1\n",
+                                static_cast<unsigned long long>(seed),
+                                static_cast<unsigned long long>(seed));
+    note_len_.store(static_cast<size_t>(std::max(n, 0)));
+  }
+
+ private:
+  static constexpr std::array<int, 5> kSignals = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+
+  static void WriteNote() {
+    const size_t n = note_len_.load();
+    if (n != 0) (void)!write(STDERR_FILENO, note_, n);
+  }
+
+  // Writes the note and puts back the handler that was there (a sanitizer's, or the
+  // default), which then reports as it would have: a fault happens again when this returns;
+  // a signal that was sent (abort(), kill) is sent again.
+  static void OnFatalSignal(int sig, siginfo_t* info, void*) {
+    WriteNote();
+    for (size_t i = 0; i < kSignals.size(); ++i) {
+      if (kSignals[i] == sig) sigaction(sig, &old_actions_[i], nullptr);
+    }
+    if (info == nullptr || info->si_code <= 0) raise(sig);
+  }
+
+  void Watch() {
+    std::unique_lock l(mu_);
+    while (!stop_) {
+      cv_.wait_for(l, std::chrono::seconds(5));
+      if (!stop_ && !warned_ && std::chrono::steady_clock::now() - started_ > kSlow) {
+        std::fprintf(stderr, "[ model    ] seed %llu has run for over %lld s; replay: "
+                     "FERRY_MODEL_SEED_START=%llu FERRY_MODEL_SEEDS=1\n",
+                     static_cast<unsigned long long>(seed_), static_cast<long long>(kSlow.count()),
+                     static_cast<unsigned long long>(seed_));
+        warned_ = true;
+      }
+    }
+  }
+
+  static inline char note_[160];
+  static inline std::atomic<size_t> note_len_{0};
+  static inline std::array<struct sigaction, kSignals.size()> old_actions_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  uint64_t seed_ = 0;
+  std::chrono::steady_clock::time_point started_;
+  bool warned_ = false;
+  std::thread watchdog_;
+};
+
 TEST(JournalModelTest, RandomHistoriesMatchTheModel) {
   const uint64_t seeds = EnvU64("FERRY_MODEL_SEEDS", 200);
   const uint64_t start = EnvU64("FERRY_MODEL_SEED_START", 1);
   const auto t0 = std::chrono::steady_clock::now();
   uint64_t commits = 0;
+  SeedWatch watch;
   for (uint64_t seed = start; seed < start + seeds; ++seed) {
+    watch.Start(seed);
     ModelRun run(seed);
     {
       SCOPED_TRACE("replay: FERRY_MODEL_SEED_START=" + std::to_string(seed) +

@@ -108,10 +108,36 @@ Result<std::shared_ptr<Overlay>> Overlay::Create(Env* env, const std::string& di
   return o;
 }
 
+namespace {
+
+// Opens one of an overlay's files; a missing one is damage to the overlay, never "no such
+// overlay" (a caller must not take it for a replica or overlay that does not exist).
+Result<std::unique_ptr<File>> OpenOverlayFile(Env* env, const std::string& path) {
+  auto f = env->OpenFile(path, OpenMode::kReadWrite);
+  if (!f.ok() && f.status().code() == Code::kNotFound) {
+    return DataLoss(path + ": missing; the overlay cannot be read without it");
+  }
+  return f;
+}
+
+// Why the blocks.log entry at p is not one a flush wrote whole, or "" if it is.
+std::string LogEntryProblem(const uint8_t* p) {
+  if (std::memcmp(p, kLogMagic, 4) != 0) return "bad entry magic";
+  if (DecodeFixed<uint64_t>(p + 24) != Checksum64(p, 24)) return "entry checksum mismatch";
+  return "";
+}
+
+}  // namespace
+
 Result<std::shared_ptr<Overlay>> Overlay::Load(Env* env, const std::string& dir, uint64_t size,
                                                uint32_t block_size) {
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(env, JoinPath(dir, "OVERLAY")));
-  ASSIGN_OR_RETURN(std::string body, UnframeChecksum(text, JoinPath(dir, "OVERLAY")));
+  const std::string meta_path = JoinPath(dir, "OVERLAY");
+  auto text = ReadFileToString(env, meta_path);
+  if (!text.ok() && text.status().code() == Code::kNotFound) {
+    return DataLoss(meta_path + ": missing; the overlay's identity and state are lost");
+  }
+  if (!text.ok()) return text.status();
+  ASSIGN_OR_RETURN(std::string body, UnframeChecksum(*text, meta_path));
   std::string name, state;
   uint64_t point = 0;
   int64_t created = 0;
@@ -136,24 +162,54 @@ Result<std::shared_ptr<Overlay>> Overlay::Load(Env* env, const std::string& dir,
   } else {
     return DataLoss(dir + "/OVERLAY: unknown state " + state);
   }
-  ASSIGN_OR_RETURN(o->data_, env->OpenFile(JoinPath(dir, "data.img"), OpenMode::kReadWrite));
-  ASSIGN_OR_RETURN(o->log_, env->OpenFile(JoinPath(dir, "blocks.log"), OpenMode::kReadWrite));
-  ASSIGN_OR_RETURN(std::string log, ReadFileToString(env, JoinPath(dir, "blocks.log")));
+  const std::string data_path = JoinPath(dir, "data.img"), log_path = JoinPath(dir, "blocks.log");
+  ASSIGN_OR_RETURN(o->data_, OpenOverlayFile(env, data_path));
+  // Create sizes data.img to the volume before anything can be written: another size is
+  // damage (a shorter file would read the blocks past its end as zeros).
+  ASSIGN_OR_RETURN(uint64_t data_size, o->data_->Size());
+  if (data_size != size) {
+    return DataLoss(data_path + ": " + std::to_string(data_size) + " bytes where the volume has " +
+                    std::to_string(size));
+  }
+  ASSIGN_OR_RETURN(o->log_, OpenOverlayFile(env, log_path));
+  ASSIGN_OR_RETURN(std::string log, ReadFileToString(env, log_path));
+  auto where = [&](uint64_t at) { return log_path + " offset " + std::to_string(at) + ": "; };
   uint64_t off = 0;
-  for (; off + kLogEntrySize <= log.size(); off += kLogEntrySize) {
+  std::string problem;
+  for (; off < log.size(); off += kLogEntrySize) {
+    if (off + kLogEntrySize > log.size()) {
+      problem = "entry incomplete";
+      break;
+    }
     auto p = reinterpret_cast<const uint8_t*>(log.data() + off);
-    if (std::memcmp(p, kLogMagic, 4) != 0) break;
-    if (DecodeFixed<uint64_t>(p + 24) != Checksum64(p, 24)) break;
+    problem = LogEntryProblem(p);
+    if (!problem.empty()) break;
+    // An entry whose checksum holds was written so: wrong fields are not a torn write.
     uint8_t kind = p[4];
     uint64_t first = DecodeFixed<uint64_t>(p + 8), count = DecodeFixed<uint64_t>(p + 16);
-    if ((kind != kKindWritten && kind != kKindFilled) || first > o->blocks_ ||
-        count > o->blocks_ - first) {
-      break;
+    if (kind != kKindWritten && kind != kKindFilled) {
+      return DataLoss(where(off) + "unknown entry kind " + std::to_string(kind));
+    }
+    if (first > o->blocks_ || count > o->blocks_ - first) {
+      return DataLoss(where(off) + "blocks " + std::to_string(first) + "+" + std::to_string(count) +
+                      " past the volume's " + std::to_string(o->blocks_));
     }
     SetBits(o->present_, first, count);
     if (kind == kKindWritten) SetBits(o->written_, first, count);
   }
-  if (off != log.size()) {
+  if (!problem.empty()) {
+    // A torn tail (an unfinished flush, never acknowledged) only if no whole entry follows:
+    // each flush is synced before the next one is written, so one that does was acknowledged,
+    // and dropping the entries between would serve the point's data for blocks users wrote.
+    for (uint64_t later = off + kLogEntrySize; later + kLogEntrySize <= log.size();
+         later += kLogEntrySize) {
+      if (LogEntryProblem(reinterpret_cast<const uint8_t*>(log.data() + later)).empty()) {
+        return DataLoss(where(off) + problem + ", and a whole entry follows at offset " +
+                        std::to_string(later) +
+                        ": flushed writes of the overlay are lost; restore the file, or move " +
+                        dir + " out of the replica to open it without this overlay");
+      }
+    }
     // An unflushed tail: those writes were never acknowledged as durable.
     RETURN_IF_ERROR(o->log_->Truncate(off));
   }

@@ -19,7 +19,8 @@
 //                       exists); the message says what to do first.
 //   kResourceExhausted  not enough free space to append; history is never shrunk to make
 //                       room — free space or shorten retention.
-//   kDataLoss           a stored record is corrupt; the message names segment and offset.
+//   kDataLoss           a stored record is corrupt; the message names segment and offset
+//                       (or, for an overlay, its file and offset, or the file missing).
 #pragma once
 
 #include <atomic>
@@ -152,7 +153,9 @@ class Replica : public std::enable_shared_from_this<Replica> {
   static Result<std::shared_ptr<Replica>> Create(const std::string& dir, const CreateParams& p,
                                                  const ReplicaOptions& options = {});
   // Opens an existing replica: recovers a torn tail, finishes an interrupted merge, and
-  // resumes an interrupted commit in the background (see GetCommitProgress).
+  // resumes an interrupted commit in the background (see GetCommitProgress). Removes what a
+  // crash left of an overlay being created (before anything could be written through it)
+  // or discarded; an overlay missing any other way is kDataLoss, never removed.
   static Result<std::shared_ptr<Replica>> Open(const std::string& dir,
                                                const ReplicaOptions& options = {});
   ~Replica();
@@ -284,6 +287,9 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // After base_seq moved to target: drops the index entries and segments at or below it.
   Status DropThrough(uint64_t target);
   Status ThinAndCompact(const RetentionPolicy& policy, int64_t now, RetentionReport* report);
+  // Seals the active segment when it holds a marker the tiers thin, so that thinning can
+  // rewrite it; not while a batch is being written or published (the next run does it).
+  Status SealForThinning(const RetentionPolicy& policy, int64_t now);
   // The commit point: the manifest says committed and the journal, base and points are
   // forgotten in memory. Then the files go (DropJournalAndBaseOf); Finish… does both.
   Status SwitchToCommittedLocked(const std::string& name);

@@ -11,6 +11,9 @@ namespace {
 
 std::string OverlayPinOwner(const std::string& name) { return "overlay:" + name; }
 
+// An overlay directory being removed (docs/formats/journal.md, "Overlays").
+constexpr char kDiscardedFile[] = "DISCARDED";
+
 Status CheckOverlayName(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 64 && name != "." && name != "..";
   for (char c : name) {
@@ -24,15 +27,68 @@ Status CheckOverlayName(const std::string& name) {
   return Status::Ok();
 }
 
+// Removes an overlay's directory. OVERLAY first becomes DISCARDED, durably, and that goes
+// last: wherever a crash stops this, Open finds a directory it may finish removing, never an
+// overlay that lost its OVERLAY but kept its data (which Open refuses; see Recover).
 Status RemoveOverlayFiles(Env* env, const std::string& dir) {
   auto names = env->ListDir(dir);
   if (!names.ok()) return names.status().code() == Code::kNotFound ? Status::Ok() : names.status();
-  for (const std::string& n : *names) RETURN_IF_ERROR(env->RemoveFile(JoinPath(dir, n)));
-  // The removals must be durable before the directory goes: otherwise a crash brings back an
-  // overlay whose pin is already gone.
+  const std::string discarded = JoinPath(dir, kDiscardedFile);
+  if (env->Exists(JoinPath(dir, "OVERLAY"))) {
+    RETURN_IF_ERROR(env->Rename(JoinPath(dir, "OVERLAY"), discarded));
+    RETURN_IF_ERROR(env->SyncDir(dir));
+  }
+  for (const std::string& n : *names) {
+    if (n != "OVERLAY" && n != kDiscardedFile) RETURN_IF_ERROR(env->RemoveFile(JoinPath(dir, n)));
+  }
   RETURN_IF_ERROR(env->SyncDir(dir));
+  if (env->Exists(discarded)) {
+    RETURN_IF_ERROR(env->RemoveFile(discarded));
+    // The removals must be durable before the directory goes: otherwise a crash brings back
+    // an overlay whose pin is already gone.
+    RETURN_IF_ERROR(env->SyncDir(dir));
+  }
   RETURN_IF_ERROR(env->RemoveDir(dir));
   return env->SyncDir(DirName(dir));
+}
+
+// What in an overlay directory without OVERLAY shows it may hold a user's writes, or "" if
+// nothing does: a directory a crash left while Overlay::Create made it holds only the files
+// Create makes before OVERLAY (data.img, blocks.log, intent.0, intent.1) and OVERLAY.tmp,
+// each missing or empty (data.img: no byte but zero).
+Result<std::string> EvidenceOfWrites(Env* env, const std::string& dir) {
+  ASSIGN_OR_RETURN(auto names, env->ListDir(dir));
+  for (const std::string& n : names) {
+    if (n != "data.img" && n != "blocks.log" && n != "intent.0" && n != "intent.1" &&
+        n != "OVERLAY.tmp") {
+      return "it holds " + n;
+    }
+  }
+  for (const char* n : {"blocks.log", "intent.0", "intent.1"}) {
+    if (!env->Exists(JoinPath(dir, n))) continue;
+    ASSIGN_OR_RETURN(auto f, env->OpenFile(JoinPath(dir, n), OpenMode::kRead));
+    ASSIGN_OR_RETURN(uint64_t size, f->Size());
+    if (size != 0) return std::string(n) + " holds " + std::to_string(size) + " bytes";
+  }
+  if (!env->Exists(JoinPath(dir, "data.img"))) return std::string();
+  ASSIGN_OR_RETURN(auto data, env->OpenFile(JoinPath(dir, "data.img"), OpenMode::kRead));
+  ASSIGN_OR_RETURN(uint64_t size, data->Size());
+  std::string buf(1 << 20, '\0');
+  for (uint64_t pos = 0; pos < size;) {
+    ASSIGN_OR_RETURN(pos, data->NextData(pos));
+    if (pos >= size) break;
+    ASSIGN_OR_RETURN(size_t got,
+                     data->ReadAt(pos, std::min<uint64_t>(buf.size(), size - pos), buf.data()));
+    if (got == 0) break;
+    auto nonzero = std::find_if(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(got),
+                                [](char c) { return c != 0; });
+    if (nonzero != buf.begin() + static_cast<std::ptrdiff_t>(got)) {
+      return "data.img holds data at offset " +
+             std::to_string(pos + static_cast<uint64_t>(nonzero - buf.begin()));
+    }
+    pos += got;
+  }
+  return std::string();
 }
 
 }  // namespace
@@ -52,8 +108,21 @@ Status Replica::Recover() {
   std::string finished_commit;
   for (const std::string& name : names) {
     std::string odir = JoinPath(overlays_dir, name);
+    if (env_->Exists(JoinPath(odir, kDiscardedFile))) {
+      // A discard a crash cut short: finish it.
+      RETURN_IF_ERROR(RemoveOverlayFiles(env_, odir));
+      continue;
+    }
     if (!env_->Exists(JoinPath(odir, "OVERLAY"))) {
-      // Creation did not finish: nothing was ever written through it.
+      // Overlay::Create writes OVERLAY last, and nothing can be written through an overlay
+      // before Create returns: a directory without it whose files hold nothing is a creation
+      // a crash cut short. Anything else is an overlay that lost its OVERLAY file.
+      ASSIGN_OR_RETURN(std::string found, EvidenceOfWrites(env_, odir));
+      if (!found.empty()) {
+        return DataLoss("overlay " + name + ": " + JoinPath(odir, "OVERLAY") + " is missing, but " +
+                        found + "; restore OVERLAY, or move " + odir +
+                        " out of the replica to open it without this overlay");
+      }
       RETURN_IF_ERROR(RemoveOverlayFiles(env_, odir));
       continue;
     }

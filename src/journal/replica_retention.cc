@@ -195,8 +195,53 @@ Status Replica::DropThrough(uint64_t target) {
   return Status::Ok();
 }
 
+Status Replica::SealForThinning(const RetentionPolicy& policy, int64_t now) {
+  uint64_t active_segment;
+  {
+    std::lock_guard wl(write_mu_);
+    if (!active_) return Status::Ok();
+    active_segment = active_->segment_number();
+  }
+  bool seal = false;
+  {
+    std::lock_guard ml(meta_mu_);
+    std::set<uint64_t> protected_points;
+    for (const journal::Pin& p : manifest_.pins) protected_points.insert(p.seq);
+    protected_points.insert(view_points_.begin(), view_points_.end());
+    std::shared_lock il(index_mu_);
+    std::vector<MarkerRef> refs;
+    for (const auto& [seq, m] : markers_) {
+      int64_t pos = index_.FindSeq(seq);
+      if (pos >= 0) refs.push_back({seq, index_.at(static_cast<size_t>(pos)).timestamp_ns(), m.kind});
+    }
+    const std::set<uint64_t> keep = MarkersToKeep(refs, policy, now, protected_points);
+    for (const MarkerRef& r : refs) {
+      if (!keep.count(r.seq) &&
+          index_.at(static_cast<size_t>(index_.FindSeq(r.seq))).segment == active_segment) {
+        seal = true;
+        break;
+      }
+    }
+  }
+  if (!seal) return Status::Ok();
+  std::unique_lock l(write_mu_);
+  // Only between batches: one being written or published is in that segment.
+  if (!active_ || active_->segment_number() != active_segment || leading_ || in_flight_ != 0 ||
+      !write_error_.ok()) {
+    return Status::Ok();
+  }
+  if (Status s = RollTo(next_seq_); !s.ok()) {
+    write_error_ = s;  // as a failed roll in Append: appends wait for a reopen
+    return s;
+  }
+  return Status::Ok();
+}
+
 Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
                                RetentionReport* report) {
+  // Markers the tiers thin that lie in the active segment: that segment is sealed first, so
+  // it can be rewritten like the others.
+  RETURN_IF_ERROR(SealForThinning(policy, now));
   uint32_t active_segment;
   {
     std::lock_guard wl(write_mu_);
@@ -243,17 +288,10 @@ Status Replica::ThinAndCompact(const RetentionPolicy& policy, int64_t now,
     if (from == 0) return Status::Ok();
 
     std::shared_lock decide(index_mu_);
-    // Only sealed segments whose records all lie below `from` are rewritten; a record in any
-    // other segment stays, so a marker there stays a point and its data must stay too.
-    std::map<uint32_t, uint64_t> max_seq;
-    for (size_t i = 0; i < index_.size(); ++i) {
-      uint32_t seg = index_.at(i).segment;
-      max_seq[seg] = std::max(max_seq[seg], index_.at(i).seq());
-    }
-    auto rewritable = [&](size_t pos) {
-      uint32_t seg = index_.at(pos).segment;
-      return seg != active_segment && max_seq[seg] < from;
-    };
+    // Only sealed segments are rewritten (records at or after `from` are never dropped, so
+    // one that reaches past it keeps them); a record in the active segment stays, so a marker
+    // there stays a point and its data must stay too.
+    auto rewritable = [&](size_t pos) { return index_.at(pos).segment != active_segment; };
     std::vector<MarkerRef> refs;
     for (const auto& [seq, m] : markers_) {
       if (seq >= from) break;

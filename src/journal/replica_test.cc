@@ -2,6 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <iterator>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
 #include "env/sim_env.h"
 #include "journal/overlay.h"
 #include "journal/view.h"
@@ -272,6 +279,103 @@ TEST_F(ReplicaTest, RetentionMergesAndThins) {
   auto r2 = Replica::Open("/r", Opts());
   ASSERT_TRUE(r2.ok()) << r2.status().ToString();
   EXPECT_EQ(ReadView(*r2, last, 0, 16 * kBs), before);
+}
+
+// The default age tiers (retention.h) over more than 7 days of history: every marker of the
+// last 2 hours stays; older, exactly one per hour (absolute buckets) up to 7 days and one per
+// 4 hours beyond, the app-consistent one where a bucket has one, else the newest. A second
+// pass a day later thins what aged into the next tier again by the same rule.
+TEST_F(ReplicaTest, DefaultAgeTiersKeepOnePointPerBucket) {
+  constexpr int64_t kHour = kNanosPerHour, kStep = 17 * 60 * kNanosPerSecond;
+  auto r = Make();
+  struct Mark {
+    int64_t ts;
+    MarkerKind kind;
+  };
+  std::map<uint64_t, Mark> present;  // what the replica should have before each pass
+  auto add_history = [&](int64_t span) {
+    for (int64_t t = 0; t < span; t += kStep) {
+      clock_.Advance(kStep);
+      ASSERT_TRUE(r->Append(Record::Write(0, std::string(kBs, 'w'))).ok());
+      const MarkerKind kind = present.size() % 5 == 3 ? MarkerKind::kAppConsistent
+                                                      : MarkerKind::kCrashConsistent;
+      auto seq = r->Append(Record::Marker(kind));
+      ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+      present[*seq] = {clock_.NowNanos(), kind};
+    }
+  };
+  auto survivors = [&]() {
+    std::map<uint64_t, int64_t> out;
+    PointFilter f;
+    f.limit = 100000;
+    auto page = r->ListPoints(f);
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    EXPECT_EQ(page->next_token, 0u);
+    for (const PointInfo& p : page->points) out[p.seq] = p.timestamp_ns;
+    return out;
+  };
+  // Thins with the defaults at the clock's now and checks the outcome marker by marker.
+  auto thin_and_check = [&]() {
+    const int64_t now = clock_.NowNanos();
+    ASSERT_TRUE(r->ApplyRetention(RetentionPolicy{}).ok());
+    std::map<std::pair<int64_t, int64_t>, uint64_t> winner;  // (bucket size, bucket) -> seq
+    std::set<uint64_t> want;
+    for (const auto& [seq, m] : present) {
+      const int64_t age = now - m.ts;
+      if (age < 2 * kHour) {
+        want.insert(seq);
+        continue;
+      }
+      const int64_t size = age < 7 * 24 * kHour ? kHour : 4 * kHour;
+      auto [it, first] = winner.emplace(std::make_pair(size, m.ts / size), seq);
+      // Later seqs come later: a newer marker wins unless the holder is app-consistent and
+      // it is not.
+      if (!first && !(present[it->second].kind == MarkerKind::kAppConsistent &&
+                      m.kind != MarkerKind::kAppConsistent)) {
+        it->second = seq;
+      }
+    }
+    for (const auto& [bucket, seq] : winner) want.insert(seq);
+    const std::map<uint64_t, int64_t> kept = survivors();
+    std::set<uint64_t> got;
+    for (const auto& [seq, ts] : kept) got.insert(seq);
+    std::vector<uint64_t> extra, missing;
+    std::set_difference(got.begin(), got.end(), want.begin(), want.end(), std::back_inserter(extra));
+    std::set_difference(want.begin(), want.end(), got.begin(), got.end(), std::back_inserter(missing));
+    auto describe = [&](const std::vector<uint64_t>& seqs) {
+      std::string out;
+      for (uint64_t s : seqs) {
+        out += " " + std::to_string(s) + " (" +
+               std::to_string(static_cast<double>(now - present[s].ts) / kHour) + " h old, " +
+               (present[s].kind == MarkerKind::kAppConsistent ? "app" : "crash") + ")";
+      }
+      return out;
+    };
+    ASSERT_TRUE(extra.empty() && missing.empty())
+        << "kept but should not be:" << describe(extra) << "\nthinned but should be kept:"
+        << describe(missing);
+    // The same, said as the rule: all of the last 2 hours, then at most one per bucket.
+    size_t young = 0;
+    std::map<std::pair<int64_t, int64_t>, int> per_bucket;
+    for (const auto& [seq, ts] : kept) {
+      const int64_t age = now - ts;
+      if (age < 2 * kHour) {
+        ++young;
+      } else {
+        const int64_t size = age < 7 * 24 * kHour ? kHour : 4 * kHour;
+        const int n = ++per_bucket[std::make_pair(size, ts / size)];
+        EXPECT_EQ(n, 1) << "marker " << seq << " shares its bucket";
+      }
+    }
+    EXPECT_EQ(young, static_cast<size_t>((2 * kHour + kStep - 1) / kStep));  // one per step
+    EXPECT_GT(per_bucket.size(), 6u * 24);  // the history reaches past 7 days
+    for (const auto& [seq, ts] : kept) EXPECT_TRUE(r->OpenView(seq).ok()) << "marker " << seq;
+    std::erase_if(present, [&](const auto& e) { return !want.count(e.first); });
+  };
+  ASSERT_NO_FATAL_FAILURE(add_history(10 * 24 * kHour));
+  ASSERT_NO_FATAL_FAILURE(thin_and_check());
+  ASSERT_NO_FATAL_FAILURE(add_history(24 * kHour));
+  ASSERT_NO_FATAL_FAILURE(thin_and_check());
 }
 
 }  // namespace

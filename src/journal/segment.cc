@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/checksum.h"
+#include "base/coding.h"
 
 namespace ferry::journal {
 namespace {
@@ -36,6 +37,11 @@ class WindowReader {
   uint64_t start_ = 0;
   std::vector<uint8_t> buf_;
 };
+
+// Whether a record header's magic and checksum hold: it was written as it reads.
+bool HeaderIsWhole(const uint8_t* p) {
+  return std::memcmp(p, "FREC", 4) == 0 && DecodeFixed<uint64_t>(p + 56) == Checksum64(p, 56);
+}
 
 std::string Where(uint64_t segment, uint64_t offset) {
   return "segment " + std::to_string(segment) + " offset " + std::to_string(offset);
@@ -111,6 +117,7 @@ Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOp
   uint64_t off = kSegmentHeaderSize;
   std::string payload;
   std::string problem;
+  bool whole = false;  // the damaged record was written as it reads: never a torn tail
   while (off < r.file_size) {
     ASSIGN_OR_RETURN(const uint8_t* p, reader.Get(off, kRecordHeaderSize));
     if (p == nullptr) {
@@ -119,7 +126,10 @@ Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOp
     }
     auto h = DecodeRecordHeader(p);
     if (!h.ok()) {
+      // A header whose checksum holds was written whole: what it says (a type this build
+      // does not know, inconsistent lengths) is no torn write, wherever it is.
       problem = std::string(h.status().message());
+      whole = HeaderIsWhole(p);
       break;
     }
     if (compacted ? h->seq < expect_seq : h->seq != expect_seq) {
@@ -144,13 +154,18 @@ Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOp
         problem = "record payload checksum mismatch (seq " + std::to_string(h->seq) + ")";
       } else if (h->type == RecordType::kMarker) {
         auto m = DecodeMarkerBody(payload_view);
-        if (!m.ok()) problem = std::string(m.status().message());
+        if (!m.ok()) {
+          problem = std::string(m.status().message());
+          // Likewise a marker body whose checksum holds.
+          whole = true;
+        }
       }
       if (!problem.empty()) {
         if (options.payload_problems == nullptr) break;
         const Status damaged = DataLoss(Where(segment_number, off) + ": " + problem);
         options.payload_problems->push_back(damaged.ToString());
         problem.clear();
+        whole = false;
         expect_seq = h->seq + 1;
         off += kRecordHeaderSize + h->payload_length;
         continue;
@@ -167,7 +182,7 @@ Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOp
 
   // Something is wrong at `off`. It is a torn tail only in the last segment and only if no
   // valid record follows: acknowledged records were synced before anything after them.
-  if (options.allow_torn_tail) {
+  if (options.allow_torn_tail && !whole) {
     bool later_valid = false;
     std::vector<uint8_t> buf(kRecordHeaderSize);
     for (uint64_t scan = off + 1; scan + kRecordHeaderSize <= r.file_size; ++scan) {

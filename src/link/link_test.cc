@@ -6,8 +6,10 @@
 #include <chrono>
 #include <filesystem>
 #include <list>
+#include <mutex>
 #include <random>
 #include <set>
+#include <string>
 #include <thread>
 
 #include "base/checksum.h"
@@ -16,6 +18,7 @@
 #include "env/socket.h"
 #include "journal/view.h"
 #include "link/frame.h"
+#include "link/link_test_util.h"
 #include "link/messages.h"
 #include "link/receiver.h"
 #include "link/replica_store.h"
@@ -28,171 +31,38 @@ namespace {
 
 using journal::MarkerKind;
 using journal::Replica;
+using e2e::Block;
+using e2e::Eventually;
+using e2e::kBs;
+using e2e::kSize;
+using e2e::LinkTest;
+using e2e::LogCapture;
+using e2e::Target;
 
-constexpr uint64_t kSize = 16ull << 20;
-constexpr uint32_t kBs = 4096;
-
-// Polls cond every 10 ms for up to 30 s (a deadline, not a timing assertion).
-template <typename F>
-bool Eventually(F cond) {
-  for (int i = 0; i < 3000; ++i) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return cond();
-}
-
-std::string Block(uint64_t seed) {
-  std::string b(kBs, '\0');
-  std::mt19937_64 rng(seed);
-  for (size_t i = 0; i < kBs; i += 8) {
-    uint64_t v = rng();
-    memcpy(&b[i], &v, 8);
-  }
-  return b;
-}
-
-// A target node's link listener: accepts and serves connections until destroyed.
-class Target {
- public:
-  explicit Target(const std::string& root, std::shared_ptr<TlsContext> tls = nullptr)
-      : store_(root), receiver_(&store_), tls_(std::move(tls)) {
-    EXPECT_TRUE(store_.OpenAll().ok());
-    listener_ = std::move(Listener::Tcp("127.0.0.1", 0)).value();
-    accept_ = std::thread([this] {
-      for (;;) {
-        auto sock = listener_->Accept();
-        if (!sock.ok()) return;
-        std::lock_guard l(mu_);
-        conns_.emplace_back([this, s = std::move(sock).value()]() mutable {
-          std::unique_ptr<Stream> stream;
-          if (tls_) {
-            auto t = TlsStream::Accept(tls_, std::move(s));
-            if (!t.ok()) return;
-            stream = std::move(t).value();
-          } else {
-            stream = std::move(s);
-          }
-          (void)receiver_.Serve(std::move(stream));
-        });
-      }
-    });
-  }
-  ~Target() {
-    listener_->Shutdown();
-    accept_.join();
-    receiver_.Stop();
-    std::lock_guard l(mu_);
-    for (auto& t : conns_) t.join();
-  }
-  uint16_t port() const { return listener_->port(); }
-  ReplicaStore& store() { return store_; }
-  LinkReceiver& receiver() { return receiver_; }
-
- private:
-  ReplicaStore store_;
-  LinkReceiver receiver_;
-  std::shared_ptr<TlsContext> tls_;
-  std::unique_ptr<Listener> listener_;
-  std::thread accept_;
-  std::mutex mu_;
-  std::list<std::thread> conns_;
-};
-
-class LinkTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = ::testing::TempDir() + "/ferry-link-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    disk_path_ = dir_ + "/disk.img";
-    // Existing content before protection: data in the first quarter, holes elsewhere.
-    {
-      auto f = std::move(Env::Posix()->OpenFile(disk_path_, OpenMode::kCreate)).value();
-      ASSERT_TRUE(f->Truncate(kSize).ok());
-      for (uint64_t b = 0; b < kSize / kBs / 4; b += 3) {
-        ASSERT_TRUE(f->WriteAt(b * kBs, Block(1000 + b)).ok());
-      }
-    }
-    journal::CreateParams p;
-    p.size = kSize;
-    p.pending_log = true;
-    journal::ReplicaOptions o;
-    o.segment_target_bytes = 1 << 20;  // small segments, so trimming shows
-    log_ = std::move(Replica::Create(dir_ + "/log", p, o)).value();
-    splitter_ = std::move(capture::Splitter::Open(Env::Posix(), disk_path_, log_)).value();
-  }
-  void TearDown() override {
-    sender_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  SenderConfig Config(uint16_t port) {
-    SenderConfig c;
-    c.volume = "disk0";
-    c.source_node = "node-a";
-    c.connect = [port]() -> Result<std::unique_ptr<Stream>> {
-      ASSIGN_OR_RETURN(auto s, ConnectTcp("127.0.0.1", port));
-      return std::unique_ptr<Stream>(std::move(s));
-    };
-    c.disk_path = disk_path_;
-    c.mark = [this](const std::string& label) {
-      return splitter_->Mark(MarkerKind::kCrashConsistent, label);
-    };
-    c.checkpoint = [this] { return splitter_->Checkpoint(); };
-    c.sync_chunk_bytes = 256 << 10;
-    c.min_backoff_ms = 20;
-    return c;
-  }
-
-  // Starts a sender with a changed-block map (resync and verify need one); returns the map.
-  std::shared_ptr<capture::DirtyMap> StartWithDirtyMap(Target& target) {
-    auto dirty = std::shared_ptr<capture::DirtyMap>(
-        std::move(capture::DirtyMap::Open(Env::Posix(), dir_ + "/dirty.map", kSize)).value());
-    SenderConfig c = Config(target.port());
-    c.dirty = dirty;
-    c.rewrite = [this](uint64_t off, uint64_t len) { return splitter_->Rewrite(off, len); };
-    sender_ = std::make_unique<LinkSender>(c, log_);
-    sender_->Start();
-    return dirty;
-  }
-
-  // The target's replica, once it exists.
-  std::shared_ptr<Replica> TargetReplica(Target& t) {
-    std::shared_ptr<Replica> r;
-    Eventually([&] {
-      auto f = t.store().Find("disk0");
-      if (f.ok()) r = *f;
-      return f.ok();
-    });
-    return r;
-  }
-
-  // The target's view at seq equals the source disk now (no writes since seq).
-  void ExpectSame(Replica& target, uint64_t seq) {
-    auto view = target.OpenView(seq);
-    ASSERT_TRUE(view.ok()) << view.status().ToString();
-    auto disk = std::move(Env::Posix()->OpenFile(disk_path_, OpenMode::kRead)).value();
-    std::string a(1 << 20, '\0'), b(1 << 20, '\0');
-    for (uint64_t off = 0; off < kSize; off += a.size()) {
-      ASSERT_TRUE((*view)->Read(off, a.size(), a.data()).ok());
-      ASSERT_TRUE(disk->ReadAt(off, b.size(), b.data()).ok());
-      ASSERT_TRUE(a == b) << "target view at seq " << seq << " differs from the source at "
-                          << off;
-    }
-  }
-
-  std::string dir_, disk_path_;
-  std::shared_ptr<Replica> log_;
-  std::unique_ptr<capture::Splitter> splitter_;
-  std::unique_ptr<LinkSender> sender_;
-};
-
+// The first consistent point comes after an initial sync that ran while the machine wrote:
+// it reads exactly as the source disk did at that marker.
 TEST_F(LinkTest, InitialSyncWhileWritingThenContinuousReplication) {
   Target target(dir_ + "/target");
   SenderConfig c = Config(target.port());
   c.rate_bytes_per_second = 8 << 20;  // so the writes below overlap the sync
+  // The sync's closing marker waits until the test has looked at the running sync; it is
+  // taken between two writes, and the disk as of it is kept to compare with the target.
+  std::mutex write_mu;
+  std::atomic<bool> looked{false};
+  uint64_t closing_seq = 0;
+  std::string disk_at_closing;
+  c.mark = [&](const std::string& label) -> Result<uint64_t> {
+    if (!Eventually([&] { return looked.load(); })) return Aborted("the test never looked");
+    std::lock_guard l(write_mu);
+    ASSIGN_OR_RETURN(uint64_t seq, splitter_->Mark(MarkerKind::kCrashConsistent, label));
+    ASSIGN_OR_RETURN(auto disk, Env::Posix()->OpenFile(disk_path_, OpenMode::kRead));
+    std::string bytes(kSize, '\0');
+    ASSIGN_OR_RETURN(size_t got, disk->ReadAt(0, kSize, bytes.data()));
+    if (got != kSize) return Internal("short read of the source disk");
+    closing_seq = seq;
+    disk_at_closing = std::move(bytes);
+    return seq;
+  };
   sender_ = std::make_unique<LinkSender>(c, log_);
   sender_->Start();
   std::atomic<bool> stop{false};
@@ -206,27 +76,41 @@ TEST_F(LinkTest, InitialSyncWhileWritingThenContinuousReplication) {
   } writer{stop, std::thread([&] {
     std::mt19937_64 rng(7);
     for (int i = 0; !stop; ++i) {
-      uint64_t b = rng() % (kSize / kBs);
-      ASSERT_TRUE(splitter_->Write(b * kBs, Block(rng()), false).ok());
-      if (i % 50 == 0) {
-        ASSERT_TRUE(splitter_->WriteZeroes((rng() % (kSize / kBs)) * kBs, kBs, false, false).ok());
+      {
+        std::lock_guard l(write_mu);
+        uint64_t b = rng() % (kSize / kBs);
+        ASSERT_TRUE(splitter_->Write(b * kBs, Block(rng()), false).ok());
+        if (i % 50 == 0) {
+          ASSERT_TRUE(splitter_->WriteZeroes((rng() % (kSize / kBs)) * kBs, kBs, false, false).ok());
+        }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));  // ~2 MB/s, below the rate
     }
   })};
   auto replica = TargetReplica(target);
   ASSERT_TRUE(replica);
-  // No point is consistent while the sync runs.
-  if (replica->GetInitialSync().running) {
-    EXPECT_EQ(replica->ResolvePoint(journal::PointSpec{}).status().code(), Code::kFailedPrecondition);
-  }
+  // No point is consistent while the sync runs (it cannot end before `looked`).
+  EXPECT_TRUE(replica->GetInitialSync().running);
+  EXPECT_EQ(replica->ResolvePoint(journal::PointSpec{}).status().code(), Code::kFailedPrecondition);
+  looked = true;
   ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
   stop = true;
   writer.t.join();
   sender_->SetRate(0);
   const uint64_t consistent_from = replica->GetInitialSync().consistent_from;
-  EXPECT_GT(consistent_from, 1u);
+  ASSERT_EQ(consistent_from, closing_seq);
   EXPECT_EQ(replica->OpenView(consistent_from - 1).status().code(), Code::kOutOfRange);
+  {
+    auto view = replica->OpenView(consistent_from);
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    std::string got(1 << 20, '\0');
+    for (uint64_t off = 0; off < kSize; off += got.size()) {
+      ASSERT_TRUE((*view)->Read(off, got.size(), got.data()).ok());
+      ASSERT_TRUE(disk_at_closing.compare(off, got.size(), got) == 0)
+          << "the first consistent point (seq " << consistent_from
+          << ") differs from the source as of it, in the MiB at " << off;
+    }
+  }
 
   // Continuous replication after the sync: writes, then a marker.
   for (int i = 0; i < 200; ++i) ASSERT_TRUE(splitter_->Write((i * 37 % 4096) * kBs, Block(i), false).ok());
@@ -495,6 +379,7 @@ TEST_F(LinkTest, SeededSyncSendsOnlyTheBlocksThatDiffer) {
 }
 
 TEST_F(LinkTest, WrongHistoryIsRefusedAndNothingApplied) {
+  LogCapture log;
   Target target(dir_ + "/target");
   // The target already holds this volume under another history.
   journal::CreateParams p;
@@ -513,6 +398,9 @@ TEST_F(LinkTest, WrongHistoryIsRefusedAndNothingApplied) {
       << sender_->status().last_error;
   auto replica = TargetReplica(target);
   EXPECT_EQ(replica->last_seq(), 1u);
+  // The target's operator reads why, with the source named.
+  EXPECT_TRUE(Eventually([&] { return log.Has({"link from 127.0.0.1:", "refused", "history"}); }))
+      << log.Lines();
 }
 
 // Removing a replica while its source is connected: the connection ends, the files go, and
@@ -601,6 +489,20 @@ class CorruptFrameTest : public LinkTest {
     ASSERT_EQ(f->type, MessageType::kRefuse);
     EXPECT_EQ(DecodeRefuse(f->payload)->code, "corrupt_frame");
   }
+  // The target's status of the link, and its log, say why it reset the connection.
+  void ExpectReported(Target& target, std::string_view what) {
+    std::string last_error;
+    EXPECT_TRUE(Eventually([&] {
+      auto in = target.receiver().Inbound();
+      last_error = in.empty() ? "" : in[0].last_error;
+      return !in.empty() && !in[0].connected && !last_error.empty();
+    })) << "no last_error";
+    EXPECT_NE(last_error.find("DataLoss: corrupt frame"), std::string::npos) << last_error;
+    EXPECT_NE(last_error.find(what), std::string::npos) << last_error;
+    EXPECT_TRUE(logs_.Has({"link disk0 from", what, "connection reset, nothing of that frame applied"}))
+        << logs_.Lines();
+  }
+  LogCapture logs_;  // before the Target, which each test makes after it
 };
 
 TEST_F(CorruptFrameTest, DamagedFrameResetsTheLinkAndAppliesNothing) {
@@ -619,6 +521,34 @@ TEST_F(CorruptFrameTest, DamagedFrameResetsTheLinkAndAppliesNothing) {
   ASSERT_TRUE(src.stream()->WriteAll(header + payload).ok());
   ExpectRefused(src);
   EXPECT_EQ(replica->last_seq(), first - 1);
+  ExpectReported(target, "RECORDS payload checksum mismatch");
+}
+
+// The connection closes in the middle of a frame: the part that came is not applied, and
+// the next connection resumes where the last whole frame left off.
+TEST_F(CorruptFrameTest, FrameCutShortByTheConnectionAppliesNothing) {
+  Target target(dir_ + "/target");
+  std::shared_ptr<Replica> replica;
+  uint64_t first;
+  {
+    RawSource src(target.port(), MakeHello());
+    replica = TargetReplica(target);
+    first = src.welcome().resume_from;
+    const std::string payload = TwoRecords(first);
+    FrameHeader h;
+    h.type = MessageType::kRecords;
+    h.stored_length = h.raw_length = static_cast<uint32_t>(payload.size());
+    h.payload_checksum = Checksum64(payload);
+    // The header and all but the last 100 bytes, then the connection ends.
+    ASSERT_TRUE(src.stream()->WriteAll(EncodeFrameHeader(h) + payload.substr(0, payload.size() - 100)).ok());
+    src.stream()->Shutdown();
+    ExpectReported(target, "connection closed inside a frame");
+  }
+  EXPECT_EQ(replica->last_seq(), first - 1);
+  RawSource again(target.port(), MakeHello());
+  EXPECT_EQ(again.welcome().resume_from, first);
+  ASSERT_TRUE(again.writer().Write(MessageType::kRecords, TwoRecords(first)).ok());
+  ASSERT_TRUE(Eventually([&] { return replica->last_seq() == first + 1; }));
 }
 
 TEST_F(CorruptFrameTest, RecordDamagedBeforeFramingIsCaughtByItsOwnChecksum) {
@@ -633,6 +563,7 @@ TEST_F(CorruptFrameTest, RecordDamagedBeforeFramingIsCaughtByItsOwnChecksum) {
   ASSERT_TRUE(src.writer().Write(MessageType::kRecords, payload).ok());
   ExpectRefused(src);
   EXPECT_EQ(replica->last_seq(), first - 1);
+  ExpectReported(target, "checksum");
 }
 
 TEST_F(CorruptFrameTest, GarbageAndGapsAreRefused) {
@@ -647,6 +578,7 @@ TEST_F(CorruptFrameTest, GarbageAndGapsAreRefused) {
     RawSource src(target.port(), MakeHello());
     ASSERT_TRUE(src.stream()->WriteAll(std::string(64, 'x')).ok());
     ExpectRefused(src);
+    ExpectReported(target, "bad magic");
   }
   EXPECT_EQ(TargetReplica(target)->last_seq(), 100u);
 }
