@@ -443,8 +443,10 @@ prepared=$(api a POST /v1/replicas "$(echo "$st" | json "json.dumps({'name': 'kc
 # for) so that both nodes can be killed (-9) in the middle of the sync: each side's part of
 # the known changes is on disk, and the sync goes on with them. b dies once its pending log
 # was trimmed after the first window (12 MiB, about 6 s), while the second window's 4 MiB are
-# paid for, before the last window (X4) is sent.
-api b POST /v1/volumes/kc/protect "{\"target\": \"127.0.0.1:${link_port[a]}\", \"bytes_per_second\": 2000000}" >/dev/null
+# paid for, before the last window (X4) is sent. The limit counts bytes on the wire, and
+# these patterns compress to almost nothing: no compression, so they pay in full.
+api b POST /v1/volumes/kc/protect "{\"target\": \"127.0.0.1:${link_port[a]}\", \"bytes_per_second\": 2000000,
+  \"compression\": \"none\"}" >/dev/null
 for _ in $(seq 300); do
   (($(vol_field b kc "['link']['pending_bytes']") < (16 << 20))) && break
   sleep 0.05

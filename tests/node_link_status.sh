@@ -4,7 +4,8 @@
 #      initial sync to that rate, while the target reports its progress (bytes done of the
 #      total, rate, ETA) and the source its upload rate;
 #   2. the status of both roles once replicating: role, RPO, churn;
-#   3. PUT /v1/throttle changes the node's limit at run time: lower, then off;
+#   3. PUT /v1/throttle changes the node's limit at run time: lower, then off; the limit
+#      counts bytes on the wire, so data that compresses well moves faster than the limit;
 #   4. a marker interval under a second is refused.
 # Rates are checked with generous bounds, and durations only in the direction a loaded
 # machine cannot break: a throttled transfer takes at least about (bytes - burst) / rate.
@@ -124,6 +125,8 @@ echo "status: roles, RPO and churn ($churn B/s) reported"
 # 4 MiB, and a batch waits only for the debt of the one before it, so N MiB take at least
 # (N - 4 - burst) / rate.
 api a PUT /v1/throttle "{\"bytes_per_second\": $MiB}" >/dev/null
+[[ $(api a GET /v1/status | json "j['node']['throttle_bytes_per_second']") == "$MiB" ]] ||
+  fail "the node's limit is not in its status: $(api a GET /v1/status | json "j['node']")"
 t0=$EPOCHREALTIME
 random_writes 12
 seq=$(mark slower)
@@ -142,4 +145,26 @@ secs=$(seconds_since "$t0")
 awk -v s="$secs" 'BEGIN { exit !(s < 15) }' || fail "24 MiB with the throttle off took $secs s"
 compare_at "$seq"
 echo "throttle off: 24 MiB in $secs s; target equals source"
+
+# The limit counts bytes on the wire: 12 MiB of text (zstd makes it a few hundred KiB) at
+# 512 KiB/s. Counted before compression it would take at least (12 - 4 - burst) / 0.5 = 15.75 s.
+api a PUT /v1/throttle "{\"bytes_per_second\": $((MiB / 2))}" >/dev/null
+t0=$EPOCHREALTIME
+"$py" - "$src_uri" <<'PY' || fail "compressible writes through the splitter"
+import sys, nbd
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+for i in range(12):
+    text = (b"block %d of a text file that compresses well; " % i) * 30000
+    h.pwrite(text[: 1 << 20], (32 + i) << 20)
+h.flush()
+PY
+seq=$(mark compressible)
+wait_acked "$seq"
+secs=$(seconds_since "$t0")
+awk -v s="$secs" 'BEGIN { exit !(s < 12) }' ||
+  fail "12 MiB of text at 512 KiB/s on the wire took $secs s: the limit counted bytes before compression"
+compare_at "$seq"
+api a PUT /v1/throttle '{"bytes_per_second": 0}' >/dev/null
+echo "wire-bytes throttle: 12 MiB of text at 512 KiB/s (on the wire) in $secs s"
 echo "node link status: ok"

@@ -318,7 +318,6 @@ Status LinkSender::RunSession() {
       }
       s.last_send_ns = config_.clock->NowNanos();
     }
-    // Idle: wait for new records or for acks that open the window.
     // Idle: wait for acks when a window is full (an ack wakes cv_), else for new records.
     // The sync window counts too: a sync blocked on it used to sleep the full timeout on the
     // log's condition variable, which no ack wakes.
@@ -576,26 +575,28 @@ Status LinkSender::SendRecords(Session* s, bool* sent) {
   for (const auto& r : *batch) raw += r.record.data.size();
   payload.reserve(raw + batch->size() * kWireRecordHeaderSize + 8);
   EncodeRecords(*batch, &payload);
-  RETURN_IF_ERROR(throttle_.Acquire(payload.size()));
   ASSIGN_OR_RETURN(size_t wire, s->writer->Write(MessageType::kRecords, payload));
   const uint64_t last_sent = batch->back().record.seq;
   s->next_seq = last_sent + 1;
   s->last_send_ns = config_.clock->NowNanos();
   *sent = true;
-  std::lock_guard l(mu_);
-  inflight_.push_back({last_sent, payload.size()});
-  inflight_bytes_ += payload.size();
-  st_.sent_seq = last_sent;
-  st_.wire_bytes += wire;
-  st_.raw_bytes += payload.size();
-  st_.records += batch->size();
-  for (const auto& r : *batch) {
-    if (r.record.type == journal::RecordType::kMarker) {
-      sent_markers_.push_back({r.record.seq, r.record.timestamp_ns});
+  {
+    std::lock_guard l(mu_);
+    inflight_.push_back({last_sent, payload.size()});
+    inflight_bytes_ += payload.size();
+    st_.sent_seq = last_sent;
+    st_.wire_bytes += wire;
+    st_.raw_bytes += payload.size();
+    st_.records += batch->size();
+    for (const auto& r : *batch) {
+      if (r.record.type == journal::RecordType::kMarker) {
+        sent_markers_.push_back({r.record.seq, r.record.timestamp_ns});
+      }
     }
   }
-  // Markers past what the target acknowledged already (after a resume) count at once.
-  return Status::Ok();
+  // The throttle counts the bytes on the wire (after compression), charged once they are
+  // sent: the next frame waits for them.
+  return throttle_.Acquire(wire);
 }
 
 Status LinkSender::SendSync(Session* s, bool* sent) {
@@ -977,8 +978,9 @@ Result<LinkSender::SentBytes> LinkSender::SendSyncData(Session* s, const SyncDat
   EncodeSyncDataPieces(d, &payload_buf_, &pieces_);
   size_t raw = 0;
   for (std::string_view p : pieces_) raw += p.size();
-  RETURN_IF_ERROR(throttle_.Acquire(raw));
   ASSIGN_OR_RETURN(size_t wire, s->writer->WriteV(MessageType::kSyncData, pieces_));
+  // Bytes on the wire, charged once sent (as for records).
+  RETURN_IF_ERROR(throttle_.Acquire(wire));
   return SentBytes{raw, wire};
 }
 

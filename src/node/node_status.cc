@@ -199,7 +199,8 @@ json Node::StatusJson() {
   // Free space of the data directory (replicas and overlays live there); null when unknown.
   auto space = Env::Posix()->GetSpace(config_.data_dir);
   return json{{"node", {{"name", config_.name}, {"site", config_.site}, {"nbd", nbd_addresses_},
-                        {"link", link_address()}}},
+                        {"link", link_address()},
+                        {"throttle_bytes_per_second", node_throttle_.rate()}}},
               {"data_free_bytes", space.ok() ? json(space->free_bytes) : json(nullptr)},
               {"volumes", volumes},
               {"replicas", replicas},
