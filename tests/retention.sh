@@ -7,6 +7,9 @@
 #      point's data;
 #   3. with the overlay gone, POST .../retention merges the rest: old points are refused with
 #      a clear error, the newest point still equals the source;
+#   3b. kill -9 of the target around the moment a pass merges 16 MiB (before, during or after
+#      it, at random): it restarts, retention works again, and the newest point equals the
+#      source;
 #   4. the setting survives a restart of the target with the source's link stopped;
 #   5. bad values and unknown replicas get clear errors.
 # Usage: retention.sh FERRY_BINARY
@@ -95,6 +98,28 @@ wait_acked "$last"
 compare_at "$last"
 qio -r "$(tgt_uri "$last")" "read -P 0x11 0 1M" "read -P 0x22 1M 1M" "read -P 0x33 2M 1M"
 echo "retention: merged through seq $merged; seq $old is refused, the newest point equals the source"
+
+# 3b. kill -9 of the target as a pass merges: the whole disk rewritten, then killed about when
+# that history leaves the window (the pass runs every 300 ms).
+for round in 1 2; do
+  qio "$(uri disk0 a)" "write -P 0x4$round 0 16M"
+  big=$(mark "big$round")
+  wait_acked "$big"
+  sleep "$(awk -v w="$window" -v r="$RANDOM" 'BEGIN { printf "%.2f", w - 0.5 + (r % 1500) / 1000 }')"
+  kill9_node b
+  start_node b
+  for _ in $(seq 100); do
+    [[ $(rep "['retention']['last_run']") != None ]] && break
+    sleep 0.1
+  done
+  [[ $(rep "['retention']['last_run']") != None && $(rep "['retention']['last_error']") == "" ]] ||
+    fail "retention after a kill -9 of the target: $(rep "['retention']")"
+  after=$(mark "after$round")
+  wait_acked "$after"
+  compare_at "$after"
+  qio -r "$(tgt_uri "$after")" "read -P 0x4$round 0 16M"
+done
+echo "retention: the target killed twice around a merge of 16 MiB restarted, merged again, and equals the source"
 
 # 4. The window survives a restart of the target while no source says it again.
 api a POST /v1/volumes/disk0/link/stop >/dev/null
