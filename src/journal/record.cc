@@ -222,10 +222,14 @@ void EncodeRecordHeader(const Record& r, std::string_view payload, std::string* 
   out->append(reinterpret_cast<const char*>(h), kRecordHeaderSize);
 }
 
+bool RecordHeaderIsWhole(const uint8_t* p) {
+  return std::memcmp(p, kRecordMagic, 4) == 0 && DecodeFixed<uint64_t>(p + 56) == Checksum64(p, 56);
+}
+
 Result<RecordHeader> DecodeRecordHeader(const uint8_t* p) {
-  if (std::memcmp(p, kRecordMagic, 4) != 0) return DataLoss("bad record magic");
-  if (DecodeFixed<uint64_t>(p + 56) != Checksum64(p, 56)) {
-    return DataLoss("record header checksum mismatch");
+  if (!RecordHeaderIsWhole(p)) {
+    return DataLoss(std::memcmp(p, kRecordMagic, 4) != 0 ? "bad record magic"
+                                                         : "record header checksum mismatch");
   }
   RecordHeader h;
   if (p[4] < 1 || p[4] > 4) return DataLoss("unknown record type " + std::to_string(p[4]));

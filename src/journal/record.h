@@ -103,6 +103,9 @@ Result<MarkerInfo> DecodeMarkerBody(std::string_view body);
 
 // Decodes and checks a 64-byte record header (magic, header checksum, type, lengths).
 Result<RecordHeader> DecodeRecordHeader(const uint8_t* p);
+// Whether the header at p has the record magic and a matching header checksum: it was written
+// as it reads (whatever its fields say), so it cannot be a torn write.
+bool RecordHeaderIsWhole(const uint8_t* p);
 
 std::string EncodeSegmentHeader(const SegmentHeader& h);
 Result<SegmentHeader> DecodeSegmentHeader(const uint8_t* p);

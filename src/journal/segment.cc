@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "base/checksum.h"
-#include "base/coding.h"
 
 namespace ferry::journal {
 namespace {
@@ -37,11 +36,6 @@ class WindowReader {
   uint64_t start_ = 0;
   std::vector<uint8_t> buf_;
 };
-
-// Whether a record header's magic and checksum hold: it was written as it reads.
-bool HeaderIsWhole(const uint8_t* p) {
-  return std::memcmp(p, "FREC", 4) == 0 && DecodeFixed<uint64_t>(p + 56) == Checksum64(p, 56);
-}
 
 std::string Where(uint64_t segment, uint64_t offset) {
   return "segment " + std::to_string(segment) + " offset " + std::to_string(offset);
@@ -129,7 +123,7 @@ Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOp
       // A header whose checksum holds was written whole: what it says (a type this build
       // does not know, inconsistent lengths) is no torn write, wherever it is.
       problem = std::string(h.status().message());
-      whole = HeaderIsWhole(p);
+      whole = RecordHeaderIsWhole(p);
       break;
     }
     if (compacted ? h->seq < expect_seq : h->seq != expect_seq) {
