@@ -180,14 +180,19 @@ void ReplicaStore::RemoveSeedChanges(Env* env, const std::string& replica_dir) {
   if (!s.ok()) spdlog::warn("{}: {}", path, s.ToString());
 }
 
-Result<std::shared_ptr<journal::Replica>> ReplicaStore::Find(const std::string& name_or_id) const {
+Result<ReplicaStore::Entry> ReplicaStore::FindEntry(const std::string& name_or_id) const {
   std::lock_guard l(mu_);
   auto it = by_id_.find(name_or_id);
-  if (it != by_id_.end()) return it->second.replica;
+  if (it != by_id_.end()) return it->second;
   for (const auto& [id, e] : by_id_) {
-    if (e.name == name_or_id) return e.replica;
+    if (e.name == name_or_id) return e;
   }
   return NotFound("no replica of volume " + name_or_id + " on this node");
+}
+
+Result<std::shared_ptr<journal::Replica>> ReplicaStore::Find(const std::string& name_or_id) const {
+  ASSIGN_OR_RETURN(Entry e, FindEntry(name_or_id));
+  return e.replica;
 }
 
 Status ReplicaStore::Remove(const std::string& volume_id) {

@@ -36,14 +36,15 @@ class ReplicaStore final : public ReplicaDirectory {
   // sync then sends only the blocks that differ. first_seq: the source's next seq.
   Result<std::shared_ptr<journal::Replica>> Prepare(const std::string& name,
                                                     const journal::CreateParams& params);
-  // By volume name (as the source named it) or volume id hex.
-  Result<std::shared_ptr<journal::Replica>> Find(const std::string& name_or_id) const;
   struct Entry {
     std::string name;
     std::string volume_id;
     std::shared_ptr<journal::Replica> replica;
     int64_t retention_seconds = 0;  // as the source's last HELLO said; 0: never said
   };
+  // By volume name (as the source named it) or volume id hex.
+  Result<Entry> FindEntry(const std::string& name_or_id) const;
+  Result<std::shared_ptr<journal::Replica>> Find(const std::string& name_or_id) const;
   std::vector<Entry> List() const;
   std::string root() const { return root_; }
   // Forgets the replica of this volume id (hex) and deletes its directory. Whoever still holds

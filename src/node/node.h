@@ -51,6 +51,10 @@ using nlohmann::json;
 // A replica whose source never said how long to keep its points keeps them this long.
 inline constexpr int64_t kDefaultRetentionSeconds = 24 * 3600;
 inline constexpr int64_t kMaxRetentionSeconds = 10ll * 366 * 24 * 3600;
+// The window a target applies to a replica: what its source said, else the default.
+inline int64_t RetentionWindowSeconds(const link::ReplicaStore::Entry& e) {
+  return e.retention_seconds > 0 ? e.retention_seconds : kDefaultRetentionSeconds;
+}
 
 struct ProtectParams {
   std::string target;  // the target node's link address, HOST:PORT

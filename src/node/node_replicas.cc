@@ -10,18 +10,6 @@
 
 namespace ferry::node {
 
-namespace {
-
-// The name the replica is known by on this node (as the source named it), or its id.
-std::string NameOf(const link::ReplicaStore& store, const std::shared_ptr<journal::Replica>& r) {
-  for (const auto& e : store.List()) {
-    if (e.replica == r) return e.name;
-  }
-  return journal::IdToHex(r->volume_id());
-}
-
-}  // namespace
-
 Result<json> Node::PrepareReplica(const std::string& name, const std::string& volume_id,
                                   const std::string& history_id, uint64_t size,
                                   uint32_t block_size, uint64_t first_seq, const std::string& seed_arg,
@@ -243,7 +231,7 @@ Result<json> Node::Promote(const std::string& replica, const std::string& name, 
     if (from_this((*v)->promoted_from)) return VolumeJson(**v, SystemClock::Default()->NowNanos());
     return AlreadyExists("volume " + name + " exists on node " + config_.name + "; choose another name");
   }
-  auto found = replicas_.Find(replica);
+  auto found = replicas_.FindEntry(replica);
   if (!found.ok()) {
     std::lock_guard l(mu_);
     for (const auto& [n, v] : volumes_) {
@@ -257,9 +245,9 @@ Result<json> Node::Promote(const std::string& replica, const std::string& name, 
     }
     return found.status();
   }
-  const std::shared_ptr<journal::Replica> r = *found;
-  const std::string id = journal::IdToHex(r->volume_id());
-  const std::string rname = NameOf(replicas_, r);
+  const std::shared_ptr<journal::Replica> r = found->replica;
+  const std::string id = found->volume_id;
+  const std::string rname = found->name;
   if (auto other = replicas_.Find(name); other.ok() && *other != r) {
     return AlreadyExists(name + " names another replica on this node; choose another volume name");
   }
@@ -376,7 +364,7 @@ Result<json> Node::Promote(const std::string& replica, const std::string& name, 
 // promoted or deleted is not merged into at the same time (its files are going away).
 Result<journal::RetentionReport> Node::RunRetention(const link::ReplicaStore::Entry& e) {
   std::lock_guard pl(promote_mu_);
-  const int64_t window_s = e.retention_seconds > 0 ? e.retention_seconds : kDefaultRetentionSeconds;
+  const int64_t window_s = RetentionWindowSeconds(e);
   journal::RetentionPolicy policy;
   policy.window_ns = window_s * kNanosPerSecond;
   // Every point stays for 2 hours (or the whole window, if shorter); older markers are thinned
@@ -414,21 +402,17 @@ Result<journal::RetentionReport> Node::RunRetention(const link::ReplicaStore::En
 }
 
 Result<json> Node::ApplyRetention(const std::string& replica) {
-  ASSIGN_OR_RETURN(auto r, replicas_.Find(replica));
-  for (const auto& e : replicas_.List()) {
-    if (e.replica != r) continue;
-    ASSIGN_OR_RETURN(journal::RetentionReport rep, RunRetention(e));
-    return json{{"replica", e.name},
-                {"window_seconds", e.retention_seconds > 0 ? e.retention_seconds : kDefaultRetentionSeconds},
-                {"merged_to_seq", rep.merged_to_seq},
-                {"records_merged", rep.records_merged},
-                {"markers_thinned", rep.markers_thinned},
-                {"records_compacted", rep.records_compacted},
-                {"bytes_reclaimed", rep.bytes_reclaimed},
-                {"held_by_pins", rep.held_by_pins},
-                {"oldest_point", r->Stats().oldest_point}};
-  }
-  return NotFound("no replica of volume " + replica + " on this node");
+  ASSIGN_OR_RETURN(const link::ReplicaStore::Entry e, replicas_.FindEntry(replica));
+  ASSIGN_OR_RETURN(journal::RetentionReport rep, RunRetention(e));
+  return json{{"replica", e.name},
+              {"window_seconds", RetentionWindowSeconds(e)},
+              {"merged_to_seq", rep.merged_to_seq},
+              {"records_merged", rep.records_merged},
+              {"markers_thinned", rep.markers_thinned},
+              {"records_compacted", rep.records_compacted},
+              {"bytes_reclaimed", rep.bytes_reclaimed},
+              {"held_by_pins", rep.held_by_pins},
+              {"oldest_point", e.replica->Stats().oldest_point}};
 }
 
 void Node::RetentionLoop() {

@@ -136,8 +136,7 @@ json Node::ReplicaJson(const link::ReplicaStore::Entry& e, int64_t now) {
   }
   j["link"] = in;
   {
-    const int64_t window = e.retention_seconds > 0 ? e.retention_seconds : kDefaultRetentionSeconds;
-    json ret = {{"window_seconds", window}, {"said_by_source", e.retention_seconds > 0},
+    json ret = {{"window_seconds", RetentionWindowSeconds(e)}, {"said_by_source", e.retention_seconds > 0},
                 {"last_run", nullptr}, {"last_error", ""}};
     std::lock_guard rl(retention_mu_);
     auto it = retention_runs_.find(e.volume_id);
