@@ -22,19 +22,24 @@ using journal::Replica;
 constexpr uint32_t kBs = 4096;
 constexpr uint64_t kSize = 1 << 20;
 
+// A durable empty disk /disk.img of kSize bytes and a new pending log /pending for it; null
+// (with the failure recorded) if either cannot be made.
+std::shared_ptr<Replica> CreateDiskAndLog(SimEnv& env, const journal::ReplicaOptions& o) {
+  auto disk = env.OpenFile("/disk.img", OpenMode::kCreate);
+  const bool disk_ok = disk.ok() && (*disk)->Truncate(kSize).ok() && (*disk)->Sync().ok() &&
+                       env.SyncDir("/").ok();
+  EXPECT_TRUE(disk_ok);
+  if (!disk_ok) return nullptr;
+  journal::CreateParams p;
+  p.size = kSize;
+  auto log = Replica::Create("/pending", p, o);
+  EXPECT_TRUE(log.ok()) << log.status().ToString();
+  return log.ok() ? *log : nullptr;
+}
+
 class SplitterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    auto disk = env_.OpenFile("/disk.img", OpenMode::kCreate);
-    ASSERT_TRUE(disk.ok());
-    ASSERT_TRUE((*disk)->Truncate(kSize).ok());
-    ASSERT_TRUE((*disk)->Sync().ok());
-    ASSERT_TRUE(env_.SyncDir("/").ok());
-    journal::CreateParams p;
-    p.size = kSize;
-    auto log = Replica::Create("/pending", p, Opts());
-    ASSERT_TRUE(log.ok()) << log.status().ToString();
-  }
+  void SetUp() override { ASSERT_NE(CreateDiskAndLog(env_, Opts()), nullptr); }
   journal::ReplicaOptions Opts() {
     journal::ReplicaOptions o;
     o.env = &env_;
@@ -253,16 +258,9 @@ TEST(SplitterPowerLossTest, DiskCatchesUpWithLog) {
     o.env = &env;
     o.clock = &clock;
     {
-      auto disk = env.OpenFile("/disk.img", OpenMode::kCreate);
-      ASSERT_TRUE(disk.ok());
-      ASSERT_TRUE((*disk)->Truncate(kSize).ok());
-      ASSERT_TRUE((*disk)->Sync().ok());
-      ASSERT_TRUE(env.SyncDir("/").ok());
-      journal::CreateParams p;
-      p.size = kSize;
-      auto log = Replica::Create("/pending", p, o);
-      ASSERT_TRUE(log.ok());
-      auto s = Splitter::Open(&env, "/disk.img", *log);
+      auto log = CreateDiskAndLog(env, o);
+      ASSERT_NE(log, nullptr);
+      auto s = Splitter::Open(&env, "/disk.img", log);
       ASSERT_TRUE(s.ok());
       ASSERT_TRUE((*s)->Write(0, std::string(kBs, 'z'), false).ok());
       ASSERT_TRUE((*s)->Flush().ok());
@@ -314,16 +312,9 @@ TEST(SplitterPowerLossTest, FuaChangesSurviveWithoutAFlush) {
                             : kind == Kind::kTrim ? journal::RecordType::kTrim
                                                   : journal::RecordType::kWrite;
       {
-        auto disk = env.OpenFile("/disk.img", OpenMode::kCreate);
-        ASSERT_TRUE(disk.ok());
-        ASSERT_TRUE((*disk)->Truncate(kSize).ok());
-        ASSERT_TRUE((*disk)->Sync().ok());
-        ASSERT_TRUE(env.SyncDir("/").ok());
-        journal::CreateParams p;
-        p.size = kSize;
-        auto log = Replica::Create("/pending", p, o);
-        ASSERT_TRUE(log.ok());
-        auto s = Splitter::Open(&env, "/disk.img", *log);
+        auto log = CreateDiskAndLog(env, o);
+        ASSERT_NE(log, nullptr);
+        auto s = Splitter::Open(&env, "/disk.img", log);
         ASSERT_TRUE(s.ok());
         ASSERT_TRUE((*s)->Write(0, std::string(2 * kBs, 'b'), false).ok());  // seq 1
         ASSERT_TRUE((*s)->Flush().ok());
