@@ -41,6 +41,28 @@ for i in range(int(sys.argv[2])):
 h.flush()
 PY
 }
+# timed LABEL CMD...: runs CMD (writes through the splitter), takes marker LABEL and waits until
+# the target holds it; sets seq to the marker and secs to the seconds all of it took.
+timed() {
+  local label=$1 t0=$EPOCHREALTIME
+  shift
+  "$@"
+  seq=$(mark "$label")
+  wait_acked "$seq"
+  secs=$(seconds_since "$t0")
+}
+# text_writes MIB: MIB MiB of text (it compresses well) through the source splitter.
+text_writes() {
+  "$py" - "$src_uri" "$1" <<'PY' || fail "compressible writes through the splitter"
+import sys, nbd
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    text = (b"block %d of a text file that compresses well; " % i) * 30000
+    h.pwrite(text[: 1 << 20], (32 + i) << 20)
+h.flush()
+PY
+}
 rep() { api b GET /v1/status | json "json.dumps([r for r in j['replicas'] if r['name']=='disk0'][0]$1)"; }
 vol() { api a GET /v1/status | json "json.dumps([v for v in j['volumes'] if v['name']=='disk0'][0]$1)"; }
 
@@ -127,20 +149,12 @@ echo "status: roles, RPO and churn ($churn B/s) reported"
 api a PUT /v1/throttle "{\"bytes_per_second\": $MiB}" >/dev/null
 [[ $(api a GET /v1/status | json "j['node']['throttle_bytes_per_second']") == "$MiB" ]] ||
   fail "the node's limit is not in its status: $(api a GET /v1/status | json "j['node']")"
-t0=$EPOCHREALTIME
-random_writes 12
-seq=$(mark slower)
-wait_acked "$seq"
-secs=$(seconds_since "$t0")
+timed slower random_writes 12
 # At least 7.75 s at 1 MiB/s; at the configured 2 MiB/s it could have been 3.9 s.
 awk -v s="$secs" 'BEGIN { exit !(s >= 6.5) }' || fail "12 MiB at 1 MiB/s replicated in only $secs s"
 echo "run-time throttle: 12 MiB at 1 MiB/s in $secs s"
 api a PUT /v1/throttle '{"bytes_per_second": 0}' >/dev/null
-t0=$EPOCHREALTIME
-random_writes 24
-seq=$(mark unlimited)
-wait_acked "$seq"
-secs=$(seconds_since "$t0")
+timed unlimited random_writes 24
 # Still at 1 MiB/s this would take at least 19.75 s; unlimited, loopback takes a few.
 awk -v s="$secs" 'BEGIN { exit !(s < 15) }' || fail "24 MiB with the throttle off took $secs s"
 compare_at "$seq"
@@ -149,19 +163,7 @@ echo "throttle off: 24 MiB in $secs s; target equals source"
 # The limit counts bytes on the wire: 12 MiB of text (zstd makes it a few hundred KiB) at
 # 512 KiB/s. Counted before compression it would take at least (12 - 4 - burst) / 0.5 = 15.75 s.
 api a PUT /v1/throttle "{\"bytes_per_second\": $((MiB / 2))}" >/dev/null
-t0=$EPOCHREALTIME
-"$py" - "$src_uri" <<'PY' || fail "compressible writes through the splitter"
-import sys, nbd
-h = nbd.NBD()
-h.connect_uri(sys.argv[1])
-for i in range(12):
-    text = (b"block %d of a text file that compresses well; " % i) * 30000
-    h.pwrite(text[: 1 << 20], (32 + i) << 20)
-h.flush()
-PY
-seq=$(mark compressible)
-wait_acked "$seq"
-secs=$(seconds_since "$t0")
+timed compressible text_writes 12
 awk -v s="$secs" 'BEGIN { exit !(s < 12) }' ||
   fail "12 MiB of text at 512 KiB/s on the wire took $secs s: the limit counted bytes before compression"
 compare_at "$seq"
