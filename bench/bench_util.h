@@ -211,6 +211,13 @@ inline void AppendAll(journal::Replica& r, std::vector<journal::Record>& records
   }
 }
 
+// ReplicaOptions::direct_appends for the benchmarks' replicas: on unless FERRY_BENCH_DIRECT=0
+// (to compare appends through the page cache and fdatasync, docs/decisions/0014).
+inline bool DirectAppends() {
+  const char* v = std::getenv("FERRY_BENCH_DIRECT");
+  return v == nullptr || std::string_view(v) != "0";
+}
+
 // A replica holding a realistic volume: a base image full of data (written through the
 // journal, then merged into base.img by retention, as in production) and a journal of writes
 // at random block-aligned offsets whose bytes add up to `overwrite_fraction` of the volume
@@ -224,6 +231,7 @@ inline std::shared_ptr<journal::Replica> BuildImageReplica(const std::string& di
                                                            double* merge_seconds = nullptr) {
   journal::ReplicaOptions opts;
   opts.clock = clock;
+  opts.direct_appends = DirectAppends();
   journal::CreateParams p;
   p.size = size;
   p.block_size = 4096;

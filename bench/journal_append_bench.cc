@@ -21,6 +21,9 @@
 // workload stops early after FERRY_BENCH_APPEND_SECONDS (6; quick 2) seconds. Throughput
 // counts payload bytes only (as fio does); the 64-byte record headers are extra.
 //
+// FERRY_BENCH_DIRECT=0 appends through the page cache and fdatasync instead of direct,
+// synchronous writes (ReplicaOptions::direct_appends, docs/decisions/0014), to compare the two.
+//
 // Usage: journal_append_bench --dir SCRATCH_DIR
 #include <atomic>
 #include <thread>
@@ -39,7 +42,9 @@ void RunAppends(const std::string& scratch, const std::string& name, int threads
   journal::CreateParams p;
   p.size = kVolumeSize;
   p.block_size = 4096;
-  auto replica = Must(journal::Replica::Create(dir.Sub("replica"), p), "create replica");
+  journal::ReplicaOptions options;
+  options.direct_appends = DirectAppends();
+  auto replica = Must(journal::Replica::Create(dir.Sub("replica"), p, options), "create replica");
 
   const uint64_t calls_per_thread =
       std::max<uint64_t>(1, total_bytes / record_bytes / per_call / threads);

@@ -12,8 +12,10 @@
 //                   4..64 KiB overwrites adding up to 10% of it, see BuildImageReplica),
 //                   after the overlay's user wrote 1% of it: volume bytes per second
 //   merge1m_base_mibps  the merge that built that base (1 MiB records); information only
-// The journal was just written, so the merge reads it from the page cache, as a merge that
-// follows the writes closely would.
+// The journal was just written with direct appends (docs/decisions/0014), so none of it is in
+// the page cache, as for a merge at the end of a day's retention window: the merge and the
+// commit read the segments front to back first. FERRY_BENCH_DIRECT=0 appends through the
+// page cache instead, which then still holds the journal.
 //
 // Usage: journal_maintenance_bench --dir SCRATCH_DIR
 #include "bench_util.h"

@@ -69,7 +69,9 @@ void RunVolume(const std::string& scratch, uint64_t gib, uint64_t records, uint6
   p.size = gib << 30;
   p.block_size = kBlock;
   {
-    auto replica = Must(journal::Replica::Create(path, p), "create replica");
+    journal::ReplicaOptions options;
+    options.direct_appends = DirectAppends();
+    auto replica = Must(journal::Replica::Create(path, p, options), "create replica");
     double t0 = Seconds();
     // Index memory part way, where the entry vector's capacity is not a near fit.
     const uint64_t checkpoint = records * 6 / 10;

@@ -195,6 +195,10 @@ class SyncGate {
     std::unique_lock l(mu_);
     cv_.wait(l, [&] { return seen_ >= n; });
   }
+  int seen() {
+    std::lock_guard l(mu_);
+    return seen_;
+  }
   void Release() {
     std::lock_guard l(mu_);
     released_ = true;
@@ -209,11 +213,14 @@ class SyncGate {
   Status result_;
 };
 
+// The page-cache path (direct_appends off): a batch is written under the lock and synced
+// outside it, so two batches' syncs overlap.
 class PipelinedCommitTest : public ::testing::Test {
  protected:
-  PipelinedCommitTest() : env_(&sim_, std::chrono::microseconds(0)) {
+  explicit PipelinedCommitTest(bool direct = false) : env_(&sim_, std::chrono::microseconds(0)) {
     o_.env = &env_;
     o_.clock = &clock_;
+    o_.direct_appends = direct;
     CreateParams p;
     p.size = 64 * kBs;
     auto created = Replica::Create("/p", p, o_);
@@ -223,12 +230,13 @@ class PipelinedCommitTest : public ::testing::Test {
       EXPECT_TRUE(r_->Append(Record::Write(uint64_t(i) * kBs, std::string(kBs, 'a' + i))).ok());
     }
   }
-  // Two appends whose commits overlap: the first one's sync is held until the second has
-  // been written and synced, then ends with `first_sync`. Their results land in first_ and
-  // second_.
-  void Overlap(Status first_sync) {
+  // Two appends, x at block 10 and then y at block 11: the first one's sync is held until
+  // `meanwhile` (run once the second append has started) returns, then ends with
+  // `first_result`. Their results land in first_ and second_.
+  void TwoAppends(Status first_result,
+                  const std::function<void(SyncGate&, const std::atomic<bool>&)>& meanwhile) {
     SyncGate gate;
-    gate.Arm(&env_, std::move(first_sync));
+    gate.Arm(&env_, std::move(first_result));
     std::atomic<bool> second_returned{false};
     std::thread t1([&] { first_ = r_->Append(Record::Write(10 * kBs, std::string(kBs, 'x'))); });
     gate.WaitForSyncs(1);
@@ -236,13 +244,63 @@ class PipelinedCommitTest : public ::testing::Test {
       second_ = r_->Append(Record::Write(11 * kBs, std::string(kBs, 'y')));
       second_returned = true;
     });
-    gate.WaitForSyncs(2);  // the second batch is written and its sync has begun
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    EXPECT_FALSE(second_returned.load()) << "a batch was acknowledged before the one written before it";
+    meanwhile(gate, second_returned);
     gate.Release();
     t1.join();
     t2.join();
     env_.on_sync = nullptr;
+  }
+  // The page-cache path: the second batch is written and its sync begins while the first
+  // one's sync is held; it is not acknowledged before the first.
+  void Overlap(Status first_sync) {
+    TwoAppends(std::move(first_sync), [](SyncGate& gate, const std::atomic<bool>& second_returned) {
+      gate.WaitForSyncs(2);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      EXPECT_FALSE(second_returned.load()) << "a batch was acknowledged before the one written before it";
+    });
+  }
+  // Direct appends: while the first batch's durable write is held, the second must not be
+  // written at all, since it rewrites the block the first ended in.
+  void Serialised(Status first_write) {
+    TwoAppends(std::move(first_write), [](SyncGate& gate, const std::atomic<bool>& second_returned) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      EXPECT_FALSE(second_returned.load()) << "a batch was acknowledged before the one reserved before it";
+      EXPECT_EQ(gate.seen(), 1) << "a batch was written while the one before it was still being written";
+    });
+  }
+  // Both batches were acknowledged, in order, and are there after a reopen and a power loss.
+  void ExpectBothLanded() {
+    ASSERT_TRUE(first_.ok()) << first_.status().ToString();
+    ASSERT_TRUE(second_.ok()) << second_.status().ToString();
+    EXPECT_EQ(*first_, 4u);
+    EXPECT_EQ(*second_, 5u);
+    EXPECT_EQ(r_->synced_seq(), 5u);
+    ReopenBothWays([&] {
+      EXPECT_EQ(r_->Stats().last_seq, 5u);
+      EXPECT_EQ(ReadAt(4, 10), std::string(kBs, 'x'));
+      EXPECT_EQ(ReadAt(5, 11), std::string(kBs, 'y'));
+    });
+  }
+  // Both batches failed; the replica refuses appends until it is reopened; neither batch
+  // comes back after a reopen or a power loss; and the journal goes on from there.
+  void ExpectBothFailedForGood() {
+    ASSERT_FALSE(first_.ok());
+    EXPECT_EQ(first_.status().code(), Code::kIoError) << first_.status().ToString();
+    ASSERT_FALSE(second_.ok());
+    EXPECT_EQ(second_.status().code(), Code::kIoError) << second_.status().ToString();
+    EXPECT_EQ(r_->Stats().last_seq, 3u);
+    auto later = r_->Append(Record::Write(0, std::string(kBs, 'z')));
+    ASSERT_FALSE(later.ok());
+    EXPECT_NE(later.status().message().find("reopen"), std::string_view::npos) << later.status().ToString();
+    ReopenBothWays([&] {
+      EXPECT_EQ(r_->Stats().last_seq, 3u);
+      EXPECT_EQ(ReadAt(3, 2), std::string(kBs, 'c'));
+      EXPECT_EQ(ReadAt(3, 11), std::string(kBs, '\0'));
+    });
+    ASSERT_FALSE(HasFatalFailure());
+    auto next = r_->Append(Record::Write(11 * kBs, std::string(kBs, 'w')));
+    ASSERT_TRUE(next.ok()) << next.status().ToString();
+    EXPECT_EQ(*next, 4u);
   }
   // Reopens the replica cleanly, then after a power loss, and runs check after each.
   void ReopenBothWays(const std::function<void()>& check) {
@@ -275,16 +333,7 @@ class PipelinedCommitTest : public ::testing::Test {
 
 TEST_F(PipelinedCommitTest, OverlappingCommitsAreAcknowledgedInWriteOrder) {
   Overlap(Status::Ok());
-  ASSERT_TRUE(first_.ok()) << first_.status().ToString();
-  ASSERT_TRUE(second_.ok()) << second_.status().ToString();
-  EXPECT_EQ(*first_, 4u);
-  EXPECT_EQ(*second_, 5u);
-  EXPECT_EQ(r_->synced_seq(), 5u);
-  ReopenBothWays([&] {
-    EXPECT_EQ(r_->Stats().last_seq, 5u);
-    EXPECT_EQ(ReadAt(4, 10), std::string(kBs, 'x'));
-    EXPECT_EQ(ReadAt(5, 11), std::string(kBs, 'y'));
-  });
+  ExpectBothLanded();
 }
 
 // The first batch's sync fails after the second batch was written behind it and synced. The
@@ -292,25 +341,26 @@ TEST_F(PipelinedCommitTest, OverlappingCommitsAreAcknowledgedInWriteOrder) {
 // back on the next Open as records after damaged ones.
 TEST_F(PipelinedCommitTest, AFailedSyncFailsTheBatchWrittenBehindIt) {
   Overlap(IoError("injected sync failure"));
-  ASSERT_FALSE(first_.ok());
-  EXPECT_EQ(first_.status().code(), Code::kIoError) << first_.status().ToString();
-  ASSERT_FALSE(second_.ok());
-  EXPECT_EQ(second_.status().code(), Code::kIoError) << second_.status().ToString();
-  EXPECT_EQ(r_->Stats().last_seq, 3u);
-  // Sticky until the replica is reopened.
-  auto later = r_->Append(Record::Write(0, std::string(kBs, 'z')));
-  ASSERT_FALSE(later.ok());
-  EXPECT_NE(later.status().message().find("reopen"), std::string_view::npos) << later.status().ToString();
-  ReopenBothWays([&] {
-    EXPECT_EQ(r_->Stats().last_seq, 3u);
-    EXPECT_EQ(ReadAt(3, 2), std::string(kBs, 'c'));
-    EXPECT_EQ(ReadAt(3, 11), std::string(kBs, '\0'));
-  });
-  ASSERT_FALSE(HasFatalFailure());
-  // And the journal goes on from there.
-  auto next = r_->Append(Record::Write(11 * kBs, std::string(kBs, 'w')));
-  ASSERT_TRUE(next.ok()) << next.status().ToString();
-  EXPECT_EQ(*next, 4u);
+  ExpectBothFailedForGood();
+}
+
+// Direct appends (the default): batches are written one at a time, each durable when its
+// write returns.
+class DirectCommitTest : public PipelinedCommitTest {
+ protected:
+  DirectCommitTest() : PipelinedCommitTest(/*direct=*/true) {}
+};
+
+TEST_F(DirectCommitTest, BatchesAreWrittenOneAtATimeAndAcknowledgedInOrder) {
+  Serialised(Status::Ok());
+  ExpectBothLanded();
+}
+
+// The first batch's durable write fails: the one reserved behind it is never written and
+// fails too, the replica refuses appends until reopened, and neither comes back.
+TEST_F(DirectCommitTest, AFailedWriteFailsTheBatchReservedBehindIt) {
+  Serialised(IoError("injected write failure"));
+  ExpectBothFailedForGood();
 }
 
 }  // namespace

@@ -30,6 +30,9 @@
 
 namespace ferry {
 
+// Offsets, sizes and buffers that File::WriteDurable can write directly are multiples of this.
+inline constexpr size_t kDirectIoAlignment = 4096;
+
 class File {
  public:
   virtual ~File() = default;
@@ -43,6 +46,13 @@ class File {
   virtual Status WriteAtV(uint64_t offset, std::span<const std::string_view> pieces) = 0;
   // Makes everything written so far durable (fdatasync).
   virtual Status Sync() = 0;
+  // Writes data at offset and makes it durable before returning: for these bytes, what
+  // WriteAt then Sync promise. Where offset, data's address and its size are multiples of
+  // kDirectIoAlignment, a POSIX file writes them with direct I/O and O_DSYNC: no copy into
+  // the page cache, no writeback of the file's other unsynced data, one request the device
+  // completes durably (the journal's synced appends, docs/decisions/0014). Everywhere else (unaligned
+  // data, a filesystem that refuses direct I/O, SimEnv), it is WriteAt then Sync.
+  virtual Status WriteDurable(uint64_t offset, std::string_view data);
   // A hint, no promise: starts writing [offset, offset+n) back to the device now, without
   // waiting, so that a later Sync has less to wait for and the device stays busy while the
   // caller goes on (a bulk copy that syncs now and then). Durability still needs Sync.

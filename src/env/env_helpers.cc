@@ -5,6 +5,11 @@
 
 namespace ferry {
 
+Status File::WriteDurable(uint64_t offset, std::string_view data) {
+  RETURN_IF_ERROR(WriteAt(offset, data));
+  return Sync();
+}
+
 Status File::ZeroRange(uint64_t offset, uint64_t n) {
   ASSIGN_OR_RETURN(uint64_t size, Size());
   if (offset >= size) return Status::Ok();

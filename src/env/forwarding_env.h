@@ -24,6 +24,8 @@ class ForwardingFile : public File {
     return f_->WriteAtV(offset, pieces);
   }
   Status Sync() override { return f_->Sync(); }
+  // WriteDurable is not forwarded: File's own (WriteAt, then Sync) goes through this
+  // wrapper's WriteAt and Sync, so a test that overrides them sees synced appends too.
   void StartWriteback(uint64_t offset, uint64_t n) override { f_->StartWriteback(offset, n); }
   void DropCache(uint64_t offset, uint64_t n) override { f_->DropCache(offset, n); }
   Result<uint64_t> Size() override { return f_->Size(); }

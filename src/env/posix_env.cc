@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <mutex>
 
 #include "env/env.h"
 
@@ -46,7 +47,10 @@ class PosixFile final : public File {
  public:
   PosixFile(int fd, std::string path, bool block_device)
       : fd_(fd), path_(std::move(path)), block_device_(block_device) {}
-  ~PosixFile() override { ::close(fd_); }  // close errors carry nothing we could act on
+  ~PosixFile() override {  // close errors carry nothing we could act on
+    ::close(fd_);
+    if (direct_fd_ >= 0) ::close(direct_fd_);
+  }
   PosixFile(const PosixFile&) = delete;
   PosixFile& operator=(const PosixFile&) = delete;
 
@@ -112,6 +116,34 @@ class PosixFile final : public File {
       if (errno != EINTR) return ErrnoStatus("fdatasync", path_, errno);
     }
     return Status::Ok();
+  }
+
+  Status WriteDurable(uint64_t offset, std::string_view data) override {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(data.data());
+    const bool aligned = offset % kDirectIoAlignment == 0 && data.size() % kDirectIoAlignment == 0 &&
+                         address % kDirectIoAlignment == 0 && !data.empty();
+    const int fd = aligned ? DirectFd() : -1;
+    size_t done = 0;
+    while (fd >= 0 && done < data.size()) {
+      ssize_t r = ::pwrite(fd, data.data() + done, data.size() - done,
+                           static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        // The filesystem or device refused this alignment before anything was written: the
+        // buffered path below does the same job, from now on for this file.
+        if (errno == EINVAL && done == 0) {
+          std::lock_guard l(direct_mu_);
+          direct_refused_ = true;
+          break;
+        }
+        return ErrnoStatus("pwrite (O_DIRECT|O_DSYNC)", path_, errno);
+      }
+      done += static_cast<size_t>(r);
+      if (done == data.size()) return Status::Ok();
+      if (done % kDirectIoAlignment != 0) break;  // a short write off the alignment: finish buffered
+    }
+    RETURN_IF_ERROR(WriteAt(offset + done, data.substr(done)));
+    return Sync();
   }
 
   void StartWriteback(uint64_t offset, uint64_t n) override {
@@ -186,9 +218,29 @@ class PosixFile final : public File {
     return Status::Ok();
   }
 
+  // A second descriptor of the same file for WriteDurable, opened on first use through
+  // /proc/self/fd (the file may have been renamed since it was opened). -1 where the
+  // filesystem refuses O_DIRECT (then WriteDurable writes and syncs through fd_).
+  int DirectFd() {
+    std::lock_guard l(direct_mu_);
+    if (direct_refused_) return -1;
+    if (direct_fd_ < 0) {
+      // Never a way around how the file was opened: a read-only file stays read-only.
+      const int flags = ::fcntl(fd_, F_GETFL);
+      if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY) return -1;
+      const std::string self = "/proc/self/fd/" + std::to_string(fd_);
+      direct_fd_ = ::open(self.c_str(), O_WRONLY | O_DIRECT | O_DSYNC | O_CLOEXEC);
+      if (direct_fd_ < 0) direct_refused_ = true;
+    }
+    return direct_refused_ ? -1 : direct_fd_;
+  }
+
   const int fd_;
   const std::string path_;
   const bool block_device_;
+  std::mutex direct_mu_;
+  int direct_fd_ = -1;
+  bool direct_refused_ = false;
 };
 
 class PosixFileLock final : public FileLock {

@@ -46,6 +46,13 @@ Replica::Replica(std::string dir, const ReplicaOptions& options)
 Replica::~Replica() {
   commit_stop_.store(true);
   if (commit_thread_.joinable()) commit_thread_.join();
+  // Direct appends leave zeros after the last record, up to the end of its block. Open cuts
+  // them as a torn tail anyway; a clean close leaves the file as long as its records.
+  std::lock_guard l(write_mu_);
+  if (direct_ && active_ && write_error_.ok()) {
+    auto size = active_->file()->Size();
+    if (size.ok() && *size > active_->size()) (void)active_->file()->Truncate(active_->size());
+  }
 }
 
 bool Replica::committed() const {
@@ -163,6 +170,7 @@ Status Replica::Load() {
     return lock.status();
   }
   lock_ = std::move(*lock);
+  direct_ = options_.direct_appends && manifest_.role != "pending-log";
   // What we act on must be durable: a MANIFEST renamed into place by a store that then
   // failed, or segment files whose creation was not yet synced.
   RETURN_IF_ERROR(env_->SyncDir(dir_));
@@ -756,15 +764,28 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
     off += kRecordHeaderSize + payload.size();
   }
 
-  // Write stage, under write_mu_: batches land in the file in seq order.
-  if (Status s = active_->Write(pieces); !s.ok()) {
-    write_error_ = s.WithContext("journal append failed; reopen the replica to recover");
-    (void)active_->CutBackTo(start);  // a partial write must not look like records later
-    return refuse(write_error_);
-  }
-  std::vector<CacheHint> hints = NoteAppendedLocked(segment, start, active_->size());
   bool sync = false;
   for (Writer* q : good) sync |= q->durability == Durability::kSynced;
+  const bool direct = sync && direct_;
+  // Write stage, under write_mu_: batches land in the file in seq order. A direct batch only
+  // takes its place here; it is written, durably, at its turn below.
+  SegmentWriter::Reservation reservation;
+  std::vector<CacheHint> hints;
+  if (direct) {
+    auto r = active_->Reserve(pieces);
+    if (!r.ok()) {
+      write_error_ = r.status().WithContext("journal append failed; reopen the replica to recover");
+      return refuse(write_error_);
+    }
+    reservation = std::move(*r);
+  } else {
+    if (Status s = active_->Write(pieces); !s.ok()) {
+      write_error_ = s.WithContext("journal append failed; reopen the replica to recover");
+      (void)active_->CutBackTo(start);  // a partial write must not look like records later
+      return refuse(write_error_);
+    }
+    hints = NoteAppendedLocked(segment, start, active_->size());
+  }
   if (!sync) unsynced_ = true;
   next_seq_ = seq;
   next_ts_floor_ = ts_floor;
@@ -777,7 +798,33 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
   // Sync stage, outside the lock: the next batch is written meanwhile. One fdatasync covers
   // every batch written before it began.
   Status s;
-  if (sync) {
+  if (direct) {
+    // Its first chunk is copied while the batch before it is written; then, at its turn, it
+    // is written (each rewrites the block the one before it ended in), unless one before it
+    // failed.
+    std::unique_ptr<DirectBuffer> buffer;
+    if (!direct_buffers_.empty()) {
+      buffer = std::move(direct_buffers_.back());
+      direct_buffers_.pop_back();
+    } else {
+      buffer = std::make_unique<DirectBuffer>();
+    }
+    l.unlock();
+    DirectBatch batch_writer(reservation, pieces, buffer.get());
+    bool more = batch_writer.Fill();
+    l.lock();
+    flight_cv_.wait(l, [&] { return publish_turn_ == ticket; });
+    if (write_error_.ok()) {
+      l.unlock();
+      while (more && s.ok()) {
+        s = batch_writer.Write(file.get());
+        if (s.ok()) more = batch_writer.Fill();
+      }
+      l.lock();
+      syncs_.fetch_add(1);
+    }
+    if (direct_buffers_.size() < kMaxCommitsInFlight) direct_buffers_.push_back(std::move(buffer));
+  } else if (sync) {
     l.unlock();
     s = file->Sync();
     l.lock();
@@ -958,6 +1005,31 @@ uint64_t Replica::MinProtectedSeqLocked() const {
   for (const journal::Pin& p : manifest_.pins) m = std::min(m, p.seq);
   if (!view_points_.empty()) m = std::min(m, *view_points_.begin());
   return m;
+}
+
+void Replica::PrefetchSegments(uint32_t last_segment) const {
+  constexpr uint64_t kPrefetchBytes = 2ull << 30;
+  std::vector<std::pair<std::shared_ptr<File>, uint64_t>> files;
+  {
+    std::shared_lock il(index_mu_);
+    uint64_t total = 0;
+    for (const auto& [number, file] : segments_) {
+      if (number > last_segment || total >= kPrefetchBytes) break;
+      auto bytes = segment_bytes_.find(number);
+      if (bytes == segment_bytes_.end()) continue;
+      files.emplace_back(file, bytes->second);
+      total += bytes->second;
+    }
+  }
+  // The kernel's own read-ahead hint reads a few hundred KiB at most; a read front to back
+  // fills the cache at the disk's sequential speed. Failures only cost the later reads time.
+  std::string buf(4u << 20, '\0');
+  for (const auto& [file, bytes] : files) {
+    for (uint64_t off = 0; off < bytes; off += buf.size()) {
+      auto got = file->ReadAt(off, std::min<uint64_t>(buf.size(), bytes - off), buf.data());
+      if (!got.ok() || *got == 0) break;
+    }
+  }
 }
 
 Result<std::shared_ptr<File>> Replica::SegmentFile(uint32_t segment) const {

@@ -53,6 +53,7 @@ struct ViewExtent;
 class Overlay;
 class ResolvedCache;
 class SegmentWriter;
+class DirectBuffer;
 
 // How durable an append is when it returns.
 enum class Durability {
@@ -75,6 +76,11 @@ struct ReplicaOptions {
   // link trims keeps a bounded footprint instead of filling memory with dirty pages
   // (docs/decisions/0012). 0: left to the kernel.
   uint64_t cache_window_bytes = 0;
+  // Synced appends to a replica (not a pending log) are written with direct, synchronous I/O
+  // (File::WriteDurable): one request per batch the device completes durably, instead of a
+  // copy into the page cache and an fdatasync (docs/decisions/0014). Batches are then
+  // written one at a time. false: the page cache and fdatasync, two batches in flight.
+  bool direct_appends = true;
   // Appends fail with kResourceExhausted when the filesystem would have less than this free.
   uint64_t min_free_bytes = 64ull << 20;
   // Health turns Warning below this fraction of the filesystem free.
@@ -372,6 +378,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   uint64_t next_seq_ = 1;
   int64_t next_ts_floor_ = 0;
   bool unsynced_ = false;  // the active segment holds kWritten records not yet synced
+  bool direct_ = false;    // synced batches are written directly (options_.direct_appends)
+  std::vector<std::unique_ptr<DirectBuffer>> direct_buffers_;  // free ones, for reuse
   std::vector<std::string> spares_;  // trimmed segments' files kept for reuse (paths)
   // Appended ranges still in the page cache, oldest first, in chunks of a few MiB: those
   // not yet written back, then those whose writeback started (cache_window_bytes).
@@ -395,6 +403,10 @@ class Replica : public std::enable_shared_from_this<Replica> {
   uint64_t space_appended_since_ = 0;
   int64_t space_seen_ns_ = 0;
 
+  // Reads the journal's segments up to `last_segment` (oldest first, at most 2 GiB) front to
+  // back, into the page cache: a merge or a commit then reads their records in volume order,
+  // which from the disk costs a read each, and direct appends leave nothing cached.
+  void PrefetchSegments(uint32_t last_segment) const;
   // Serialises retention and commit with each other.
   std::mutex maintenance_mu_;
 };

@@ -1,5 +1,6 @@
 // Replica: recovery at open, overlays, and commit.
 #include <algorithm>
+#include <limits>
 
 #include "journal/overlay.h"
 #include "journal/replica.h"
@@ -259,6 +260,7 @@ Status Replica::StartCommit(const std::string& name) {
 }
 
 void Replica::RunCommit(std::shared_ptr<Overlay> o) {
+  PrefetchSegments(std::numeric_limits<uint32_t>::max());
   Status s = o->Fill(&commit_done_, &commit_stop_);
   if (s.ok()) s = o->StoreMeta(OverlayState::kCommitted);
   std::unique_lock mt(maintenance_mu_, std::defer_lock);

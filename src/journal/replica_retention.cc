@@ -81,6 +81,14 @@ Status Replica::MergeTo(uint64_t target) {
     limit = index_.VisibleLimit(target);
     chunks = index_.TouchedChunks(limit);
   }
+  if (limit > 0) {
+    uint32_t last_segment;
+    {
+      std::shared_lock il(index_mu_);
+      last_segment = index_.at(limit - 1).segment;
+    }
+    PrefetchSegments(last_segment);
+  }
   std::string buf;
   ResolvedChunk rc;
   for (uint64_t chunk : chunks) {

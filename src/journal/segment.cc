@@ -2,6 +2,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -241,6 +242,7 @@ Status SegmentWriter::Write(std::span<const std::string_view> pieces) {
   uint64_t n = 0;
   for (auto p : pieces) n += p.size();
   RETURN_IF_ERROR(file_->WriteAtV(end_, pieces));
+  if (tail_known_) AdvanceTail(tail_, pieces, end_ + n);
   end_ += n;
   return Status::Ok();
 }
@@ -250,7 +252,103 @@ Status SegmentWriter::CutBackTo(uint64_t end) {
   RETURN_IF_ERROR(file_->Truncate(end));
   RETURN_IF_ERROR(file_->Sync());
   end_ = end;
+  tail_known_ = false;
   return Status::Ok();
+}
+
+Result<std::string> SegmentWriter::Tail() {
+  if (!tail_known_) {
+    const uint64_t block = end_ - end_ % kDirectIoAlignment;
+    std::string tail(end_ - block, '\0');
+    ASSIGN_OR_RETURN(size_t got, file_->ReadAt(block, tail.size(), tail.data()));
+    if (got != tail.size()) {
+      return DataLoss(Where(segment_number_, block) + ": segment shorter than its records (" +
+                      std::to_string(block + got) + " bytes, " + std::to_string(end_) + " expected)");
+    }
+    tail_ = std::move(tail);
+    tail_known_ = true;
+  }
+  return tail_;
+}
+
+void SegmentWriter::AdvanceTail(std::string_view prefix, std::span<const std::string_view> pieces,
+                                uint64_t new_end) {
+  // The new tail is the last (new_end mod block) bytes of prefix + pieces, which always hold
+  // that many: they begin at or before the block new_end falls in.
+  size_t want = new_end % kDirectIoAlignment;
+  std::string tail(want, '\0');
+  for (size_t i = pieces.size() + 1; i-- > 0 && want > 0;) {
+    std::string_view src = i == 0 ? prefix : pieces[i - 1];
+    const size_t take = std::min(want, src.size());
+    std::memcpy(tail.data() + want - take, src.data() + src.size() - take, take);
+    want -= take;
+  }
+  tail_ = std::move(tail);
+  tail_known_ = true;
+}
+
+Result<SegmentWriter::Reservation> SegmentWriter::Reserve(
+    std::span<const std::string_view> pieces) {
+  Reservation r;
+  ASSIGN_OR_RETURN(r.prefix, Tail());
+  uint64_t n = 0;
+  for (auto p : pieces) n += p.size();
+  r.start = end_;
+  r.end = end_ + n;
+  AdvanceTail(r.prefix, pieces, r.end);
+  end_ = r.end;
+  return r;
+}
+
+DirectBuffer::~DirectBuffer() { std::free(data_); }
+
+char* DirectBuffer::Reserve(size_t n) {
+  if (n > capacity_) {
+    const size_t rounded = (n + kDirectIoAlignment - 1) / kDirectIoAlignment * kDirectIoAlignment;
+    void* p = std::aligned_alloc(kDirectIoAlignment, rounded);
+    if (p == nullptr) throw std::bad_alloc();
+    std::free(data_);
+    data_ = static_cast<char*>(p);
+    capacity_ = rounded;
+  }
+  return data_;
+}
+
+DirectBatch::DirectBatch(const SegmentWriter::Reservation& reservation,
+                         std::span<const std::string_view> pieces, DirectBuffer* buffer)
+    : buffer_(buffer),
+      position_(reservation.start - reservation.prefix.size()),
+      aligned_end_((reservation.end + kDirectIoAlignment - 1) / kDirectIoAlignment *
+                   kDirectIoAlignment) {
+  sources_.reserve(pieces.size() + 1);
+  sources_.push_back(reservation.prefix);
+  sources_.insert(sources_.end(), pieces.begin(), pieces.end());
+}
+
+bool DirectBatch::Fill() {
+  if (position_ >= aligned_end_) return false;
+  chunk_offset_ = position_;
+  chunk_size_ = static_cast<size_t>(std::min<uint64_t>(aligned_end_ - position_, kMaxChunk));
+  char* out = buffer_->Reserve(chunk_size_);
+  size_t filled = 0;
+  while (filled < chunk_size_ && source_ < sources_.size()) {
+    std::string_view src = sources_[source_];
+    const size_t take = std::min(chunk_size_ - filled, src.size() - source_offset_);
+    std::memcpy(out + filled, src.data() + source_offset_, take);
+    filled += take;
+    source_offset_ += take;
+    if (source_offset_ == src.size()) {
+      ++source_;
+      source_offset_ = 0;
+    }
+  }
+  std::memset(out + filled, 0, chunk_size_ - filled);  // after the batch's end
+  position_ += chunk_size_;
+  return true;
+}
+
+Status DirectBatch::Write(File* file) {
+  return file->WriteDurable(chunk_offset_, std::string_view(buffer_->Reserve(chunk_size_), chunk_size_));
 }
 
 }  // namespace ferry::journal

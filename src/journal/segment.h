@@ -60,6 +60,21 @@ Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOp
 // removes any it finds (they hold nothing the replica needs).
 inline constexpr char kSpareSegmentPrefix[] = "spare-";
 
+// Memory for direct writes: aligned to kDirectIoAlignment, grown on demand and reused.
+class DirectBuffer {
+ public:
+  DirectBuffer() = default;
+  DirectBuffer(const DirectBuffer&) = delete;
+  DirectBuffer& operator=(const DirectBuffer&) = delete;
+  ~DirectBuffer();
+  // At least n bytes; what they hold is undefined.
+  char* Reserve(size_t n);
+
+ private:
+  char* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 class SegmentWriter {
  public:
   // Creates the segment file (must not exist), writes and syncs its header and syncs dir.
@@ -84,6 +99,21 @@ class SegmentWriter {
   // behind the failed one must not survive as valid records after a hole.
   Status CutBackTo(uint64_t end);
 
+  // Direct appends (ReplicaOptions::direct_appends, docs/decisions/0014). A batch is reserved
+  // under the replica's write lock, then written durably outside it by a DirectBatch; the
+  // reserved batches are written one at a time, in the order they were reserved, because
+  // each rewrites the block the one before it ended in. A batch's write covers whole
+  // aligned blocks: from the start of the block its first byte falls in (the bytes already
+  // there, unchanged) to the end of the block its last byte falls in (zeros after its end,
+  // which read as a torn tail until the next batch overwrites them; the segment is cut to
+  // its end when sealed or reopened).
+  struct Reservation {
+    uint64_t start = 0;  // where the batch's bytes begin (the end before it)
+    uint64_t end = 0;    // the end after it
+    std::string prefix;  // the bytes of [start rounded down to a block, start), as written
+  };
+  Result<Reservation> Reserve(std::span<const std::string_view> pieces);
+
   uint64_t segment_number() const { return segment_number_; }
   uint64_t size() const { return end_; }
   File* file() { return file_.get(); }
@@ -92,9 +122,40 @@ class SegmentWriter {
  private:
   SegmentWriter(uint64_t number, std::shared_ptr<File> file, uint64_t end)
       : segment_number_(number), file_(std::move(file)), end_(end) {}
+  // The bytes of the block end_ falls in, before end_ (read back when not known).
+  Result<std::string> Tail();
+  // Tail() after the pieces (the bytes before them: prefix) are appended.
+  void AdvanceTail(std::string_view prefix, std::span<const std::string_view> pieces,
+                   uint64_t new_end);
   uint64_t segment_number_;
   std::shared_ptr<File> file_;
   uint64_t end_;
+  std::string tail_;
+  bool tail_known_ = false;
+};
+
+// Writes one reserved batch durably, in chunks of at most kMaxChunk bytes, through a buffer:
+// the reservation's prefix, the pieces, then zeros to the end of the last block.
+class DirectBatch {
+ public:
+  static constexpr size_t kMaxChunk = 4u << 20;
+  // reservation, pieces and buffer must outlive the DirectBatch.
+  DirectBatch(const SegmentWriter::Reservation& reservation,
+              std::span<const std::string_view> pieces, DirectBuffer* buffer);
+  // Copies the next chunk into the buffer; false once the whole batch has been written.
+  bool Fill();
+  // Writes the chunk Fill copied, durably (File::WriteDurable).
+  Status Write(File* file);
+
+ private:
+  std::vector<std::string_view> sources_;  // the prefix, then the pieces
+  size_t source_ = 0;                      // the source being copied, and how far
+  size_t source_offset_ = 0;
+  DirectBuffer* buffer_;
+  uint64_t position_;      // file offset of the next chunk
+  uint64_t aligned_end_;   // end of the batch's last block
+  uint64_t chunk_offset_ = 0;
+  size_t chunk_size_ = 0;
 };
 
 }  // namespace ferry::journal
