@@ -1009,24 +1009,35 @@ uint64_t Replica::MinProtectedSeqLocked() const {
 
 void Replica::PrefetchSegments(uint32_t last_segment) const {
   constexpr uint64_t kPrefetchBytes = 2ull << 30;
-  std::vector<std::pair<std::shared_ptr<File>, uint64_t>> files;
+  struct Range {
+    std::shared_ptr<File> file;
+    uint64_t begin, end;
+  };
+  std::vector<Range> ranges;
   {
     std::shared_lock il(index_mu_);
+    if (index_.size() == 0) return;
+    // From the oldest record not merged yet: what lies before it in its segment (records
+    // already in the base) is never read again.
+    const IndexEntry& oldest = index_.at(0);
     uint64_t total = 0;
     for (const auto& [number, file] : segments_) {
+      if (number < oldest.segment) continue;
       if (number > last_segment || total >= kPrefetchBytes) break;
       auto bytes = segment_bytes_.find(number);
       if (bytes == segment_bytes_.end()) continue;
-      files.emplace_back(file, bytes->second);
-      total += bytes->second;
+      const uint64_t begin = number == oldest.segment ? oldest.payload_offset - kRecordHeaderSize : 0;
+      if (begin >= bytes->second) continue;
+      ranges.push_back({file, begin, bytes->second});
+      total += bytes->second - begin;
     }
   }
   // The kernel's own read-ahead hint reads a few hundred KiB at most; a read front to back
   // fills the cache at the disk's sequential speed. Failures only cost the later reads time.
   std::string buf(4u << 20, '\0');
-  for (const auto& [file, bytes] : files) {
-    for (uint64_t off = 0; off < bytes; off += buf.size()) {
-      auto got = file->ReadAt(off, std::min<uint64_t>(buf.size(), bytes - off), buf.data());
+  for (const Range& r : ranges) {
+    for (uint64_t off = r.begin; off < r.end; off += buf.size()) {
+      auto got = r.file->ReadAt(off, std::min<uint64_t>(buf.size(), r.end - off), buf.data());
       if (!got.ok() || *got == 0) break;
     }
   }
