@@ -264,7 +264,7 @@ class PipelinedCommitTest : public ::testing::Test {
   void Serialised(Status first_write) {
     TwoAppends(std::move(first_write), [](SyncGate& gate, const std::atomic<bool>& second_returned) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      EXPECT_FALSE(second_returned.load()) << "a batch was acknowledged before the one reserved before it";
+      EXPECT_FALSE(second_returned.load()) << "a batch was acknowledged before the one before it";
       EXPECT_EQ(gate.seen(), 1) << "a batch was written while the one before it was still being written";
     });
   }
@@ -345,7 +345,7 @@ TEST_F(PipelinedCommitTest, AFailedSyncFailsTheBatchWrittenBehindIt) {
 }
 
 // Direct appends (the default): batches are written one at a time, each durable when its
-// write returns.
+// write returns; an append that arrives meanwhile waits for the next batch.
 class DirectCommitTest : public PipelinedCommitTest {
  protected:
   DirectCommitTest() : PipelinedCommitTest(/*direct=*/true) {}
@@ -356,9 +356,9 @@ TEST_F(DirectCommitTest, BatchesAreWrittenOneAtATimeAndAcknowledgedInOrder) {
   ExpectBothLanded();
 }
 
-// The first batch's durable write fails: the one reserved behind it is never written and
+// The first batch's durable write fails: the append waiting behind it is never written and
 // fails too, the replica refuses appends until reopened, and neither comes back.
-TEST_F(DirectCommitTest, AFailedWriteFailsTheBatchReservedBehindIt) {
+TEST_F(DirectCommitTest, AFailedWriteFailsTheAppendBehindIt) {
   Serialised(IoError("injected write failure"));
   ExpectBothFailedForGood();
 }

@@ -17,6 +17,10 @@ namespace ferry::journal {
 // Two commits in flight overlap one batch's write with the previous one's fdatasync. Measured
 // (bench/RESULTS.md, "a."): +25% with 64 appenders, the same with 16; four in flight made
 // batches smaller and throughput lower.
+// Batches written and not yet published: two through the page cache (one is written while
+// the other syncs); one with direct appends, whose writes go one at a time anyway: while it is
+// written, every append that arrives joins the next batch, and larger batches won over
+// copying a smaller next batch meanwhile (docs/decisions/0014).
 constexpr size_t kMaxCommitsInFlight = 2;
 
 struct Replica::Writer {
@@ -611,7 +615,7 @@ Result<uint64_t> Replica::Append(std::span<Record> records, Durability durabilit
   std::unique_lock l(write_mu_);
   writers_.push_back(&w);
   while (!w.done &&
-         (&w != writers_.front() || leading_ || in_flight_ >= kMaxCommitsInFlight)) {
+         (&w != writers_.front() || leading_ || in_flight_ >= MaxCommitsInFlight())) {
     w.cv.wait(l);
   }
   if (!w.done) {
@@ -633,6 +637,8 @@ Result<uint64_t> Replica::Append(std::span<Record> records, Durability durabilit
   if (!w.status.ok()) return w.status;
   return w.last_seq;
 }
+
+size_t Replica::MaxCommitsInFlight() const { return direct_ ? 1 : kMaxCommitsInFlight; }
 
 void Replica::WakeFrontLocked() {
   if (!writers_.empty()) writers_.front()->cv.notify_one();
@@ -799,9 +805,8 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
   // every batch written before it began.
   Status s;
   if (direct) {
-    // Its first chunk is copied while the batch before it is written; then, at its turn, it
-    // is written (each rewrites the block the one before it ended in), unless one before it
-    // failed.
+    // Copied, then written at its turn (each batch rewrites the block the one before it ended
+    // in), unless one before it failed. With one batch in flight the turn has come already.
     std::unique_ptr<DirectBuffer> buffer;
     if (!direct_buffers_.empty()) {
       buffer = std::move(direct_buffers_.back());
@@ -823,7 +828,7 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
       l.lock();
       syncs_.fetch_add(1);
     }
-    if (direct_buffers_.size() < kMaxCommitsInFlight) direct_buffers_.push_back(std::move(buffer));
+    if (direct_buffers_.size() < MaxCommitsInFlight()) direct_buffers_.push_back(std::move(buffer));
   } else if (sync) {
     l.unlock();
     s = file->Sync();

@@ -379,6 +379,7 @@ class Replica : public std::enable_shared_from_this<Replica> {
   int64_t next_ts_floor_ = 0;
   bool unsynced_ = false;  // the active segment holds kWritten records not yet synced
   bool direct_ = false;    // synced batches are written directly (options_.direct_appends)
+  size_t MaxCommitsInFlight() const;
   std::vector<std::unique_ptr<DirectBuffer>> direct_buffers_;  // free ones, for reuse
   std::vector<std::string> spares_;  // trimmed segments' files kept for reuse (paths)
   // Appended ranges still in the page cache, oldest first, in chunks of a few MiB: those
