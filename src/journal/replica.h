@@ -362,11 +362,12 @@ class Replica : public std::enable_shared_from_this<Replica> {
   std::shared_ptr<File> base_;
   int64_t last_ts_ = 0;
 
-  // Group commit, pipelined: writers queue here; the front one leads: it takes the queue
-  // off as one batch and writes it under write_mu_, then hands leadership on and syncs
-  // outside the lock, so the next batch is written while this one syncs. Batches are
-  // published to the index (and acknowledged) in the order they were written, at most
-  // kMaxCommitsInFlight written and not yet published.
+  // Group commit: writers queue here; the front one leads: it takes the queue off as one
+  // batch. Through the page cache it writes it under write_mu_, then hands leadership on and
+  // syncs outside the lock, so the next batch is written while this one syncs. With direct
+  // appends it reserves the batch's place under the lock and writes it, durably, outside.
+  // Batches are published to the index (and acknowledged) in the order they were written,
+  // at most MaxCommitsInFlight() written and not yet published (2; 1 with direct appends).
   mutable std::mutex write_mu_;
   std::deque<Writer*> writers_;
   bool leading_ = false;         // a leader is forming or writing its batch
@@ -407,7 +408,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // Reads the journal's segments up to `last_segment` (oldest first, at most 2 GiB) front to
   // back, into the page cache: a merge or a commit then reads their records in volume order,
   // which from the disk costs a read each, and direct appends leave nothing cached.
-  void PrefetchSegments(uint32_t last_segment) const;
+  // Stops early once *stop is set (the replica closing during a commit).
+  void PrefetchSegments(uint32_t last_segment, const std::atomic<bool>* stop = nullptr) const;
   // Serialises retention and commit with each other.
   std::mutex maintenance_mu_;
 };
