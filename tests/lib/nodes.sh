@@ -18,7 +18,28 @@ fail() {
   for n in $NODES; do echo "--- node $n log (last 30 lines)" >&2; tail -n 30 "$work/$n.log" >&2 || true; done
   exit 1
 }
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A port nothing listens on, below the kernel's ephemeral range (32768 and up by default),
+# which is where port 0 binds and every outgoing connection of the tests running alongside
+# takes its local port: a port from there can be taken between this pick and the bind of the
+# daemon it is for.
+free_port() {
+  "$py" -c '
+import random, socket
+for _ in range(1000):
+    p = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+else:
+    raise SystemExit("no free port in 20000-32000")
+'
+}
 token=test-token-$$
 
 # A CA and a certificate for each node.
