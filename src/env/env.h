@@ -33,6 +33,29 @@ namespace ferry {
 // Offsets, sizes and buffers that File::WriteDurable can write directly are multiples of this.
 inline constexpr size_t kDirectIoAlignment = 4096;
 
+// Whether File::WriteDurable can write data at offset directly: offset, data's address and
+// its size are multiples of kDirectIoAlignment.
+inline bool IsDirectWritable(uint64_t offset, std::string_view data) {
+  return offset % kDirectIoAlignment == 0 && data.size() % kDirectIoAlignment == 0 &&
+         reinterpret_cast<uintptr_t>(data.data()) % kDirectIoAlignment == 0 && !data.empty();
+}
+
+// Memory for File::WriteDurable's direct writes: aligned to kDirectIoAlignment, grown on
+// demand and reused.
+class DirectBuffer {
+ public:
+  DirectBuffer() = default;
+  DirectBuffer(const DirectBuffer&) = delete;
+  DirectBuffer& operator=(const DirectBuffer&) = delete;
+  ~DirectBuffer();
+  // At least n bytes; what they hold is undefined.
+  char* Reserve(size_t n);
+
+ private:
+  char* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 class File {
  public:
   virtual ~File() = default;

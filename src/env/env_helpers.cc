@@ -1,9 +1,25 @@
 // Helpers built only on the Env interface, so they behave the same on PosixEnv and SimEnv.
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 
 #include "env/env.h"
 
 namespace ferry {
+
+DirectBuffer::~DirectBuffer() { std::free(data_); }
+
+char* DirectBuffer::Reserve(size_t n) {
+  if (n > capacity_) {
+    const size_t rounded = (n + kDirectIoAlignment - 1) / kDirectIoAlignment * kDirectIoAlignment;
+    void* p = std::aligned_alloc(kDirectIoAlignment, rounded);
+    if (p == nullptr) throw std::bad_alloc();
+    std::free(data_);
+    data_ = static_cast<char*>(p);
+    capacity_ = rounded;
+  }
+  return data_;
+}
 
 Status File::WriteDurable(uint64_t offset, std::string_view data) {
   RETURN_IF_ERROR(WriteAt(offset, data));

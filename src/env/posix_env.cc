@@ -119,10 +119,7 @@ class PosixFile final : public File {
   }
 
   Status WriteDurable(uint64_t offset, std::string_view data) override {
-    const uintptr_t address = reinterpret_cast<uintptr_t>(data.data());
-    const bool aligned = offset % kDirectIoAlignment == 0 && data.size() % kDirectIoAlignment == 0 &&
-                         address % kDirectIoAlignment == 0 && !data.empty();
-    const int fd = aligned ? DirectFd() : -1;
+    const int fd = IsDirectWritable(offset, data) ? DirectFd() : -1;
     size_t done = 0;
     while (fd >= 0 && done < data.size()) {
       ssize_t r = ::pwrite(fd, data.data() + done, data.size() - done,

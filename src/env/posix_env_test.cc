@@ -1,10 +1,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/magic.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -13,6 +10,7 @@
 
 #include "env/env.h"
 #include "env/loop_device_test_util.h"
+#include "env/page_cache_test_util.h"
 
 namespace ferry {
 namespace {
@@ -294,22 +292,6 @@ TEST_F(PosixEnvTest, ReadFileToStringReadsLargeFiles) {
   EXPECT_EQ(*ReadFileToString(env_, Path("empty")), "");
 }
 
-// How many of the file's pages in [offset, offset+n) are in the page cache.
-size_t CachedPages(const std::string& path, uint64_t offset, size_t n) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0);
-  void* map = ::mmap(nullptr, offset + n, PROT_READ, MAP_SHARED, fd, 0);
-  ::close(fd);
-  EXPECT_NE(map, MAP_FAILED);
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  std::vector<unsigned char> resident((offset + n + page - 1) / page);
-  EXPECT_EQ(::mincore(map, offset + n, resident.data()), 0);
-  ::munmap(map, offset + n);
-  size_t cached = 0;
-  for (size_t i = offset / page; i < resident.size(); ++i) cached += resident[i] & 1;
-  return cached;
-}
-
 // An aligned buffer of n bytes of `fill`.
 std::string_view AlignedBytes(std::vector<char>* storage, size_t n, char fill) {
   storage->assign(n + kDirectIoAlignment, fill);
@@ -319,12 +301,7 @@ std::string_view AlignedBytes(std::vector<char>* storage, size_t n, char fill) {
 }
 
 TEST_F(PosixEnvTest, WriteDurableWritesAlignedDataDirectly) {
-  // Whether this filesystem takes O_DIRECT at all (tmpfs before Linux 6.6 does not), and
-  // keeps what it writes out of the page cache (tmpfs never does: its files live there).
-  const int probe = ::open(Path("probe").c_str(), O_CREAT | O_WRONLY | O_DIRECT | O_CLOEXEC, 0644);
-  struct statfs fs {};
-  const bool direct = probe >= 0 && ::statfs(dir_.c_str(), &fs) == 0 && fs.f_type != TMPFS_MAGIC;
-  if (probe >= 0) ::close(probe);
+  const bool direct = test::DirectIoBypassesCache(dir_);
 
   auto f = Open("seg", OpenMode::kCreateNew);
   ASSERT_TRUE(f->WriteAt(0, std::string(100, 'h')).ok());
@@ -342,7 +319,7 @@ TEST_F(PosixEnvTest, WriteDurableWritesAlignedDataDirectly) {
     // buffered one would leave every page.
     f->DropCache(0, 0);
     ASSERT_TRUE(f->WriteDurable(4096, AlignedBytes(&storage, 64 * 1024, 'e')).ok());
-    EXPECT_EQ(CachedPages(Path("seg2"), 4096, data.size()), 0u) << "the aligned write went through the page cache";
+    EXPECT_EQ(test::CachedPages(Path("seg2"), 4096, data.size()), 0u) << "the aligned write went through the page cache";
     EXPECT_EQ(ReadFileToString(env_, Path("seg2"))->substr(4096), std::string(64 * 1024, 'e'));
   }
 }
@@ -359,7 +336,7 @@ TEST_F(PosixEnvTest, WriteDurableWritesUnalignedDataThroughTheCache) {
   std::string want(3 * 4096, 'x');
   want.replace(8192, 4096, std::string(4096, 'y'));
   EXPECT_EQ(*ReadFileToString(env_, Path("seg")), want);
-  EXPECT_GT(CachedPages(Path("seg"), 8192, 4096), 0u);
+  EXPECT_GT(test::CachedPages(Path("seg"), 8192, 4096), 0u);
 }
 
 TEST_F(PosixEnvTest, WriteDurableRespectsAReadOnlyOpen) {

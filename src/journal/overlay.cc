@@ -381,10 +381,16 @@ Status Overlay::Read(uint64_t offset, size_t n, void* dst) {
 Status Overlay::WriteBlocks(uint64_t first_block, std::string_view data, bool filled, bool keep_allocated) {
   uint64_t count = data.size() / block_size_;
   const bool zero = IsAllZero(data);
+  const uint64_t offset = first_block * block_size_;
   if (zero && !keep_allocated) {
-    RETURN_IF_ERROR(data_->PunchHole(first_block * block_size_, data.size()));
+    RETURN_IF_ERROR(data_->PunchHole(offset, data.size()));
+  } else if (filled && IsDirectWritable(offset, data)) {
+    // A commit's fill writes the whole disk once and nobody waits for one block of it: past
+    // the page cache, durable at once (docs/decisions/0015). The periodic Flush then has
+    // only the log to make durable.
+    RETURN_IF_ERROR(data_->WriteDurable(offset, data));
   } else {
-    RETURN_IF_ERROR(data_->WriteAt(first_block * block_size_, data));
+    RETURN_IF_ERROR(data_->WriteAt(offset, data));
   }
   return Mark(first_block, count, filled, filled || zero ? 0 : Checksum64(data.data(), data.size()), zero);
 }
@@ -551,7 +557,8 @@ uint64_t Overlay::present_blocks() const {
 
 Status Overlay::Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop) {
   const uint64_t chunks = (blocks_ + kChunkBlocks - 1) / kChunkBlocks;
-  std::string buf(uint64_t{kChunkBlocks} * block_size_, '\0');
+  DirectBuffer buffer;
+  char* const buf = buffer.Reserve(uint64_t{kChunkBlocks} * block_size_);
   uint64_t since_flush = 0;
   // Each periodic Flush runs on a helper thread while filling goes on: it waits for the disk,
   // not for the CPU. Flush takes the pending extents before it syncs, so what is filled
@@ -586,8 +593,8 @@ Status Overlay::Fill(std::atomic<uint64_t>* done, const std::atomic<bool>* stop)
           RETURN_IF_ERROR(data_->PunchHole(at * block_size_, x.length));
           RETURN_IF_ERROR(Mark(at, count, true));
         } else {
-          RETURN_IF_ERROR(view->Read(at * block_size_, x.length, buf.data()));
-          RETURN_IF_ERROR(WriteBlocks(at, std::string_view(buf.data(), x.length), true));
+          RETURN_IF_ERROR(view->Read(at * block_size_, x.length, buf));
+          RETURN_IF_ERROR(WriteBlocks(at, std::string_view(buf, x.length), true));
           since_flush += x.length;
         }
         at += count;

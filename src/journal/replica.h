@@ -53,7 +53,6 @@ struct ViewExtent;
 class Overlay;
 class ResolvedCache;
 class SegmentWriter;
-class DirectBuffer;
 
 // How durable an append is when it returns.
 enum class Durability {

@@ -300,20 +300,6 @@ Result<SegmentWriter::Reservation> SegmentWriter::Reserve(
   return r;
 }
 
-DirectBuffer::~DirectBuffer() { std::free(data_); }
-
-char* DirectBuffer::Reserve(size_t n) {
-  if (n > capacity_) {
-    const size_t rounded = (n + kDirectIoAlignment - 1) / kDirectIoAlignment * kDirectIoAlignment;
-    void* p = std::aligned_alloc(kDirectIoAlignment, rounded);
-    if (p == nullptr) throw std::bad_alloc();
-    std::free(data_);
-    data_ = static_cast<char*>(p);
-    capacity_ = rounded;
-  }
-  return data_;
-}
-
 DirectBatch::DirectBatch(const SegmentWriter::Reservation& reservation,
                          std::span<const std::string_view> pieces, DirectBuffer* buffer)
     : buffer_(buffer),

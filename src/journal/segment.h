@@ -60,21 +60,6 @@ Result<ScanResult> ScanSegment(File* file, uint64_t segment_number, const ScanOp
 // removes any it finds (they hold nothing the replica needs).
 inline constexpr char kSpareSegmentPrefix[] = "spare-";
 
-// Memory for direct writes: aligned to kDirectIoAlignment, grown on demand and reused.
-class DirectBuffer {
- public:
-  DirectBuffer() = default;
-  DirectBuffer(const DirectBuffer&) = delete;
-  DirectBuffer& operator=(const DirectBuffer&) = delete;
-  ~DirectBuffer();
-  // At least n bytes; what they hold is undefined.
-  char* Reserve(size_t n);
-
- private:
-  char* data_ = nullptr;
-  size_t capacity_ = 0;
-};
-
 class SegmentWriter {
  public:
   // Creates the segment file (must not exist), writes and syncs its header and syncs dir.
