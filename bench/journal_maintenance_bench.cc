@@ -13,9 +13,10 @@
 //                   after the overlay's user wrote 1% of it: volume bytes per second
 //   merge1m_base_mibps  the merge that built that base (1 MiB records); information only
 // The journal was just written with direct appends (docs/decisions/0014), so none of it is in
-// the page cache, as for a merge at the end of a day's retention window: the merge and the
-// commit read the segments front to back first. FERRY_BENCH_DIRECT=0 appends through the
-// page cache instead, which then still holds the journal.
+// the page cache, as for a merge at the end of a day's retention window: a merge reads the
+// segments in journal order as it copies, a commit reads them front to back first.
+// FERRY_BENCH_DIRECT=0 appends through the page cache instead, which then still holds the
+// journal.
 //
 // Usage: journal_maintenance_bench --dir SCRATCH_DIR
 #include "bench_util.h"

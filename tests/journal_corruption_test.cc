@@ -433,6 +433,32 @@ TEST_F(CorruptionTest, TruncatedSealedSegmentIsDataLoss) {
   ExpectDataLossAt(2, rec.offset, "record payload incomplete");
 }
 
+// A segment cut short under an open replica: the retention merge that reads it fails with
+// DataLoss naming the segment, the offset and the record, and neither removes a segment nor
+// forgets a record.
+TEST_F(CorruptionTest, SegmentCutShortUnderAMergeFailsItAndDropsNothing) {
+  Make(13);
+  auto r = MustOpen();
+  ASSERT_NE(r, nullptr);
+  const StoredRecord rec = Records(2)[2];  // seq 7
+  TruncateFile(SegPath(2), rec.offset + kRecordHeaderSize + 100);
+  const std::vector<uint64_t> before = Segments();
+  const ReplicaStats stats = r->Stats();
+  clock_.Advance(kNanosPerHour);
+  RetentionPolicy policy;
+  policy.window_ns = 1;
+  policy.any_point_ns = 0;
+  auto report = r->ApplyRetention(policy);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), Code::kDataLoss) << report.status().ToString();
+  const std::string where = "segment 2 offset " + std::to_string(rec.offset + kRecordHeaderSize) +
+                            ": record seq 7 is cut short";
+  EXPECT_NE(report.status().message().find(where), std::string_view::npos)
+      << report.status().ToString() << " does not say " << where;
+  EXPECT_EQ(Segments(), before);
+  EXPECT_EQ(r->Stats().records, stats.records);
+}
+
 TEST_F(CorruptionTest, SealedSegmentCutAtARecordBoundaryIsMissingRecords) {
   Make(13);
   TruncateFile(SegPath(2), Records(2)[2].offset);  // loses seqs 7 and 8

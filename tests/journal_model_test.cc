@@ -290,6 +290,7 @@ class ModelRun {
   uint64_t size_ = 0;
   uint32_t bs_ = 4096;
   uint64_t segment_target_ = 0;
+  size_t merge_batch_runs_ = 0;
   std::shared_ptr<Replica> r_;
 
   std::unique_ptr<HistoryModel> hist_;
@@ -338,6 +339,7 @@ ReplicaOptions ModelRun::Options() {
   o.env = &env_;
   o.clock = &clock_;
   o.segment_target_bytes = segment_target_;
+  o.merge_batch_runs = merge_batch_runs_;
   return o;
 }
 
@@ -347,6 +349,7 @@ void ModelRun::Create() {
   const uint64_t kib = 64ull << Rand(5);
   size_ = kib * 1024 - (Chance(0.3) ? bs_ * Rand(8) : 0);
   segment_target_ = uint64_t{2048} << Rand(5);  // 2 KiB .. 32 KiB: segments roll constantly
+  merge_batch_runs_ = Chance(0.5) ? 1 + Rand(8) : size_t{1} << 20;  // merges in many batches
   hist_ = std::make_unique<HistoryModel>(size_, bs_);
   CreateParams p;
   p.size = size_;

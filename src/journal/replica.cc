@@ -1012,7 +1012,7 @@ uint64_t Replica::MinProtectedSeqLocked() const {
   return m;
 }
 
-void Replica::PrefetchSegments(uint32_t last_segment, const std::atomic<bool>* stop) const {
+void Replica::PrefetchSegments(const std::atomic<bool>* stop) const {
   constexpr uint64_t kPrefetchBytes = 2ull << 30;
   struct Range {
     std::shared_ptr<File> file;
@@ -1028,7 +1028,7 @@ void Replica::PrefetchSegments(uint32_t last_segment, const std::atomic<bool>* s
     uint64_t total = 0;
     for (const auto& [number, file] : segments_) {
       if (number < oldest.segment) continue;
-      if (number > last_segment || total >= kPrefetchBytes) break;
+      if (total >= kPrefetchBytes) break;
       auto bytes = segment_bytes_.find(number);
       if (bytes == segment_bytes_.end()) continue;
       const uint64_t begin = number == oldest.segment ? oldest.payload_offset - kRecordHeaderSize : 0;
@@ -1042,7 +1042,7 @@ void Replica::PrefetchSegments(uint32_t last_segment, const std::atomic<bool>* s
   std::string buf(4u << 20, '\0');
   for (const Range& r : ranges) {
     for (uint64_t off = r.begin; off < r.end; off += buf.size()) {
-      if (stop != nullptr && stop->load()) return;
+      if (stop->load()) return;
       auto got = r.file->ReadAt(off, std::min<uint64_t>(buf.size(), r.end - off), buf.data());
       if (!got.ok() || *got == 0) break;
     }

@@ -80,6 +80,9 @@ struct ReplicaOptions {
   // copy into the page cache and an fdatasync (docs/decisions/0014). Batches are then
   // written one at a time. false: the page cache and fdatasync, two batches in flight.
   bool direct_appends = true;
+  // A retention merge resolves and copies at most this many runs of blocks at a time; it
+  // holds 32 bytes per run.
+  size_t merge_batch_runs = size_t{1} << 20;
   // Appends fail with kResourceExhausted when the filesystem would have less than this free.
   uint64_t min_free_bytes = 64ull << 20;
   // Health turns Warning below this fraction of the filesystem free.
@@ -289,6 +292,18 @@ class Replica : public std::enable_shared_from_this<Replica> {
   // The gap holding seq (not consistent there), or null.
   const Gap* GapAtLocked(uint64_t seq) const;
   Status MergeTo(uint64_t target);
+  // A run of blocks a merge copies from a segment into the base.
+  struct MergeRun {
+    uint32_t segment;
+    uint32_t length;
+    uint64_t file_offset;
+    uint64_t base_offset;
+    uint64_t seq;  // its record's, for errors
+  };
+  // Writes the runs into the base (not synced), reading their segments in order, in windows
+  // of a few MiB, the next window while the runs of one are written. Sorts *runs.
+  Status CopyRuns(std::vector<MergeRun>* runs,
+                  const std::map<uint32_t, std::shared_ptr<File>>& files);
   // After base_seq moved to target: drops the index entries and segments at or below it.
   Status DropThrough(uint64_t target);
   Status ThinAndCompact(const RetentionPolicy& policy, int64_t now, RetentionReport* report);
@@ -404,11 +419,11 @@ class Replica : public std::enable_shared_from_this<Replica> {
   uint64_t space_appended_since_ = 0;
   int64_t space_seen_ns_ = 0;
 
-  // Reads the journal's segments up to `last_segment` (oldest first, at most 2 GiB) front to
-  // back, into the page cache: a merge or a commit then reads their records in volume order,
-  // which from the disk costs a read each, and direct appends leave nothing cached.
-  // Stops early once *stop is set (the replica closing during a commit).
-  void PrefetchSegments(uint32_t last_segment, const std::atomic<bool>* stop = nullptr) const;
+  // Reads the journal's segments (oldest first, at most 2 GiB) front to back, into the page
+  // cache: a commit then reads their records in volume order, which from the disk costs a
+  // read each, and direct appends leave nothing cached. Stops early once *stop is set (the
+  // replica closing during a commit).
+  void PrefetchSegments(const std::atomic<bool>* stop) const;
   // Serialises retention and commit with each other.
   std::mutex maintenance_mu_;
 };

@@ -260,7 +260,7 @@ Status Replica::StartCommit(const std::string& name) {
 }
 
 void Replica::RunCommit(std::shared_ptr<Overlay> o) {
-  PrefetchSegments(std::numeric_limits<uint32_t>::max(), &commit_stop_);
+  PrefetchSegments(&commit_stop_);
   Status s = o->Fill(&commit_done_, &commit_stop_);
   if (s.ok()) s = o->StoreMeta(OverlayState::kCommitted);
   std::unique_lock mt(maintenance_mu_, std::defer_lock);

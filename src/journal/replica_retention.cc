@@ -1,11 +1,24 @@
 // Replica: retention — merging old history into the base, thinning markers, compaction.
 #include <algorithm>
+#include <future>
+#include <map>
 #include <set>
 
 #include "journal/replica.h"
 #include "journal/segment.h"
 
 namespace ferry::journal {
+
+namespace {
+
+// A read of a segment covers runs spanning at most this much (or one longer run) ...
+constexpr uint64_t kMergeWindowBytes = uint64_t{4} << 20;
+// ... with no gap between two of them larger than this (superseded records are read over).
+constexpr uint64_t kMergeGapBytes = uint64_t{256} << 10;
+// A merge copying at least this many runs drops the base's cached pages before it starts.
+constexpr size_t kDropCacheRuns = 4096;
+
+}  // namespace
 
 Result<RetentionReport> Replica::ApplyRetention(const RetentionPolicy& policy) {
   if (policy.window_ns <= 0 || policy.any_point_ns < 0 || policy.any_point_ns > policy.window_ns) {
@@ -81,47 +94,53 @@ Status Replica::MergeTo(uint64_t target) {
     limit = index_.VisibleLimit(target);
     chunks = index_.TouchedChunks(limit);
   }
-  if (limit > 0) {
-    uint32_t last_segment;
+  // Resolve a batch of chunks to the runs of blocks to copy, then copy them in journal order:
+  // each window of a segment is read once, front to back (a journal just appended directly is
+  // not in the page cache, and in volume order every run would cost the disk a seek), the next
+  // window while the runs of this one are written.
+  std::vector<MergeRun> runs;
+  std::map<uint32_t, std::shared_ptr<File>> files;
+  bool first_batch = true;
+  for (size_t next_chunk = 0; next_chunk < chunks.size();) {
+    runs.clear();
     {
       std::shared_lock il(index_mu_);
-      last_segment = index_.at(limit - 1).segment;
-    }
-    PrefetchSegments(last_segment);
-  }
-  std::string buf;
-  ResolvedChunk rc;
-  for (uint64_t chunk : chunks) {
-    std::shared_lock il(index_mu_);
-    index_.ResolveChunk(chunk, limit, &rc);
-    const uint64_t first = chunk * kChunkBlocks;
-    for (uint32_t i = 0; i < kChunkBlocks;) {
-      uint32_t slot = rc.slot[i];
-      if (slot == kNoRecord) {
-        ++i;
-        continue;
-      }
-      const IndexEntry& e = index_.at(slot - 1);
-      uint32_t j = i + 1;
-      while (j < kChunkBlocks && rc.slot[j] == slot) ++j;
-      const uint64_t block = first + i;
-      const uint64_t len = uint64_t{j - i} * bs;
-      if (e.type() == RecordType::kWrite) {
-        ASSIGN_OR_RETURN(std::shared_ptr<File> f, SegmentFile(e.segment));
-        buf.resize(len);
-        uint64_t file_off = e.payload_offset + (block - e.block()) * bs;
-        ASSIGN_OR_RETURN(size_t got, f->ReadAt(file_off, len, buf.data()));
-        if (got < len) {
-          return DataLoss("segment " + std::to_string(e.segment) + " offset " +
-                          std::to_string(file_off) + ": record seq " + std::to_string(e.seq()) +
-                          " is cut short");
+      ResolvedChunk rc;
+      for (; next_chunk < chunks.size() && runs.size() < std::max<size_t>(options_.merge_batch_runs, 1); ++next_chunk) {
+        const uint64_t chunk = chunks[next_chunk];
+        index_.ResolveChunk(chunk, limit, &rc);
+        const uint64_t first = chunk * kChunkBlocks;
+        for (uint32_t i = 0; i < kChunkBlocks;) {
+          const uint32_t slot = rc.slot[i];
+          if (slot == kNoRecord) {
+            ++i;
+            continue;
+          }
+          const IndexEntry& e = index_.at(slot - 1);
+          uint32_t j = i + 1;
+          while (j < kChunkBlocks && rc.slot[j] == slot) ++j;
+          const uint64_t block = first + i;
+          const uint64_t len = uint64_t{j - i} * bs;
+          if (e.type() == RecordType::kWrite) {
+            if (!files.count(e.segment)) {
+              ASSIGN_OR_RETURN(files[e.segment], SegmentFile(e.segment));
+            }
+            runs.push_back({e.segment, static_cast<uint32_t>(len),
+                            e.payload_offset + (block - e.block()) * bs, block * bs, e.seq()});
+          } else {
+            RETURN_IF_ERROR(base_->PunchHole(block * bs, len));
+          }
+          i = j;
         }
-        RETURN_IF_ERROR(base_->WriteAt(block * bs, buf));
-      } else {
-        RETURN_IF_ERROR(base_->PunchHole(block * bs, len));
       }
-      i = j;
     }
+    // Small writes at random places into a file whose cached pages are large folios (as an
+    // initial sync's or a commit's large writes leave them) cost this kernel tens of µs each,
+    // into uncached places a few (bench/RESULTS.md, f): a large merge drops the base's
+    // cached pages first.
+    if (first_batch && runs.size() >= kDropCacheRuns) base_->DropCache(0, 0);
+    first_batch = false;
+    RETURN_IF_ERROR(CopyRuns(&runs, files));
   }
   RETURN_IF_ERROR(base_->Sync());
   {
@@ -134,6 +153,61 @@ Status Replica::MergeTo(uint64_t target) {
     manifest_ = std::move(next);
   }
   return DropThrough(target);
+}
+
+Status Replica::CopyRuns(std::vector<MergeRun>* runs,
+                         const std::map<uint32_t, std::shared_ptr<File>>& files) {
+  std::sort(runs->begin(), runs->end(), [](const MergeRun& a, const MergeRun& b) {
+    return a.segment != b.segment ? a.segment < b.segment : a.file_offset < b.file_offset;
+  });
+  struct Window {
+    size_t first, last;  // runs [first, last)
+    uint64_t begin, end;  // segment bytes read
+  };
+  std::vector<Window> windows;
+  for (size_t i = 0; i < runs->size();) {
+    const MergeRun& head = (*runs)[i];
+    Window w{i, i + 1, head.file_offset, head.file_offset + head.length};
+    while (w.last < runs->size()) {
+      const MergeRun& r = (*runs)[w.last];
+      const uint64_t end = r.file_offset + r.length;
+      if (r.segment != head.segment || end - w.begin > kMergeWindowBytes ||
+          r.file_offset > w.end + kMergeGapBytes) {
+        break;
+      }
+      w.end = std::max(w.end, end);
+      ++w.last;
+    }
+    windows.push_back(w);
+    i = w.last;
+  }
+  std::string buffers[2];
+  auto read = [&](size_t k) -> Result<size_t> {
+    const Window& w = windows[k];
+    std::string& buf = buffers[k % 2];
+    buf.resize(w.end - w.begin);
+    return files.at((*runs)[w.first].segment)->ReadAt(w.begin, buf.size(), buf.data());
+  };
+  // Declared after the buffers: leaving early waits for the read in flight before they go.
+  std::future<Result<size_t>> reading;
+  if (!windows.empty()) reading = std::async(std::launch::async, read, 0);
+  for (size_t k = 0; k < windows.size(); ++k) {
+    ASSIGN_OR_RETURN(const size_t got, reading.get());
+    if (k + 1 < windows.size()) reading = std::async(std::launch::async, read, k + 1);
+    const Window& w = windows[k];
+    const std::string& buf = buffers[k % 2];
+    for (size_t i = w.first; i < w.last; ++i) {
+      const MergeRun& r = (*runs)[i];
+      const uint64_t at = r.file_offset - w.begin;
+      if (at + r.length > got) {
+        return DataLoss("segment " + std::to_string(r.segment) + " offset " +
+                        std::to_string(r.file_offset) + ": record seq " + std::to_string(r.seq) +
+                        " is cut short");
+      }
+      RETURN_IF_ERROR(base_->WriteAt(r.base_offset, std::string_view(buf).substr(at, r.length)));
+    }
+  }
+  return Status::Ok();
 }
 
 Status Replica::DropThrough(uint64_t target) {
