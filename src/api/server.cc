@@ -4,7 +4,6 @@
 
 #include "control/errors.h"
 #include "control/fields.h"
-#include "env/socket.h"
 
 namespace ferry::api {
 
@@ -87,42 +86,17 @@ Status CheckParams(const httplib::Request& req, std::initializer_list<const char
 }  // namespace
 
 ApiServer::ApiServer(control::Controller* ctl, std::string token) : ctl_(ctl), token_(std::move(token)) {
-  http_ = std::make_unique<httplib::Server>();
-  // Headers and body leave in two writes: without TCP_NODELAY a kept-alive client waits for
-  // its delayed ACK (~40 ms) on every answer.
-  http_->set_tcp_nodelay(true);
-  // httplib's default is SO_REUSEPORT, which lets a second process bind the same port and
-  // silently take half the connections; a port in use must be an error instead.
-  http_->set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
   Routes();
 }
 
 ApiServer::~ApiServer() { Stop(); }
 
-void ApiServer::Stop() {
-  if (http_) http_->stop();
-  if (thread_.joinable()) thread_.join();
-}
+void ApiServer::Stop() { listener_.Stop(); }
 
-Status ApiServer::Listen(const std::string& address) {
-  std::string host;
-  uint16_t port;
-  RETURN_IF_ERROR(SplitHostPort(address, &host, &port));
-  if (port == 0) {
-    port_ = http_->bind_to_any_port(host);
-  } else {
-    port_ = http_->bind_to_port(host, port) ? port : -1;
-  }
-  if (port_ <= 0) return IoError("cannot listen on " + address + " for the API");
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
-  return Status::Ok();
-}
+Status ApiServer::Listen(const std::string& address) { return listener_.Listen(address, "the API"); }
 
 void ApiServer::Routes() {
-  auto& s = *http_;
+  auto& s = listener_.server();
   s.set_payload_max_length(kMaxBody);
   s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown error";

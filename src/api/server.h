@@ -6,16 +6,11 @@
 // Thread-safety: requests are served concurrently; Stop may be called from any thread.
 #pragma once
 
-#include <memory>
 #include <string>
-#include <thread>
 
 #include "base/status.h"
 #include "control/controller.h"
-
-namespace httplib {
-class Server;
-}
+#include "env/http_listener.h"
 
 namespace ferry::api {
 
@@ -25,16 +20,14 @@ class ApiServer {
   ~ApiServer();
   // Binds HOST:PORT (port 0 picks one) and serves in a thread of its own.
   Status Listen(const std::string& address);
-  int port() const { return port_; }
+  int port() const { return listener_.port(); }
   void Stop();
 
  private:
   void Routes();
   control::Controller* ctl_;
   const std::string token_;
-  std::unique_ptr<httplib::Server> http_;
-  std::thread thread_;
-  int port_ = 0;
+  HttpListener listener_;
 };
 
 }  // namespace ferry::api

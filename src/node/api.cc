@@ -73,42 +73,17 @@ Result<T> Field(const json& j, const char* name, T fallback) {
 }  // namespace
 
 Api::Api(Node* node, std::string token) : node_(node), token_(std::move(token)) {
-  http_ = std::make_unique<httplib::Server>();
-  // Headers and body leave in two writes: without TCP_NODELAY a kept-alive client waits for
-  // its delayed ACK (~40 ms) on every answer.
-  http_->set_tcp_nodelay(true);
-  // httplib's default is SO_REUSEPORT, which lets a second process bind the same port and
-  // silently take half the connections; a port in use must be an error instead.
-  http_->set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
   Routes();
 }
 
 Api::~Api() { Stop(); }
 
-void Api::Stop() {
-  if (http_) http_->stop();
-  if (thread_.joinable()) thread_.join();
-}
+void Api::Stop() { listener_.Stop(); }
 
-Status Api::Listen(const std::string& address) {
-  std::string host;
-  uint16_t port;
-  RETURN_IF_ERROR(SplitHostPort(address, &host, &port));
-  if (port == 0) {
-    port_ = http_->bind_to_any_port(host);
-  } else {
-    port_ = http_->bind_to_port(host, port) ? port : -1;
-  }
-  if (port_ <= 0) return IoError("cannot listen on " + address + " for the command interface");
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
-  return Status::Ok();
-}
+Status Api::Listen(const std::string& address) { return listener_.Listen(address, "the command interface"); }
 
 void Api::Routes() {
-  auto& s = *http_;
+  auto& s = listener_.server();
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (token_.empty()) return httplib::Server::HandlerResponse::Unhandled;
     if (req.get_header_value("Authorization") == "Bearer " + token_) {

@@ -5,16 +5,11 @@
 // Thread-safety: requests are served concurrently; Stop may be called from any thread.
 #pragma once
 
-#include <memory>
 #include <string>
-#include <thread>
 
 #include "base/status.h"
+#include "env/http_listener.h"
 #include "node/node.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace ferry::node {
 
@@ -24,16 +19,14 @@ class Api {
   ~Api();
   // Binds HOST:PORT (port 0 picks one) and serves in a thread of its own.
   Status Listen(const std::string& address);
-  int port() const { return port_; }
+  int port() const { return listener_.port(); }
   void Stop();
 
  private:
   void Routes();
   Node* node_;
   const std::string token_;
-  std::unique_ptr<httplib::Server> http_;
-  std::thread thread_;
-  int port_ = 0;
+  HttpListener listener_;
 };
 
 }  // namespace ferry::node
