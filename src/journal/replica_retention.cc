@@ -142,6 +142,7 @@ Status Replica::MergeTo(uint64_t target) {
     first_batch = false;
     RETURN_IF_ERROR(CopyRuns(&runs, files));
   }
+  files.clear();  // DropThrough may reuse a segment's file only where nobody else holds it
   RETURN_IF_ERROR(base_->Sync());
   {
     std::lock_guard ml(meta_mu_);
