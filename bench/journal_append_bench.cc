@@ -17,6 +17,9 @@
 //   append64k_frames  one appender handing 16 records of 64 KiB (1 MiB) to each Append call,
 //                     as a link receiver appends each frame it receives (information)
 //   append4k_frames   the same with 256 records of 4 KiB per call (information)
+//   append64k_reused  as append64k, on a replica whose earlier segments were merged into its
+//                     base and are reused (ReplicaOptions::recycle_segments): a replica in
+//                     steady state, retention merging as the link appends (information)
 // Except in the _frames workloads, each record is one Append call, at a random block-aligned offset of a 16 GiB volume; each
 // workload stops early after FERRY_BENCH_APPEND_SECONDS (6; quick 2) seconds. Throughput
 // counts payload bytes only (as fio does); the 64-byte record headers are extra.
@@ -37,14 +40,40 @@ constexpr uint64_t kVolumeSize = 16ull << 30;
 
 void RunAppends(const std::string& scratch, const std::string& name, int threads,
                 uint64_t record_bytes, uint64_t per_call, uint64_t total_bytes,
-                double max_seconds) {
+                double max_seconds, bool reused = false) {
   ScratchDir dir(scratch, name);
   journal::CreateParams p;
   p.size = kVolumeSize;
   p.block_size = 4096;
   journal::ReplicaOptions options;
   options.direct_appends = DirectAppends();
+  ManualClock clock;
+  options.clock = &clock;
+  if (reused) {
+    options.segment_target_bytes = total_bytes / 8;
+    options.recycle_segments = 8;
+  }
   auto replica = Must(journal::Replica::Create(dir.Sub("replica"), p, options), "create replica");
+  if (reused) {
+    // A replica in steady state: what the link appended earlier was merged into the base, and
+    // its segment files are taken again by the appends measured below.
+    std::vector<journal::Record> frame;
+    for (int k = 0; k < 16; ++k) frame.push_back(journal::Record::Write(0, RandomBytes(64 << 10, 7 + k)));
+    std::mt19937_64 rng(8);
+    for (uint64_t done = 0; done < total_bytes; done += 16 * (64 << 10)) {
+      for (journal::Record& r : frame) {
+        r.seq = 0;
+        r.timestamp_ns = 0;
+        r.offset = (rng() % (kVolumeSize / (64 << 10))) * (64 << 10);
+      }
+      Must(replica->Append(std::span<journal::Record>(frame)), "prefill");
+    }
+    clock.Advance(3600ll * 1000 * 1000 * 1000);
+    journal::RetentionPolicy policy;
+    policy.window_ns = 1;
+    policy.any_point_ns = 0;
+    Must(replica->ApplyRetention(policy), "merge the prefill");
+  }
 
   const uint64_t calls_per_thread =
       std::max<uint64_t>(1, total_bytes / record_bytes / per_call / threads);
@@ -129,9 +158,9 @@ int main(int argc, char** argv) {
     return names;
   }();
   auto run = [&](const std::string& name, int threads, uint64_t record, uint64_t per_call,
-                 uint64_t bytes) {
+                 uint64_t bytes, bool reused = false) {
     if (only.empty() || std::find(only.begin(), only.end(), name) != only.end()) {
-      RunAppends(scratch, name, threads, record, per_call, bytes, secs);
+      RunAppends(scratch, name, threads, record, per_call, bytes, secs, reused);
     }
   };
   run("append64k", t64, 64 << 10, 1, b64);
@@ -141,5 +170,6 @@ int main(int argc, char** argv) {
   run("append4k_wide", 8 * t4, 4 << 10, 1, b4);
   run("append64k_frames", 1, 64 << 10, 16, b64);
   run("append4k_frames", 1, 4 << 10, 256, b4);
+  run("append64k_reused", t64, 64 << 10, 1, b64, true);
   return 0;
 }

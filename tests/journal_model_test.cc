@@ -291,6 +291,7 @@ class ModelRun {
   uint32_t bs_ = 4096;
   uint64_t segment_target_ = 0;
   size_t merge_batch_runs_ = 0;
+  uint32_t recycle_segments_ = 0;
   std::shared_ptr<Replica> r_;
 
   std::unique_ptr<HistoryModel> hist_;
@@ -340,6 +341,7 @@ ReplicaOptions ModelRun::Options() {
   o.clock = &clock_;
   o.segment_target_bytes = segment_target_;
   o.merge_batch_runs = merge_batch_runs_;
+  o.recycle_segments = recycle_segments_;
   return o;
 }
 
@@ -350,6 +352,7 @@ void ModelRun::Create() {
   size_ = kib * 1024 - (Chance(0.3) ? bs_ * Rand(8) : 0);
   segment_target_ = uint64_t{2048} << Rand(5);  // 2 KiB .. 32 KiB: segments roll constantly
   merge_batch_runs_ = Chance(0.5) ? 1 + Rand(8) : size_t{1} << 20;  // merges in many batches
+  recycle_segments_ = Chance(0.5) ? static_cast<uint32_t>(1 + Rand(4)) : 0;  // merged files reused
   hist_ = std::make_unique<HistoryModel>(size_, bs_);
   CreateParams p;
   p.size = size_;

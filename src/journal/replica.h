@@ -65,9 +65,9 @@ struct ReplicaOptions {
   Env* env = Env::Posix();
   Clock* clock = SystemClock::Default();
   uint64_t segment_target_bytes = 256ull << 20;
-  // Pending logs: up to this many trimmed segments are kept as spare files, and new segments
-  // reuse them, so that appends overwrite cached pages instead of filling new ones
-  // (docs/decisions/0011). 0: trimmed segments are deleted.
+  // Up to this many segments trimmed (a pending log) or merged by retention (a replica) are
+  // kept as spare files, and new segments reuse them, so that appends overwrite cached pages
+  // or allocated blocks instead of filling new ones (docs/decisions/0011). 0: they are deleted.
   uint32_t recycle_segments = 0;
   // Pending logs: how much of the newest appended data is left to the page cache. Data further
   // back than half of it starts writing back; data further back than all of it is dropped

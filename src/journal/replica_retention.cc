@@ -250,15 +250,11 @@ Status Replica::DropThrough(uint64_t target) {
     }
   }
   files.clear();
-  bool recycle = options_.recycle_segments > 0;
-  if (recycle) {
-    std::lock_guard ml(meta_mu_);
-    recycle = manifest_.role == "pending-log";
-  }
+  const bool recycle = options_.recycle_segments > 0;
   for (size_t k = 0; k < dead.size(); ++k) {
     const std::string path = JoinPath(journal_dir_, SegmentFileName(dead[k]));
-    // A pending log keeps some as spares (docs/decisions/0011), but only a file nobody else
-    // holds: no reader can find it any more, and none may see it rewritten.
+    // Some are kept as spares (docs/decisions/0011), but only a file nobody else holds: no
+    // reader can find it any more, and none may see it rewritten.
     // Nor a file whose pages were dropped from the cache: appends that end inside a block
     // would read that block from the disk first.
     const bool reusable = recycle && !uncached[k] && dead_files[k] && dead_files[k].use_count() == 1;

@@ -22,10 +22,23 @@ bool ValidName(const std::string& n) {
   return n[0] != '.';
 }
 
+namespace {
+
+// The replicas this node keeps as a link's target.
+journal::ReplicaOptions TargetReplicaOptions() {
+  journal::ReplicaOptions o;
+  // Segments retention merged are reused: direct appends then overwrite allocated blocks and
+  // need no metadata commit per write (docs/decisions/0011, "Replicas").
+  o.recycle_segments = 4;
+  return o;
+}
+
+}  // namespace
+
 Node::Node(NodeConfig config)
     : config_(std::move(config)),
       node_throttle_(SystemClock::Default(), config_.throttle_bytes_per_second),
-      replicas_(JoinPath(config_.data_dir, "replicas")),
+      replicas_(JoinPath(config_.data_dir, "replicas"), TargetReplicaOptions()),
       receiver_(&replicas_) {}
 
 Result<std::unique_ptr<Node>> Node::Start(const NodeConfig& config) {
