@@ -564,10 +564,20 @@ Status Replica::CheckSpace(uint64_t incoming) {
     return Status::Ok();
   }
   ASSIGN_OR_RETURN(SpaceInfo space, env_->GetSpace(dir_));
+  auto short_of_space = [&] {
+    return space.free_bytes < incoming || space.free_bytes - incoming < options_.min_free_bytes;
+  };
+  if (short_of_space() && !spares_.empty()) {
+    // Spare segment files only spare the filesystem work: they give their space back before
+    // an append is refused.
+    for (const std::string& spare : spares_) (void)env_->RemoveFile(spare);
+    spares_.clear();
+    ASSIGN_OR_RETURN(space, env_->GetSpace(dir_));
+  }
   space_seen_free_ = space.free_bytes;
   space_seen_ns_ = now;
   space_appended_since_ = incoming;
-  if (space.free_bytes < incoming || space.free_bytes - incoming < options_.min_free_bytes) {
+  if (short_of_space()) {
     space_seen_ns_ = 0;  // look again next time: space may be freed any moment
     return ResourceExhausted("no space for the journal: " + std::to_string(space.free_bytes) +
                              " bytes free, " + std::to_string(incoming) + " needed and " +

@@ -359,6 +359,44 @@ TEST_F(ReplicaTest, MergedSegmentsAreReusedAndReadBackOnlyTheirNewRecords) {
   ASSERT_NO_FATAL_FAILURE(expect_newest(*recovered, "after a power loss"));
 }
 
+// Spare segment files give their space back before an append is refused for want of it.
+TEST_F(ReplicaTest, SparesGiveTheirSpaceBackBeforeAnAppendIsRefused) {
+  ReplicaOptions o = Opts();
+  o.recycle_segments = 4;
+  o.min_free_bytes = 64 * 1024;
+  CreateParams p;
+  p.size = 1 << 20;
+  auto created = Replica::Create("/r", p, o);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::shared_ptr<Replica> r = std::move(*created);
+  const std::string data(kBs, 's');
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(r->Append(Record::Write(uint64_t(i % 64) * kBs, data)).ok());
+  clock_.Advance(kNanosPerHour);
+  RetentionPolicy policy;
+  policy.window_ns = kNanosPerSecond;
+  policy.any_point_ns = 0;
+  ASSERT_TRUE(r->ApplyRetention(policy).ok());
+  auto spares = [&] {
+    auto names = env_.ListDir("/r/journal");
+    EXPECT_TRUE(names.ok());
+    return std::count_if(names->begin(), names->end(),
+                         [](const std::string& n) { return n.rfind(kSpareSegmentPrefix, 0) == 0; });
+  };
+  ASSERT_EQ(spares(), 4);
+  // Room for three more records besides the reserve, unless the spares (about 60 records)
+  // give theirs back.
+  auto space = env_.GetSpace("/r");
+  ASSERT_TRUE(space.ok());
+  env_.SetCapacity(space->total_bytes - space->free_bytes + o.min_free_bytes +
+                   3 * (kRecordHeaderSize + kBs));
+  for (int i = 0; i < 20; ++i) {
+    auto got = r->Append(Record::Write(uint64_t(i % 64) * kBs, data));
+    ASSERT_TRUE(got.ok()) << "append " << i << ": " << got.status().ToString();
+  }
+  EXPECT_EQ(spares(), 0);
+  EXPECT_EQ(r->Stats().last_seq, 120u);
+}
+
 // The default age tiers (retention.h) over more than 7 days of history: every marker of the
 // last 2 hours stays; older, exactly one per hour (absolute buckets) up to 7 days and one per
 // 4 hours beyond, the app-consistent one where a bucket has one, else the newest. A second
