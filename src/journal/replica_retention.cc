@@ -101,12 +101,13 @@ Status Replica::MergeTo(uint64_t target) {
   std::vector<MergeRun> runs;
   std::map<uint32_t, std::shared_ptr<File>> files;
   bool first_batch = true;
+  const size_t batch_runs = std::max<size_t>(options_.merge_batch_runs, 1);
   for (size_t next_chunk = 0; next_chunk < chunks.size();) {
     runs.clear();
     {
       std::shared_lock il(index_mu_);
       ResolvedChunk rc;
-      for (; next_chunk < chunks.size() && runs.size() < std::max<size_t>(options_.merge_batch_runs, 1); ++next_chunk) {
+      for (; next_chunk < chunks.size() && runs.size() < batch_runs; ++next_chunk) {
         const uint64_t chunk = chunks[next_chunk];
         index_.ResolveChunk(chunk, limit, &rc);
         const uint64_t first = chunk * kChunkBlocks;
