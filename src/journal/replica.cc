@@ -815,20 +815,12 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
   // every batch written before it began.
   Status s;
   if (direct) {
-    // Copied, then written at its turn (each batch rewrites the block the one before it ended
-    // in), unless one before it failed. With one batch in flight the turn has come already.
-    std::unique_ptr<DirectBuffer> buffer;
-    if (!direct_buffers_.empty()) {
-      buffer = std::move(direct_buffers_.back());
-      direct_buffers_.pop_back();
-    } else {
-      buffer = std::make_unique<DirectBuffer>();
-    }
+    // Copied into the one direct buffer (one batch is in flight at a time), then written,
+    // unless the journal failed meanwhile (another caller's Sync).
     l.unlock();
-    DirectBatch batch_writer(reservation, pieces, buffer.get());
+    DirectBatch batch_writer(reservation, pieces, &direct_buffer_);
     bool more = batch_writer.Fill();
     l.lock();
-    flight_cv_.wait(l, [&] { return publish_turn_ == ticket; });
     if (write_error_.ok()) {
       l.unlock();
       while (more && s.ok()) {
@@ -838,7 +830,6 @@ void Replica::CommitBatch(std::vector<Writer*>& batch, std::unique_lock<std::mut
       l.lock();
       syncs_.fetch_add(1);
     }
-    if (direct_buffers_.size() < MaxCommitsInFlight()) direct_buffers_.push_back(std::move(buffer));
   } else if (sync) {
     l.unlock();
     s = file->Sync();

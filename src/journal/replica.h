@@ -300,6 +300,11 @@ class Replica : public std::enable_shared_from_this<Replica> {
     uint64_t base_offset;
     uint64_t seq;  // its record's, for errors
   };
+  // Under index_mu_: resolves a chunk as of the merge's limit; punches its trimmed and zeroed
+  // runs in the base and adds its written ones to *runs (their segment files to *files).
+  Status CollectMergeRunsLocked(uint64_t chunk, size_t limit, ResolvedChunk* rc,
+                                std::vector<MergeRun>* runs,
+                                std::map<uint32_t, std::shared_ptr<File>>* files);
   // Writes the runs into the base (not synced), reading their segments in order, in windows
   // of a few MiB, the next window while the runs of one are written. Sorts *runs.
   Status CopyRuns(std::vector<MergeRun>* runs,
@@ -395,7 +400,8 @@ class Replica : public std::enable_shared_from_this<Replica> {
   bool unsynced_ = false;  // the active segment holds kWritten records not yet synced
   bool direct_ = false;    // synced batches are written directly (options_.direct_appends)
   size_t MaxCommitsInFlight() const;
-  std::vector<std::unique_ptr<DirectBuffer>> direct_buffers_;  // free ones, for reuse
+  // Used by the batch in flight, outside write_mu_ (direct appends: at most one in flight).
+  DirectBuffer direct_buffer_;
   std::vector<std::string> spares_;  // trimmed segments' files kept for reuse (paths)
   // Appended ranges still in the page cache, oldest first, in chunks of a few MiB: those
   // not yet written back, then those whose writeback started (cache_window_bytes).

@@ -86,7 +86,6 @@ Status Replica::MergeTo(uint64_t target) {
       manifest_ = std::move(next);
     }
   }
-  const uint64_t bs = manifest_.block_size;
   std::vector<uint64_t> chunks;
   size_t limit;
   {
@@ -100,39 +99,15 @@ Status Replica::MergeTo(uint64_t target) {
   // window while the runs of this one are written.
   std::vector<MergeRun> runs;
   std::map<uint32_t, std::shared_ptr<File>> files;
-  bool first_batch = true;
   const size_t batch_runs = std::max<size_t>(options_.merge_batch_runs, 1);
   for (size_t next_chunk = 0; next_chunk < chunks.size();) {
+    const bool first_batch = next_chunk == 0;
     runs.clear();
     {
       std::shared_lock il(index_mu_);
       ResolvedChunk rc;
       for (; next_chunk < chunks.size() && runs.size() < batch_runs; ++next_chunk) {
-        const uint64_t chunk = chunks[next_chunk];
-        index_.ResolveChunk(chunk, limit, &rc);
-        const uint64_t first = chunk * kChunkBlocks;
-        for (uint32_t i = 0; i < kChunkBlocks;) {
-          const uint32_t slot = rc.slot[i];
-          if (slot == kNoRecord) {
-            ++i;
-            continue;
-          }
-          const IndexEntry& e = index_.at(slot - 1);
-          uint32_t j = i + 1;
-          while (j < kChunkBlocks && rc.slot[j] == slot) ++j;
-          const uint64_t block = first + i;
-          const uint64_t len = uint64_t{j - i} * bs;
-          if (e.type() == RecordType::kWrite) {
-            if (!files.count(e.segment)) {
-              ASSIGN_OR_RETURN(files[e.segment], SegmentFile(e.segment));
-            }
-            runs.push_back({e.segment, static_cast<uint32_t>(len),
-                            e.payload_offset + (block - e.block()) * bs, block * bs, e.seq()});
-          } else {
-            RETURN_IF_ERROR(base_->PunchHole(block * bs, len));
-          }
-          i = j;
-        }
+        RETURN_IF_ERROR(CollectMergeRunsLocked(chunks[next_chunk], limit, &rc, &runs, &files));
       }
     }
     // Small writes at random places into a file whose cached pages are large folios (as an
@@ -140,7 +115,6 @@ Status Replica::MergeTo(uint64_t target) {
     // into uncached places a few (bench/RESULTS.md, f): a large merge drops the base's
     // cached pages first.
     if (first_batch && runs.size() >= kDropCacheRuns) base_->DropCache(0, 0);
-    first_batch = false;
     RETURN_IF_ERROR(CopyRuns(&runs, files));
   }
   files.clear();  // DropThrough may reuse a segment's file only where nobody else holds it
@@ -155,6 +129,37 @@ Status Replica::MergeTo(uint64_t target) {
     manifest_ = std::move(next);
   }
   return DropThrough(target);
+}
+
+Status Replica::CollectMergeRunsLocked(uint64_t chunk, size_t limit, ResolvedChunk* rc,
+                                       std::vector<MergeRun>* runs,
+                                       std::map<uint32_t, std::shared_ptr<File>>* files) {
+  const uint64_t bs = manifest_.block_size;
+  index_.ResolveChunk(chunk, limit, rc);
+  const uint64_t first = chunk * kChunkBlocks;
+  for (uint32_t i = 0; i < kChunkBlocks;) {
+    const uint32_t slot = rc->slot[i];
+    if (slot == kNoRecord) {
+      ++i;
+      continue;
+    }
+    const IndexEntry& e = index_.at(slot - 1);
+    uint32_t j = i + 1;
+    while (j < kChunkBlocks && rc->slot[j] == slot) ++j;
+    const uint64_t block = first + i;
+    const uint64_t len = uint64_t{j - i} * bs;
+    i = j;
+    if (e.type() != RecordType::kWrite) {
+      RETURN_IF_ERROR(base_->PunchHole(block * bs, len));
+      continue;
+    }
+    if (!files->count(e.segment)) {
+      ASSIGN_OR_RETURN((*files)[e.segment], SegmentFile(e.segment));
+    }
+    runs->push_back({e.segment, static_cast<uint32_t>(len),
+                     e.payload_offset + (block - e.block()) * bs, block * bs, e.seq()});
+  }
+  return Status::Ok();
 }
 
 Status Replica::CopyRuns(std::vector<MergeRun>* runs,
