@@ -63,6 +63,15 @@ class File {
   // Reads up to n bytes at offset into dst. Returns the number read: fewer than n only at
   // end of file. Holes read as zeros.
   virtual Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) = 0;
+  // Reads like ReadAt, through a read-only memory mapping of the file where there can be one
+  // (a regular file on PosixEnv): once the mapping covers the range, a read is a memory copy
+  // with no system call. For files read many times in small pieces — journal segments under
+  // views. Writes through this File or any other are seen as ReadAt would see them. Where the
+  // mapping cannot supply the bytes (the file was cut short under it, or the device failed to
+  // read them) the result is kIoError, not a crash. Elsewhere it is ReadAt.
+  virtual Result<size_t> ReadAtMapped(uint64_t offset, size_t n, void* dst) {
+    return ReadAt(offset, n, dst);
+  }
   // Writes all of data at offset, extending the file if needed.
   virtual Status WriteAt(uint64_t offset, std::string_view data) = 0;
   // Writes the pieces back to back starting at offset, as one request where the OS allows.

@@ -5,18 +5,23 @@
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <mutex>
+#include <vector>
 
 #include "env/env.h"
+#include "env/mapped_copy.h"
 
 namespace ferry {
 namespace {
@@ -48,6 +53,7 @@ class PosixFile final : public File {
   PosixFile(int fd, std::string path, bool block_device)
       : fd_(fd), path_(std::move(path)), block_device_(block_device) {}
   ~PosixFile() override {  // close errors carry nothing we could act on
+    for (const auto& m : mappings_) ::munmap(m->data, m->length);
     ::close(fd_);
     if (direct_fd_ >= 0) ::close(direct_fd_);
   }
@@ -67,6 +73,22 @@ class PosixFile final : public File {
       done += static_cast<size_t>(r);
     }
     return done;
+  }
+
+  Result<size_t> ReadAtMapped(uint64_t offset, size_t n, void* dst) override {
+    if (n == 0) return size_t{0};
+    const uint64_t end = offset + n;
+    const Mapping* m = mapped_.load(std::memory_order_acquire);
+    if (m == nullptr || end > m->length || end > mapped_size_.load(std::memory_order_acquire)) {
+      m = MapThrough(end);
+      if (m == nullptr) return ReadAt(offset, n, dst);  // past the end, or no mapping
+    }
+    if (!CopyFromMapping(dst, m->data + offset, n)) {
+      return IoError("reading " + path_ + " at " + std::to_string(offset) + "+" +
+                     std::to_string(n) + " through its memory mapping failed (SIGBUS): the "
+                     "file was cut short under it, or the device could not read it");
+    }
+    return n;
   }
 
   Status WriteAt(uint64_t offset, std::string_view data) override {
@@ -215,6 +237,44 @@ class PosixFile final : public File {
     return Status::Ok();
   }
 
+  // The mapping that covers [0, end) of the file, made or grown as needed; nullptr where the
+  // file ends before `end` or cannot be mapped (then ReadAt serves the read). A mapping
+  // reserves more than the file holds, so that a file being appended to (a journal's newest
+  // segment) is remapped only now and then; what lies past the file's end is never read
+  // through it. Older mappings stay until the File goes: a reader may still be copying.
+  struct Mapping {
+    char* data;
+    uint64_t length;
+  };
+  const Mapping* MapThrough(uint64_t end) {
+    constexpr uint64_t kReserveStep = 64ull << 20;
+    std::lock_guard l(map_mu_);
+    if (map_refused_ || block_device_) return nullptr;
+    struct stat st;
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+      map_refused_ = true;
+      return nullptr;
+    }
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (end > size) return nullptr;
+    if (mappings_.empty() || mappings_.back()->length < size) {
+      const uint64_t length = (size + kReserveStep - 1) / kReserveStep * kReserveStep;
+      void* p = ::mmap(nullptr, static_cast<size_t>(length), PROT_READ, MAP_SHARED, fd_, 0);
+      if (p == MAP_FAILED) {
+        map_refused_ = true;
+        return nullptr;
+      }
+      mappings_.push_back(std::make_unique<Mapping>(Mapping{static_cast<char*>(p), length}));
+      mapped_.store(mappings_.back().get(), std::memory_order_release);
+    }
+    // Only grows: a reader that saw a larger size keeps its promise (the file is not cut
+    // short under a reader that keeps to what was written; if it is, the copy reports it).
+    if (size > mapped_size_.load(std::memory_order_relaxed)) {
+      mapped_size_.store(size, std::memory_order_release);
+    }
+    return mappings_.back().get();
+  }
+
   // A second descriptor of the same file for WriteDurable, opened on first use through
   // /proc/self/fd (the file may have been renamed since it was opened). -1 where the
   // filesystem refuses O_DIRECT (then WriteDurable writes and syncs through fd_).
@@ -238,6 +298,12 @@ class PosixFile final : public File {
   std::mutex direct_mu_;
   int direct_fd_ = -1;
   bool direct_refused_ = false;
+
+  std::mutex map_mu_;
+  std::vector<std::unique_ptr<Mapping>> mappings_;  // guarded by map_mu_; the newest last
+  bool map_refused_ = false;                        // guarded by map_mu_
+  std::atomic<const Mapping*> mapped_{nullptr};     // the newest mapping
+  std::atomic<uint64_t> mapped_size_{0};            // bytes of the file known to be there
 };
 
 class PosixFileLock final : public FileLock {

@@ -347,5 +347,48 @@ TEST_F(PosixEnvTest, WriteDurableRespectsAReadOnlyOpen) {
   EXPECT_EQ(*f->Size(), 0u);
 }
 
+TEST_F(PosixEnvTest, MappedReadsFollowTheFileAndAFileCutShortUnderThemIsAnErrorNotACrash) {
+  auto f = Open("seg", OpenMode::kCreateNew);
+  ASSERT_TRUE(f->WriteAt(0, std::string(10000, 'a')).ok());
+  char buf[64];
+  auto n = f->ReadAtMapped(9990, sizeof buf, buf);  // past the end: short, like ReadAt
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(std::string(buf, *n), std::string(10, 'a'));
+  // Writes after the mapping was made are seen: buffered, and direct ones past the cache.
+  ASSERT_TRUE(f->WriteAt(100, "bbbb").ok());
+  std::vector<char> storage;
+  ASSERT_TRUE(f->WriteDurable(8192, AlignedBytes(&storage, 4096, 'c')).ok());
+  n = f->ReadAtMapped(98, 8, buf);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(std::string(buf, *n), "aabbbbaa");
+  n = f->ReadAtMapped(8190, 4, buf);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(std::string(buf, *n), "aacc");
+  // The file grows past what its first mapping reserved (a segment being appended to).
+  const uint64_t far = 200ull << 20;
+  ASSERT_TRUE(f->WriteAt(far, "far away").ok());
+  n = f->ReadAtMapped(far, 8, buf);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(std::string(buf, *n), "far away");
+  n = f->ReadAtMapped(100, 4, buf);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(std::string(buf, *n), "bbbb");
+
+  // Another writer cuts the file short: the bytes the mapping promised are gone.
+  auto other = Open("seg", OpenMode::kReadWrite);
+  ASSERT_TRUE(other->Truncate(4096).ok());
+  n = f->ReadAtMapped(far, 8, buf);
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.status().code(), Code::kIoError) << n.status().ToString();
+  EXPECT_NE(n.status().ToString().find("cut short"), std::string::npos) << n.status().ToString();
+  // The process lives on, and what is still there reads as before, again and again.
+  for (int i = 0; i < 3; ++i) {
+    n = f->ReadAtMapped(100, 4, buf);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(std::string(buf, *n), "bbbb");
+    EXPECT_FALSE(f->ReadAtMapped(8192, 16, buf).ok());
+  }
+}
+
 }  // namespace
 }  // namespace ferry
