@@ -56,6 +56,9 @@ class DirectBuffer {
   size_t capacity_ = 0;
 };
 
+// File::ReadAtMapped reads at most this many bytes through a mapping; larger reads, ReadAt.
+inline constexpr size_t kMappedReadMax = 16 * 1024;
+
 class File {
  public:
   virtual ~File() = default;
@@ -63,12 +66,14 @@ class File {
   // Reads up to n bytes at offset into dst. Returns the number read: fewer than n only at
   // end of file. Holes read as zeros.
   virtual Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) = 0;
-  // Reads like ReadAt, through a read-only memory mapping of the file where there can be one
-  // (a regular file on PosixEnv): once the mapping covers the range, a read is a memory copy
-  // with no system call. For files read many times in small pieces — journal segments under
-  // views. Writes through this File or any other are seen as ReadAt would see them. Where the
-  // mapping cannot supply the bytes (the file was cut short under it, or the device failed to
-  // read them) the result is kIoError, not a crash. Elsewhere it is ReadAt.
+  // Reads like ReadAt; a small read (at most kMappedReadMax bytes) goes through a read-only
+  // memory mapping of the file where there can be one (a regular file on PosixEnv): a memory
+  // copy, no system call, once the pages are cached. For files read many times in small,
+  // scattered pieces (journal segments and base images under views). A page not cached is
+  // read alone, without read-ahead; larger reads go to ReadAt, where the kernel's read-ahead
+  // serves a file read in order. Writes through this File or any other are seen as ReadAt
+  // would see them. Where the mapping cannot supply the bytes (the file was cut short under
+  // it, or the device failed to read them) the result is kIoError, not a crash.
   virtual Result<size_t> ReadAtMapped(uint64_t offset, size_t n, void* dst) {
     return ReadAt(offset, n, dst);
   }

@@ -77,6 +77,7 @@ class PosixFile final : public File {
 
   Result<size_t> ReadAtMapped(uint64_t offset, size_t n, void* dst) override {
     if (n == 0) return size_t{0};
+    if (n > kMappedReadMax) return ReadAt(offset, n, dst);
     const uint64_t end = offset + n;
     const Mapping* m = mapped_.load(std::memory_order_acquire);
     if (m == nullptr || end > m->length || end > mapped_size_.load(std::memory_order_acquire)) {
@@ -264,6 +265,10 @@ class PosixFile final : public File {
         map_refused_ = true;
         return nullptr;
       }
+      // A fault reads only the page it needs: the reads that come here are small and
+      // scattered, and the kernel's read-around would read far more around each (a whole
+      // read_ahead_kb, 8 MiB on some virtual disks). Only a hint: ignore a refusal.
+      (void)::madvise(p, static_cast<size_t>(length), MADV_RANDOM);
       mappings_.push_back(std::make_unique<Mapping>(Mapping{static_cast<char*>(p), length}));
       mapped_.store(mappings_.back().get(), std::memory_order_release);
     }
