@@ -520,6 +520,10 @@ Health Replica::GetHealth() const {
     std::shared_lock il(index_mu_);
     for (const auto& [n, bytes] : segment_bytes_) h.journal_bytes += bytes;
   }
+  {
+    std::lock_guard wl(write_mu_);
+    for (const Spare& spare : spares_) h.spare_bytes += spare.bytes;
+  }
   auto space = env_->GetSpace(dir_);
   if (!space.ok()) {
     h.level = Health::Level::kWarning;
@@ -527,18 +531,20 @@ Health Replica::GetHealth() const {
   } else {
     h.free_bytes = space->free_bytes;
     h.total_bytes = space->total_bytes;
+    // Spare segments give their space back before a write is refused (CheckSpace).
+    const uint64_t free = space->free_bytes + h.spare_bytes;
     // Critical while writes are refused: below the reserve, or too little above it for the
     // batch that was last refused (CheckSpace).
-    if (space->free_bytes < options_.min_free_bytes + refused_bytes_.load()) {
+    if (free < options_.min_free_bytes + refused_bytes_.load()) {
       h.level = Health::Level::kCritical;
-      h.problems.push_back("journal space exhausted: " + std::to_string(space->free_bytes) +
+      h.problems.push_back("journal space exhausted: " + std::to_string(free) +
                            " bytes free, " + std::to_string(options_.min_free_bytes) +
                            " reserved; new writes are refused and history is kept — free "
                            "space, add capacity, or shorten the retention window");
-    } else if (static_cast<double>(space->free_bytes) <
+    } else if (static_cast<double>(free) <
                options_.warn_free_fraction * static_cast<double>(space->total_bytes)) {
       h.level = Health::Level::kWarning;
-      h.problems.push_back("journal space low: " + std::to_string(space->free_bytes) +
+      h.problems.push_back("journal space low: " + std::to_string(free) +
                            " bytes free of " + std::to_string(space->total_bytes) +
                            "; history will not be shrunk to make room — add capacity or "
                            "shorten the retention window before writes are refused");
@@ -570,7 +576,7 @@ Status Replica::CheckSpace(uint64_t incoming) {
   if (short_of_space() && !spares_.empty()) {
     // Spare segment files only spare the filesystem work: they give their space back before
     // an append is refused.
-    for (const std::string& spare : spares_) (void)env_->RemoveFile(spare);
+    for (const Spare& spare : spares_) (void)env_->RemoveFile(spare.path);
     spares_.clear();
     ASSIGN_OR_RETURN(space, env_->GetSpace(dir_));
   }
@@ -950,7 +956,7 @@ Status Replica::RollTo(uint64_t first_seq) {
   h.volume_id = manifest_.volume_id;
   std::unique_ptr<SegmentWriter> next;
   while (!next && !spares_.empty()) {
-    const std::string spare = spares_.back();
+    const std::string spare = spares_.back().path;
     spares_.pop_back();
     auto reused = SegmentWriter::Recycle(env_, journal_dir_, h, spare);
     if (reused.ok()) {

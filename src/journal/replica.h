@@ -128,6 +128,9 @@ struct Health {
   uint64_t free_bytes = 0;
   uint64_t total_bytes = 0;
   uint64_t journal_bytes = 0;
+  // Held by spare segment files (ReplicaOptions::recycle_segments): counted as free, since
+  // they are deleted before a write is refused for want of space.
+  uint64_t spare_bytes = 0;
 };
 std::string_view HealthLevelName(Health::Level level);
 
@@ -402,7 +405,11 @@ class Replica : public std::enable_shared_from_this<Replica> {
   size_t MaxCommitsInFlight() const;
   // Used by the batch in flight, outside write_mu_ (direct appends: at most one in flight).
   DirectBuffer direct_buffer_;
-  std::vector<std::string> spares_;  // trimmed segments' files kept for reuse (paths)
+  struct Spare {
+    std::string path;
+    uint64_t bytes;  // what the file holds: space it gives back when deleted
+  };
+  std::vector<Spare> spares_;  // trimmed segments' files kept for reuse
   // Appended ranges still in the page cache, oldest first, in chunks of a few MiB: those
   // not yet written back, then those whose writeback started (cache_window_bytes).
   struct CachedRange {

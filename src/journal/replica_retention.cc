@@ -241,6 +241,7 @@ Status Replica::DropThrough(uint64_t target) {
     dead.push_back(files[i].first);
   }
   std::vector<std::shared_ptr<File>> dead_files(dead.size());
+  std::vector<uint64_t> dead_bytes(dead.size());
   std::vector<bool> uncached(dead.size());
   {
     std::lock_guard wl(write_mu_);
@@ -251,6 +252,8 @@ Status Replica::DropThrough(uint64_t target) {
       auto it = segments_.find(dead[k]);
       if (it != segments_.end()) dead_files[k] = std::move(it->second);
       segments_.erase(dead[k]);
+      auto bytes = segment_bytes_.find(dead[k]);
+      if (bytes != segment_bytes_.end()) dead_bytes[k] = bytes->second;
       segment_bytes_.erase(dead[k]);
       uncached[k] = uncached_segments_.erase(dead[k]) > 0;
     }
@@ -270,7 +273,7 @@ Status Replica::DropThrough(uint64_t target) {
       if (spares_.size() < options_.recycle_segments) {
         const std::string spare = JoinPath(journal_dir_, kSpareSegmentPrefix + SegmentFileName(dead[k]));
         RETURN_IF_ERROR(env_->Rename(path, spare));
-        spares_.push_back(spare);
+        spares_.push_back({spare, dead_bytes[k]});
         continue;
       }
     }

@@ -397,6 +397,50 @@ TEST_F(ReplicaTest, SparesGiveTheirSpaceBackBeforeAnAppendIsRefused) {
   EXPECT_EQ(r->Stats().last_seq, 120u);
 }
 
+// Spare segment files are space the replica gives back before it refuses a write: the
+// health signal counts them as free, so it does not warn of a shortage that is not there.
+TEST_F(ReplicaTest, HealthCountsSpareSegmentsAsFreeSpace) {
+  ReplicaOptions o = Opts();
+  o.recycle_segments = 4;
+  o.min_free_bytes = 0;
+  o.warn_free_fraction = 0.5;  // a line the spares' size can matter against
+  CreateParams p;
+  p.size = 1 << 20;
+  auto created = Replica::Create("/r", p, o);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::shared_ptr<Replica> r = std::move(*created);
+  const std::string data(kBs, 'h');
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(r->Append(Record::Write(uint64_t(i % 64) * kBs, data)).ok());
+  clock_.Advance(kNanosPerHour);
+  RetentionPolicy policy;
+  policy.window_ns = kNanosPerSecond;
+  policy.any_point_ns = 0;
+  ASSERT_TRUE(r->ApplyRetention(policy).ok());
+  const Health before = r->GetHealth();
+  ASSERT_GT(before.spare_bytes, 4 * 64 * 1024 * 9 / 10) << "four spares of about 64 KiB";
+
+  // Free space just under the warning line (half the capacity), unless the spares count.
+  auto space = env_.GetSpace("/r");
+  ASSERT_TRUE(space.ok());
+  const double used = static_cast<double>(space->total_bytes - space->free_bytes);
+  const double spare = static_cast<double>(before.spare_bytes);
+  auto capacity_with_free_fraction_below_line_by = [&](double short_by) {
+    // free = C - used = 0.5 * C - short_by  =>  C = (used - short_by) / 0.5
+    return static_cast<uint64_t>((used - short_by) / 0.5);
+  };
+  env_.SetCapacity(capacity_with_free_fraction_below_line_by(spare / 2));
+  Health h = r->GetHealth();
+  EXPECT_EQ(h.level, Health::Level::kHealthy) << (h.problems.empty() ? "" : h.problems[0]);
+  EXPECT_EQ(h.spare_bytes, before.spare_bytes);
+  // Short by more than the spares hold: a warning, which counts them.
+  env_.SetCapacity(capacity_with_free_fraction_below_line_by(spare * 2));
+  h = r->GetHealth();
+  ASSERT_EQ(h.level, Health::Level::kWarning);
+  ASSERT_EQ(h.problems.size(), 1u);
+  EXPECT_NE(h.problems[0].find("journal space low: " + std::to_string(h.free_bytes + h.spare_bytes)),
+            std::string::npos) << h.problems[0];
+}
+
 // The default age tiers (retention.h) over more than 7 days of history: every marker of the
 // last 2 hours stays; older, exactly one per hour (absolute buckets) up to 7 days and one per
 // 4 hours beyond, the app-consistent one where a bucket has one, else the newest. A second

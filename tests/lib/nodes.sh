@@ -10,6 +10,9 @@ cleanup() {
   [[ -n $proxy ]] && kill -KILL "$proxy" 2>/dev/null || true
   [[ -n $writer ]] && kill -KILL "$writer" 2>/dev/null || true
   wait 2>/dev/null || true
+  if [[ -f $work/claimed-ports ]]; then
+    while read -r claim; do rmdir "$claim" 2>/dev/null || true; done <"$work/claimed-ports"
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -21,24 +24,43 @@ fail() {
 # A port nothing listens on, below the kernel's ephemeral range (32768 and up by default),
 # which is where port 0 binds and every outgoing connection of the tests running alongside
 # takes its local port: a port from there can be taken between this pick and the bind of the
-# daemon it is for.
+# daemon it is for. Tests running at the same time could still pick the same port before
+# either binds it, so each pick is also claimed (a directory under $TMPDIR/ferry-test-ports,
+# made atomically) until cleanup releases it; a claim older than two hours is a killed
+# test's, and is taken over.
+port_claims=${TMPDIR:-/tmp}/ferry-test-ports
 free_port() {
-  "$py" -c '
-import random, socket
+  "$py" - "$port_claims" "$work/claimed-ports" <<'PY'
+import os, random, socket, sys, time
+claims, record = sys.argv[1], sys.argv[2]
+os.makedirs(claims, exist_ok=True)
 for _ in range(1000):
     p = random.randint(20000, 32000)
+    claim = os.path.join(claims, str(p))
+    try:
+        os.mkdir(claim)
+    except FileExistsError:
+        try:
+            if time.time() - os.stat(claim).st_mtime < 7200:
+                continue
+            os.utime(claim)
+        except OSError:
+            continue
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", p))
     except OSError:
+        os.rmdir(claim)
         continue
     finally:
         s.close()
+    with open(record, "a") as f:
+        f.write(claim + "\n")
     print(p)
     break
 else:
     raise SystemExit("no free port in 20000-32000")
-'
+PY
 }
 token=test-token-$$
 
