@@ -44,7 +44,9 @@ void InstallHandler() {
     sa.sa_sigaction = OnSigbus;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGBUS, &sa, &g_previous);
+    // The previous handler is known before ours can run.
+    ::sigaction(SIGBUS, nullptr, &g_previous);
+    ::sigaction(SIGBUS, &sa, nullptr);
   });
 }
 
