@@ -56,8 +56,11 @@ class DirectBuffer {
   size_t capacity_ = 0;
 };
 
-// File::ReadAtMapped reads at most this many bytes through a mapping; larger reads, ReadAt.
+// File::ReadAtMapped reads at most kMappedReadMax bytes through a mapping, cached or not;
+// up to kMappedCachedReadMax bytes through it when the pages are cached; larger reads, and
+// reads of that size whose pages are not all cached, with ReadAt.
 inline constexpr size_t kMappedReadMax = 16 * 1024;
+inline constexpr size_t kMappedCachedReadMax = 256 * 1024;
 
 class File {
  public:
@@ -66,12 +69,13 @@ class File {
   // Reads up to n bytes at offset into dst. Returns the number read: fewer than n only at
   // end of file. Holes read as zeros.
   virtual Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) = 0;
-  // Reads like ReadAt; a small read (at most kMappedReadMax bytes) goes through a read-only
-  // memory mapping of the file where there can be one (a regular file on PosixEnv): a memory
-  // copy, no system call, once the pages are cached. For files read many times in small,
+  // Reads like ReadAt; a small read (kMappedReadMax above) goes through a read-only memory
+  // mapping of the file where there can be one (a regular file on PosixEnv): a memory copy,
+  // no system call, once the pages are cached. For files read many times in small,
   // scattered pieces (journal segments and base images under views). A page not cached is
-  // read alone, without read-ahead; larger reads go to ReadAt, where the kernel's read-ahead
-  // serves a file read in order. Writes through this File or any other are seen as ReadAt
+  // read alone, without read-ahead. A larger read goes through the mapping only when all its
+  // pages are cached (one mincore call to know); otherwise, and for the largest reads, it is
+  // ReadAt, where the kernel's read-ahead serves a file read in order. Writes through this File or any other are seen as ReadAt
   // would see them. Where the mapping cannot supply the bytes (the file was cut short under
   // it, or the device failed to read them) the result is kIoError, not a crash.
   virtual Result<size_t> ReadAtMapped(uint64_t offset, size_t n, void* dst) {

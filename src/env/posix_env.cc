@@ -77,13 +77,16 @@ class PosixFile final : public File {
 
   Result<size_t> ReadAtMapped(uint64_t offset, size_t n, void* dst) override {
     if (n == 0) return size_t{0};
-    if (n > kMappedReadMax) return ReadAt(offset, n, dst);
+    if (n > kMappedCachedReadMax) return ReadAt(offset, n, dst);
     const uint64_t end = offset + n;
     const Mapping* m = mapped_.load(std::memory_order_acquire);
     if (m == nullptr || end > m->length || end > mapped_size_.load(std::memory_order_acquire)) {
       m = MapThrough(end);
       if (m == nullptr) return ReadAt(offset, n, dst);  // past the end, or no mapping
     }
+    // Faults would read a larger range one page at a time (MADV_RANDOM): what is not all
+    // cached is read with read-ahead instead.
+    if (n > kMappedReadMax && !Cached(m, offset, n)) return ReadAt(offset, n, dst);
     if (!CopyFromMapping(dst, m->data + offset, n)) {
       return IoError("reading " + path_ + " at " + std::to_string(offset) + "+" +
                      std::to_string(n) + " through its memory mapping failed (SIGBUS): the "
@@ -247,6 +250,20 @@ class PosixFile final : public File {
     char* data;
     uint64_t length;
   };
+  // Whether every page of [offset, offset+n) is in the page cache (n at most
+  // kMappedCachedReadMax). An error answers no: ReadAt then does the read.
+  static bool Cached(const Mapping* m, uint64_t offset, size_t n) {
+    constexpr uint64_t kPage = 4096;
+    unsigned char pages[kMappedCachedReadMax / kPage + 2];
+    const uint64_t first = offset / kPage * kPage;
+    const uint64_t length = offset + n - first;
+    const size_t count = static_cast<size_t>((length + kPage - 1) / kPage);
+    if (count > sizeof pages || ::mincore(m->data + first, length, pages) != 0) return false;
+    for (size_t i = 0; i < count; ++i) {
+      if ((pages[i] & 1) == 0) return false;
+    }
+    return true;
+  }
   const Mapping* MapThrough(uint64_t end) {
     constexpr uint64_t kReserveStep = 64ull << 20;
     std::lock_guard l(map_mu_);

@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -388,6 +389,45 @@ TEST_F(PosixEnvTest, MappedReadsFollowTheFileAndAFileCutShortUnderThemIsAnErrorN
     EXPECT_EQ(std::string(buf, *n), "bbbb");
     EXPECT_FALSE(f->ReadAtMapped(8192, 16, buf).ok());
   }
+}
+
+// A read larger than kMappedReadMax goes through the mapping only when its pages are cached:
+// faults would read it a page at a time, a pread reads it with read-ahead. The two paths are
+// told apart by the faults the thread takes (a copy out of a mapping faults its pages in; a
+// pread into a buffer already touched takes none).
+TEST_F(PosixEnvTest, LargerMappedReadsUseTheMappingOnlyForCachedPages) {
+  const bool direct = test::DirectIoBypassesCache(dir_);
+  if (!direct) GTEST_SKIP() << "the filesystem keeps no page out of the cache";
+  auto f = Open("seg", OpenMode::kCreateNew);
+  std::vector<char> storage;
+  const size_t n = 64 * 1024;
+  static_assert(64 * 1024 > kMappedReadMax && 64 * 1024 <= kMappedCachedReadMax);
+  ASSERT_TRUE(f->WriteDurable(0, AlignedBytes(&storage, 2 * n, 'm')).ok());  // not cached
+  auto faults = [] {  // minor (page cached) and major (read from the disk)
+    struct rusage ru;
+    ::getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_minflt + ru.ru_majflt;
+  };
+  char small[16];
+  ASSERT_TRUE(f->ReadAtMapped(0, sizeof small, small).ok());  // maps the file
+  ASSERT_EQ(test::CachedPages(Path("seg"), n, n), 0u);
+  std::string buf(n, '?');
+  const std::string want(n, 'm');
+  long before = faults();
+  auto got = f->ReadAtMapped(n, n, buf.data());
+  const long pread_faults = faults() - before;  // nothing else in between allocates
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, n);
+  EXPECT_EQ(buf, want);
+  EXPECT_EQ(pread_faults, 0) << "pages not cached were read through the mapping";
+  ASSERT_EQ(test::CachedPages(Path("seg"), n, n), n / 4096) << "the read did not cache them";
+  buf.assign(n, '?');
+  before = faults();
+  got = f->ReadAtMapped(n, n, buf.data());
+  const long mapped_faults = faults() - before;
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(buf, want);
+  EXPECT_GE(mapped_faults, 1) << "cached pages were not read through the mapping";
 }
 
 }  // namespace

@@ -140,9 +140,9 @@ Status Replica::ExtentsAsOf(uint64_t point, ResolvedCache* cache, uint64_t offse
   });
 }
 
-// Small runs of the base and the segments are read through memory mappings
-// (docs/decisions/0016): a view's request is many small runs, and a copy costs less than a
-// system call each.
+// Runs of the base and the segments are read with File::ReadAtMapped (docs/decisions/0016):
+// a view's request is many small runs, and a copy out of a mapping costs less than a system
+// call each; large or uncached runs are still preads.
 Status Replica::ReadAsOf(uint64_t point, ResolvedCache* cache, uint64_t offset, size_t n,
                          void* dst) {
   char* out = static_cast<char*>(dst);
