@@ -43,6 +43,28 @@ class ReplicaTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.ToString();
     return out;
   }
+  // A 1 MiB replica with options o whose 100 records of 4 KiB were all merged into the base:
+  // its segments (64 KiB each) are kept as spares, as many as o allows. nullptr on failure.
+  std::shared_ptr<Replica> MakeWithFourSpares(const ReplicaOptions& o) {
+    CreateParams p;
+    p.size = 1 << 20;
+    auto created = Replica::Create("/r", p, o);
+    EXPECT_TRUE(created.ok()) << created.status().ToString();
+    if (!created.ok()) return nullptr;
+    const std::string data(kBs, 'm');
+    for (int i = 0; i < 100; ++i) {
+      Status s = (*created)->Append(Record::Write(uint64_t(i % 64) * kBs, data)).status();
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      if (!s.ok()) return nullptr;
+    }
+    clock_.Advance(kNanosPerHour);
+    RetentionPolicy policy;
+    policy.window_ns = kNanosPerSecond;
+    policy.any_point_ns = 0;
+    auto merged = (*created)->ApplyRetention(policy);
+    EXPECT_TRUE(merged.ok()) << merged.status().ToString();
+    return merged.ok() ? *created : nullptr;
+  }
   SimEnv env_;
   ManualClock clock_;
 };
@@ -364,18 +386,9 @@ TEST_F(ReplicaTest, SparesGiveTheirSpaceBackBeforeAnAppendIsRefused) {
   ReplicaOptions o = Opts();
   o.recycle_segments = 4;
   o.min_free_bytes = 64 * 1024;
-  CreateParams p;
-  p.size = 1 << 20;
-  auto created = Replica::Create("/r", p, o);
-  ASSERT_TRUE(created.ok()) << created.status().ToString();
-  std::shared_ptr<Replica> r = std::move(*created);
+  std::shared_ptr<Replica> r = MakeWithFourSpares(o);
+  ASSERT_TRUE(r);
   const std::string data(kBs, 's');
-  for (int i = 0; i < 100; ++i) ASSERT_TRUE(r->Append(Record::Write(uint64_t(i % 64) * kBs, data)).ok());
-  clock_.Advance(kNanosPerHour);
-  RetentionPolicy policy;
-  policy.window_ns = kNanosPerSecond;
-  policy.any_point_ns = 0;
-  ASSERT_TRUE(r->ApplyRetention(policy).ok());
   auto spares = [&] {
     auto names = env_.ListDir("/r/journal");
     EXPECT_TRUE(names.ok());
@@ -404,18 +417,8 @@ TEST_F(ReplicaTest, HealthCountsSpareSegmentsAsFreeSpace) {
   o.recycle_segments = 4;
   o.min_free_bytes = 0;
   o.warn_free_fraction = 0.5;  // a line the spares' size can matter against
-  CreateParams p;
-  p.size = 1 << 20;
-  auto created = Replica::Create("/r", p, o);
-  ASSERT_TRUE(created.ok()) << created.status().ToString();
-  std::shared_ptr<Replica> r = std::move(*created);
-  const std::string data(kBs, 'h');
-  for (int i = 0; i < 100; ++i) ASSERT_TRUE(r->Append(Record::Write(uint64_t(i % 64) * kBs, data)).ok());
-  clock_.Advance(kNanosPerHour);
-  RetentionPolicy policy;
-  policy.window_ns = kNanosPerSecond;
-  policy.any_point_ns = 0;
-  ASSERT_TRUE(r->ApplyRetention(policy).ok());
+  std::shared_ptr<Replica> r = MakeWithFourSpares(o);
+  ASSERT_TRUE(r);
   const Health before = r->GetHealth();
   ASSERT_GT(before.spare_bytes, 4 * 64 * 1024 * 9 / 10) << "four spares of about 64 KiB";
 
