@@ -241,11 +241,6 @@ class PosixFile final : public File {
     return Status::Ok();
   }
 
-  // The mapping that covers [0, end) of the file, made or grown as needed; nullptr where the
-  // file ends before `end` or cannot be mapped (then ReadAt serves the read). A mapping
-  // reserves more than the file holds, so that a file being appended to (a journal's newest
-  // segment) is remapped only now and then; what lies past the file's end is never read
-  // through it. Older mappings stay until the File goes: a reader may still be copying.
   struct Mapping {
     char* data;
     uint64_t length;
@@ -264,6 +259,11 @@ class PosixFile final : public File {
     }
     return true;
   }
+  // The mapping that covers [0, end) of the file, made or grown as needed; nullptr where the
+  // file ends before `end` or cannot be mapped (then ReadAt serves the read). A mapping
+  // reserves more than the file holds, so that a file being appended to (a journal's newest
+  // segment) is remapped only now and then; what lies past the file's end is never read
+  // through it. Older mappings stay until the File goes: a reader may still be copying.
   const Mapping* MapThrough(uint64_t end) {
     constexpr uint64_t kReserveStep = 64ull << 20;
     std::lock_guard l(map_mu_);

@@ -107,13 +107,15 @@ TEST_F(ViewReadTest, ViewsReadEachPointThroughMappingsWhileTheNewestSegmentGrows
   // Appends go on while views read: a view sees its point, never a later write, and the
   // newest view sees everything published before it opened.
   std::atomic<bool> stop{false};
+  std::atomic<int> passes{0};
   std::thread reader([&] {
-    while (!stop) {
+    do {
       for (size_t k = 0; k < views.size(); ++k) {
         std::string got = ReadAll(views[k].get(), 64 * 1024);
         EXPECT_TRUE(got == points[k].second) << "view at " << points[k].first;
       }
-    }
+      ++passes;
+    } while (!stop);
   });
   for (int i = 0; i < 400; ++i) {
     RandomWrite(&rng);
@@ -123,8 +125,11 @@ TEST_F(ViewReadTest, ViewsReadEachPointThroughMappingsWhileTheNewestSegmentGrows
       EXPECT_TRUE(ReadAll(v->get(), 192 * 1024) == model_) << "the newest view, after " << i;
     }
   }
+  // The reader must have overlapped the appends, not only run after them.
+  const int passes_while_appending = passes.load();
   stop = true;
   reader.join();
+  EXPECT_GE(passes_while_appending, 1) << "no read pass finished while the appends ran";
 }
 
 TEST_F(ViewReadTest, ASegmentCutShortBehindTheReplicasBackIsDataLossNamingItNotACrash) {
