@@ -7,6 +7,7 @@
 
 #include "env/forwarding_env.h"
 #include "env/loop_device_test_util.h"
+#include "env/scratch_dir_test_util.h"
 #include "env/sim_env.h"
 #include "journal/view.h"
 
@@ -523,10 +524,10 @@ TEST_F(ScanCaptureTest, AppendsInBoundedBatches) {
 
 // The same cycle on real files.
 TEST(ScanCapturePosixTest, CyclesOnRealFiles) {
-  const std::string dir = ::testing::TempDir() + "/scan_capture_posix";
-  std::filesystem::remove_all(dir);
+  test::ScratchDir scratch("ferry-scan-capture-posix");
+  const std::string& dir = scratch.path();
+  ASSERT_FALSE(dir.empty());
   Env* env = Env::Posix();
-  ASSERT_TRUE(env->CreateDir(dir).ok());
   const std::string disk = dir + "/disk.img";
   constexpr uint64_t size = 1u << 20;
   {
@@ -559,16 +560,15 @@ TEST(ScanCapturePosixTest, CyclesOnRealFiles) {
   EXPECT_EQ((*recs)[0].record.data.substr(100, 7), "changed");
   s->reset();
   log->reset();
-  std::filesystem::remove_all(dir);
 }
 
 // A block device (a loop device here): the scan sizes it through File::Size like any disk,
 // captures it, and refuses a pending log of another size saying how the sizes differ.
 TEST(ScanCapturePosixTest, CapturesABlockDevice) {
-  const std::string dir = ::testing::TempDir() + "/scan_capture_blockdev";
-  std::filesystem::remove_all(dir);
+  test::ScratchDir scratch("ferry-scan-capture-blockdev");
+  const std::string& dir = scratch.path();
+  ASSERT_FALSE(dir.empty());
   Env* env = Env::Posix();
-  ASSERT_TRUE(env->CreateDir(dir).ok());
   constexpr uint64_t size = 1u << 20;
   {
     auto f = env->OpenFile(dir + "/backing", OpenMode::kCreate);
@@ -613,7 +613,6 @@ TEST(ScanCapturePosixTest, CapturesABlockDevice) {
         << r2.status().ToString();
   }
   loop->reset();
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -10,18 +10,17 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "env/scratch_dir_test_util.h"
+
 namespace ferry::cli {
 namespace {
 
 class CliConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/ferry-cli-config-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   EnvLookup Env() const {
     return [this](const std::string& name) {
@@ -37,6 +36,7 @@ class CliConfigTest : public ::testing::Test {
     return s.str();
   }
 
+  test::ScratchDir scratch_{"ferry-cli-config"};  // removed after every member below
   std::string dir_;
   std::map<std::string, std::string> env_;
 };

@@ -8,6 +8,7 @@
 #include "control/controller.h"
 #include "control/errors.h"
 #include "control/fields.h"
+#include "env/scratch_dir_test_util.h"
 
 namespace ferry::control {
 namespace {
@@ -17,8 +18,8 @@ namespace {
 class GroupsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ferry-groups-XXXXXX";
-    dir_ = mkdtemp(tmpl);
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
     auto db = store::OpenSqlite(dir_ + "/ferry.db");
     ASSERT_TRUE(db.ok()) << db.status().ToString();
     auto ctl = Controller::Open(std::move(*db), &clock_);
@@ -42,7 +43,6 @@ class GroupsTest : public ::testing::Test {
   }
   void TearDown() override {
     ctl_.reset();
-    std::filesystem::remove_all(dir_);
   }
   // Protects machine m to target (the job is not run): its item's id; the item is Protected.
   int64_t Protect(const std::string& m, const std::string& target = "recovery", const std::string& group = "") {
@@ -72,6 +72,7 @@ class GroupsTest : public ::testing::Test {
                     .ok());
   }
 
+  test::ScratchDir scratch_{"ferry-groups"};  // removed after every member below
   std::string dir_;
   ManualClock clock_;
   std::unique_ptr<Controller> ctl_;

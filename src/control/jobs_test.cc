@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "control/schema.h"
+#include "env/scratch_dir_test_util.h"
 
 namespace ferry::control {
 namespace {
@@ -73,15 +74,14 @@ class ScriptWorkflow : public Workflow {
 class JobsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ferry-jobs-XXXXXX";
-    dir_ = mkdtemp(tmpl);
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
     Open();
   }
   void TearDown() override {
     engine_.reset();
     unsetenv("FERRY_HOLD_AT");
     db_.reset();
-    std::filesystem::remove_all(dir_);
   }
   void Open() {
     engine_.reset();
@@ -118,6 +118,7 @@ class JobsTest : public ::testing::Test {
     return *j;
   }
 
+  test::ScratchDir scratch_{"ferry-jobs"};  // removed after every member below
   std::string dir_;
   Counters counters_;
   std::unique_ptr<store::Database> db_;

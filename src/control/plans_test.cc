@@ -11,6 +11,7 @@
 #include "control/errors.h"
 #include "control/fields.h"
 #include "control/plan_actions.h"
+#include "env/scratch_dir_test_util.h"
 
 namespace ferry::control {
 namespace {
@@ -428,8 +429,9 @@ TEST_F(PlansTest, ReadinessListsEveryProblem) {
 }
 
 TEST_F(PlansTest, ServerScriptsGetTheirContextFile) {
-  char tmpl[] = "/tmp/ferry-plan-script-XXXXXX";
-  std::string dir = mkdtemp(tmpl);
+  test::ScratchDir scratch("ferry-plan-script");
+  const std::string& dir = scratch.path();
+  ASSERT_FALSE(dir.empty());
   const std::string out = dir + "/out";
   json action = {{"kind", "script"}, {"name", "s"}, {"node", ""},
                  {"command", "cat \"$FERRY_CONTEXT\" > " + out + "; echo \"$FERRY_PLAN $FERRY_CONTEXT\"; exit 3"}};
@@ -459,7 +461,6 @@ TEST_F(PlansTest, ServerScriptsGetTheirContextFile) {
   EXPECT_EQ(CheckScriptPresent(*ctl_, remote).code(), Code::kUnavailable);
   remote["node"] = "node-q";
   EXPECT_EQ(RunPlanScript(*ctl_, remote, {}, json::object(), 1000).status().code(), Code::kNotFound);
-  std::filesystem::remove_all(dir);
 }
 
 TEST_F(PlansTest, CheckScriptPresentOnTheServer) {

@@ -12,6 +12,7 @@
 #include "env/env.h"
 #include "env/loop_device_test_util.h"
 #include "env/page_cache_test_util.h"
+#include "env/scratch_dir_test_util.h"
 
 namespace ferry {
 namespace {
@@ -19,11 +20,9 @@ namespace {
 class PosixEnvTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ferry_posix_env_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::string Path(const std::string& name) const { return JoinPath(dir_, name); }
 
@@ -44,6 +43,7 @@ class PosixEnvTest : public ::testing::Test {
   }
 
   Env* env_ = Env::Posix();
+  test::ScratchDir scratch_{"ferry_posix_env_test"};  // removed after every member below
   std::string dir_;
 };
 

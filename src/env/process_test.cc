@@ -11,21 +11,22 @@
 #include <fstream>
 #include <thread>
 
+#include "env/scratch_dir_test_util.h"
+
 namespace ferry {
 namespace {
 
 class ProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ferry_process_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string Read(const std::string& name) {
     std::ifstream in(dir_ + "/" + name);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
+  test::ScratchDir scratch_{"ferry_process_test"};  // removed after every member below
   std::string dir_;
 };
 

@@ -18,6 +18,7 @@
 
 #include "env/forwarding_env.h"
 #include "env/page_cache_test_util.h"
+#include "env/scratch_dir_test_util.h"
 #include "env/sim_env.h"
 #include "journal/index.h"
 #include "journal/overlay.h"
@@ -197,13 +198,9 @@ TEST(OverlayCommitTest, FillNeverOverwritesUserWritesAndReadsStayRight) {
 // commit of a large disk does not push the rest of the machine's cache out, nor pay for
 // fresh cache pages. The image is the point, byte for byte, either way.
 TEST(OverlayCommitTest, OnRealFilesTheFillWritesPastThePageCache) {
-  char tmpl[] = "/var/tmp/ferry_overlay_commit_test.XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  struct RemoveDir {
-    std::string dir;
-    ~RemoveDir() { std::filesystem::remove_all(dir); }
-  } cleanup{dir};
+  test::ScratchDir scratch("ferry_overlay_commit_test", "/var/tmp");
+  const std::string& dir = scratch.path();
+  ASSERT_FALSE(dir.empty());
   const bool direct = test::DirectIoBypassesCache(dir);
 
   ReplicaOptions opts;

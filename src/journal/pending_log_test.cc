@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "env/forwarding_env.h"
+#include "env/scratch_dir_test_util.h"
 #include "env/sim_env.h"
 #include "journal/replica.h"
 #include "journal/segment.h"
@@ -20,8 +21,9 @@ namespace {
 // Regression: DiscardThrough took the manifest lock before the write lock, the reverse of an
 // append's order, and a trim racing an append deadlocked both (the source node hung).
 TEST(PendingLogTest, TrimDuringAppendsDoesNotDeadlock) {
-  const std::string dir = ::testing::TempDir() + "/ferry-pending-" + std::to_string(::getpid());
-  std::filesystem::remove_all(dir);
+  test::ScratchDir scratch("ferry-pending");
+  ASSERT_FALSE(scratch.path().empty());
+  const std::string dir = scratch / "log";
   CreateParams p;
   p.size = 64 << 20;
   p.pending_log = true;
@@ -49,8 +51,6 @@ TEST(PendingLogTest, TrimDuringAppendsDoesNotDeadlock) {
   EXPECT_GT(log->Stats().oldest_point, 0u);
   EXPECT_EQ(log->ReadRecords(log->Stats().oldest_point, log->last_seq(), 1 << 20).status().code(),
             Code::kOutOfRange);
-  log.reset();
-  std::filesystem::remove_all(dir);
 }
 
 

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "env/scratch_dir_test_util.h"
 #include "journal/replica.h"
 #include "journal/view.h"
 
@@ -13,16 +14,13 @@ namespace {
 class ReplicaResyncTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/ferry-resync-" + std::to_string(::getpid());
-    std::filesystem::remove_all(dir_);
+    ASSERT_FALSE(scratch_.path().empty());
+    dir_ = scratch_ / "r";
     CreateParams p;
     p.size = 1 << 20;
     r_ = std::move(Replica::Create(dir_, p)).value();
   }
-  void TearDown() override {
-    r_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { r_.reset(); }
   void Write(uint64_t block, char c) {
     ASSERT_TRUE(r_->Append(Record::Write(block * 4096, std::string(4096, c))).ok());
   }
@@ -34,6 +32,7 @@ class ReplicaResyncTest : public ::testing::Test {
     EXPECT_TRUE((*v)->Read(block * 4096, sizeof buf, buf).ok());
     return buf[0];
   }
+  test::ScratchDir scratch_{"ferry-resync"};  // removed after every member below
   std::string dir_;
   std::shared_ptr<Replica> r_;
 };

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "env/forwarding_env.h"
+#include "env/scratch_dir_test_util.h"
 #include "journal/replica.h"
 #include "journal/view.h"
 
@@ -81,11 +82,10 @@ class CountingEnv : public ForwardingEnv {
 class ViewOpenTest : public ::testing::TestWithParam<uint64_t> {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ferry-view-open.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  test::ScratchDir scratch_{"ferry-view-open"};  // removed after every member below
   std::string dir_;
 };
 

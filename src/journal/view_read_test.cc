@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "env/scratch_dir_test_util.h"
 #include "journal/replica.h"
 #include "journal/segment.h"
 #include "journal/view.h"
@@ -31,9 +32,8 @@ std::string RandomData(std::mt19937_64* rng, size_t n) {
 class ViewReadTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/var/tmp/ferry_view_read_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
     ReplicaOptions o;
     o.env = Env::Posix();
     o.clock = &clock_;
@@ -46,7 +46,6 @@ class ViewReadTest : public ::testing::Test {
   }
   void TearDown() override {
     replica_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Appends a write and applies it to the model.
@@ -72,6 +71,7 @@ class ViewReadTest : public ::testing::Test {
     return out;
   }
 
+  test::ScratchDir scratch_{"ferry_view_read_test", "/var/tmp"};  // removed after every member below
   std::string dir_;
   ManualClock clock_;
   std::shared_ptr<Replica> replica_;

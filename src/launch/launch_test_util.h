@@ -2,27 +2,18 @@
 // must fit 107 bytes) removed at the end, and small file writers.
 #pragma once
 
-#include <stdlib.h>
 #include <sys/stat.h>
 
-#include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "env/scratch_dir_test_util.h"
+
 namespace ferry::launch::testing {
 
-class TempDir {
+class TempDir : public ferry::test::ScratchDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/ferry-launch-test.XXXXXX";
-    path_ = ::mkdtemp(tmpl) ? tmpl : "";
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : ScratchDir("ferry-launch-test", "/tmp") {}
 };
 
 inline void WriteText(const std::string& path, const std::string& text, bool executable = false) {

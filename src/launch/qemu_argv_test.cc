@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "env/scratch_dir_test_util.h"
 #include "launch/accelerator.h"
 #include "launch/machine_spec.h"
 
@@ -201,9 +202,9 @@ TEST(AcceleratorTest, KvmProbeAgreesWithTheDevice) {
 // A QEMU that cannot run KVM (here: a stand-in that fails as QEMU does when the host refuses
 // the vCPU's MSRs) makes KVM unusable even where /dev/kvm answers, and the reason says so.
 TEST(AcceleratorTest, KvmThatQemuCannotRunIsNotUsable) {
-  char dir[] = "/tmp/ferry-kvm-probe.XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string fake = std::string(dir) + "/qemu";
+  test::ScratchDir dir("ferry-kvm-probe");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string fake = dir / "qemu";
   {
     std::FILE* f = std::fopen(fake.c_str(), "w");
     ASSERT_NE(f, nullptr);
@@ -218,8 +219,6 @@ TEST(AcceleratorTest, KvmThatQemuCannotRunIsNotUsable) {
     EXPECT_NE(why.find("failed to set MSR"), std::string::npos) << why;
     EXPECT_NE(why.find("exited with 134"), std::string::npos) << why;
   }
-  ::unlink(fake.c_str());
-  ::rmdir(dir);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 
 #include "capture/dirty_map.h"
 #include "capture/splitter.h"
+#include "env/scratch_dir_test_util.h"
 #include "env/socket.h"
 #include "journal/replica.h"
 #include "journal/view.h"
@@ -107,10 +108,8 @@ class Target {
 class LinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/ferry-link-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
     disk_path_ = dir_ + "/disk.img";
     // Existing content before protection: data in the first quarter, holes elsewhere.
     {
@@ -128,10 +127,7 @@ class LinkTest : public ::testing::Test {
     log_ = std::move(Replica::Create(dir_ + "/log", p, o)).value();
     splitter_ = std::move(capture::Splitter::Open(Env::Posix(), disk_path_, log_)).value();
   }
-  void TearDown() override {
-    sender_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { sender_.reset(); }
 
   SenderConfig Config(uint16_t port) {
     SenderConfig c;
@@ -188,6 +184,7 @@ class LinkTest : public ::testing::Test {
     }
   }
 
+  test::ScratchDir scratch_{"ferry-link"};  // removed after every member below
   std::string dir_, disk_path_;
   std::shared_ptr<Replica> log_;
   std::unique_ptr<capture::Splitter> splitter_;

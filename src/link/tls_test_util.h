@@ -23,6 +23,7 @@
 #include <thread>
 #include <utility>
 
+#include "env/scratch_dir_test_util.h"
 #include "env/socket.h"
 #include "link/tls.h"
 
@@ -32,14 +33,8 @@ class TestPki {
  public:
   // nullptr (with a test failure recorded) if openssl failed.
   static std::unique_ptr<TestPki> Make() {
-    std::string templ = ::testing::TempDir();
-    if (templ.empty() || templ.back() != '/') templ += '/';
-    templ += "ferry-pki-XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) {
-      ADD_FAILURE() << "mkdtemp " << templ;
-      return nullptr;
-    }
-    std::unique_ptr<TestPki> pki(new TestPki(templ));
+    std::unique_ptr<TestPki> pki(new TestPki());
+    if (pki->dir_.empty()) return nullptr;  // ScratchDir recorded the failure
     const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     const std::string leaf_ext = "extendedKeyUsage=serverAuth,clientAuth\n";
     if (!pki->Run("openssl req -x509" + ec + " -days 3650 -subj /CN=ferry-test-ca" +
@@ -53,11 +48,6 @@ class TestPki {
     return pki;
   }
 
-  ~TestPki() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
   const std::string& dir() const { return dir_; }
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   // cert/key of `who` ("server", "client", "rogue"), trusting our CA.
@@ -69,7 +59,7 @@ class TestPki {
   TlsFiles Rogue() const { return Files("rogue"); }
 
  private:
-  explicit TestPki(std::string dir) : dir_(std::move(dir)) {}
+  TestPki() = default;
 
   bool Run(const std::string& command) const {
     std::string full = "cd '" + dir_ + "' && " + command + " >>openssl.log 2>&1";
@@ -87,7 +77,8 @@ class TestPki {
                ".key -CAcreateserial -days 3650 -extfile " + name + ".ext -out " + name + ".pem");
   }
 
-  std::string dir_;
+  ScratchDir scratch_{"ferry-pki"};
+  const std::string& dir_ = scratch_.path();
 };
 
 // Both ends of one handshake over loopback TCP; each side's result, ok or not.

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "env/scratch_dir_test_util.h"
 #include "journal/replica.h"
 #include "node/node.h"
 
@@ -23,14 +24,12 @@ std::string Block(char c) { return std::string(kBs, c); }
 class NodeFailoverTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/ferry-node-failover-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::remove_all(dir_);
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
     fs::create_directories(dir_ + "/data/replicas");
   }
   void TearDown() override {
     node_.reset();
-    fs::remove_all(dir_);
   }
   void StartNode() {
     node_.reset();
@@ -86,6 +85,7 @@ class NodeFailoverTest : public ::testing::Test {
     return out;
   }
 
+  test::ScratchDir scratch_{"ferry-node-failover"};  // removed after every member below
   std::string dir_, id_;
   std::unique_ptr<Node> node_;
 };

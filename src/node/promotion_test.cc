@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "env/scratch_dir_test_util.h"
+
 namespace ferry::node {
 namespace {
 
@@ -18,9 +20,8 @@ constexpr char kId[] = "0123456789abcdef0123456789abcdef";
 class PromotionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/ferry-promotion-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    fs::remove_all(dir_);
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
     volumes_ = dir_ + "/volumes";
     replica_ = dir_ + "/replicas/" + kId;
     fs::create_directories(volumes_);
@@ -29,7 +30,6 @@ class PromotionTest : public ::testing::Test {
     std::ofstream(image_) << std::string(1 << 20, 'i');
     disk_ = volumes_ + "/vol/disk.img";
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   Promotion Make() {
     return Promotion(Env::Posix(), volumes_, [this](const std::string& id) -> Status {
@@ -72,6 +72,7 @@ class PromotionTest : public ::testing::Test {
     EXPECT_EQ(*pending, "");
   }
 
+  test::ScratchDir scratch_{"ferry-promotion"};  // removed after every member below
   std::string dir_, volumes_, replica_, image_, disk_;
   std::vector<std::string> removed_;
 };

@@ -5,16 +5,18 @@
 
 #include <filesystem>
 
+#include "env/scratch_dir_test_util.h"
+
 namespace ferry::node {
 namespace {
 
 class ScriptsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/ferry-node-scripts-XXXXXX";
-    dir_ = mkdtemp(tmpl);
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  test::ScratchDir scratch_{"ferry-node-scripts"};  // removed after every member below
   std::string dir_;
 };
 

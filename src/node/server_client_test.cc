@@ -11,6 +11,8 @@
 #include <functional>
 #include <thread>
 
+#include "env/scratch_dir_test_util.h"
+
 namespace ferry::node {
 namespace {
 
@@ -90,12 +92,9 @@ class TestServer {
 class ServerClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/ferry-server-client-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   ServerClientOptions Options(const std::string& url) {
     ServerClientOptions o;
@@ -122,6 +121,7 @@ class ServerClientTest : public ::testing::Test {
     return text.ok() ? json::parse(*text) : json();
   }
 
+  test::ScratchDir scratch_{"ferry-server-client"};  // removed after every member below
   std::string dir_;
   std::mutex mu_;
   std::vector<std::string> events_;

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "env/scratch_dir_test_util.h"
+
 namespace ferry::store {
 namespace {
 
@@ -19,12 +21,9 @@ using namespace std::string_literals;
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "ferry_store_test.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    dir_ = scratch_.path();
+    ASSERT_FALSE(dir_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
@@ -52,6 +51,7 @@ class StoreTest : public ::testing::Test {
     return !rows.empty() && rows[0].Int(0) == 1;
   }
 
+  test::ScratchDir scratch_{"ferry_store_test"};
   std::filesystem::path dir_;
 };
 
