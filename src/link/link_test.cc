@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -15,6 +17,7 @@
 #include "base/checksum.h"
 #include "capture/dirty_map.h"
 #include "capture/splitter.h"
+#include "env/forwarding_env.h"
 #include "env/socket.h"
 #include "journal/view.h"
 #include "link/frame.h"
@@ -376,6 +379,121 @@ TEST_F(LinkTest, SeededSyncSendsOnlyTheBlocksThatDiffer) {
   EXPECT_EQ(in[0].sync_bytes, 37 * kBs);
   const uint64_t wire = sender_->status().wire_bytes;
   EXPECT_LT(wire, 40 * kBs + 64 * 1024) << "wire bytes " << wire;
+}
+
+// The source asks for a window's digests before it reads the window itself, so that the
+// target reads and digests its copy meanwhile instead of afterwards (link.md, "Seeded sync").
+// Here the source's read of the window waits until the target has begun to read its base;
+// had the source read first, the target would not have been asked yet, and the wait would run
+// out.
+TEST_F(LinkTest, SeededSyncAsksForTheDigestsBeforeItReadsTheWindow) {
+  struct Signal {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool armed = false, target_read = false;
+    std::optional<bool> target_first;  // at the source's first window read
+  } sig;
+  // The target: every read of its base, once armed, is signalled.
+  class BaseReads final : public ForwardingEnv {
+   public:
+    explicit BaseReads(Signal* sig) : ForwardingEnv(Env::Posix()), sig_(sig) {}
+    Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
+      ASSIGN_OR_RETURN(auto f, ForwardingEnv::OpenFile(path, mode));
+      if (!path.ends_with("/base.img")) return f;
+      return std::unique_ptr<File>(new Reads(std::move(f), sig_));
+    }
+
+   private:
+    class Reads final : public ForwardingFile {
+     public:
+      Reads(std::unique_ptr<File> f, Signal* sig) : ForwardingFile(std::move(f)), sig_(sig) {}
+      Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
+        {
+          std::lock_guard l(sig_->mu);
+          if (sig_->armed) sig_->target_read = true;
+        }
+        sig_->cv.notify_all();
+        return ForwardingFile::ReadAt(offset, n, dst);
+      }
+
+     private:
+      Signal* sig_;
+    };
+    Signal* sig_;
+  } target_env(&sig);
+  // The source: its first read of a whole window waits (at most 5 s) for the target's read.
+  class WindowRead final : public ForwardingEnv {
+   public:
+    WindowRead(Signal* sig, std::string disk)
+        : ForwardingEnv(Env::Posix()), sig_(sig), disk_(std::move(disk)) {}
+    Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
+      ASSIGN_OR_RETURN(auto f, ForwardingEnv::OpenFile(path, mode));
+      if (path != disk_) return f;
+      return std::unique_ptr<File>(new Waits(std::move(f), sig_));
+    }
+
+   private:
+    class Waits final : public ForwardingFile {
+     public:
+      Waits(std::unique_ptr<File> f, Signal* sig) : ForwardingFile(std::move(f)), sig_(sig) {}
+      Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
+        if (n == kSize) {
+          std::unique_lock l(sig_->mu);
+          if (!sig_->target_first) {
+            sig_->cv.wait_for(l, std::chrono::seconds(5), [&] { return sig_->target_read; });
+            sig_->target_first = sig_->target_read;
+          }
+        }
+        return ForwardingFile::ReadAt(offset, n, dst);
+      }
+
+     private:
+      Signal* sig_;
+    };
+    Signal* sig_;
+    std::string disk_;
+  } source_env(&sig, disk_path_);
+  struct StopSender {  // the sender reads through source_env: it stops before that goes
+    std::unique_ptr<LinkSender>* sender;
+    ~StopSender() { sender->reset(); }
+  } stop{&sender_};
+
+  const std::string seed = dir_ + "/old.img";
+  std::filesystem::copy_file(disk_path_, seed);
+  {
+    auto f = std::move(Env::Posix()->OpenFile(disk_path_, OpenMode::kReadWrite)).value();
+    ASSERT_TRUE(f->WriteAt(3 * kBs, Block(7)).ok());
+  }
+  journal::ReplicaOptions target_options;
+  target_options.env = &target_env;
+  Target target(dir_ + "/target", nullptr, target_options);
+  journal::CreateParams p;
+  p.size = kSize;
+  p.volume_id = log_->volume_id();
+  p.history_id = log_->history_id();
+  p.first_seq = log_->last_seq() + 1;
+  p.seed_path = seed;
+  auto prepared = target.store().Prepare("disk0", p);
+  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
+  auto replica = *prepared;
+  {
+    std::lock_guard l(sig.mu);
+    sig.armed = true;
+  }
+  SenderConfig c = Config(target.port());
+  c.env = &source_env;
+  sender_ = std::make_unique<LinkSender>(c, log_);
+  sender_->Start();
+  ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
+  {
+    std::lock_guard l(sig.mu);
+    ASSERT_TRUE(sig.target_first.has_value()) << "the source never read a whole window";
+    EXPECT_TRUE(*sig.target_first) << "the source read its window before the target was asked";
+  }
+  auto m = splitter_->Mark(MarkerKind::kCrashConsistent, "after");
+  ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
+  ExpectSame(*replica, *m);
+  EXPECT_EQ(target.receiver().Inbound().at(0).sync_bytes, kBs);
 }
 
 TEST_F(LinkTest, WrongHistoryIsRefusedAndNothingApplied) {

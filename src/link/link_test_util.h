@@ -61,8 +61,9 @@ inline std::string Block(uint64_t seed) {
 // A target node's link listener: accepts and serves connections until destroyed.
 class Target {
  public:
-  explicit Target(const std::string& root, std::shared_ptr<TlsContext> tls = nullptr)
-      : store_(root), receiver_(&store_), tls_(std::move(tls)) {
+  explicit Target(const std::string& root, std::shared_ptr<TlsContext> tls = nullptr,
+                  journal::ReplicaOptions options = {})
+      : store_(root, options), receiver_(&store_), tls_(std::move(tls)) {
     EXPECT_TRUE(store_.OpenAll().ok());
     listener_ = std::move(Listener::Tcp("127.0.0.1", 0)).value();
     accept_ = std::thread([this] {

@@ -774,19 +774,25 @@ Status LinkSender::SendResync(Session* s, bool* sent) {
   return Status::Ok();
 }
 
-Result<Digests> LinkSender::AskDigests(Session* s, MessageType ask, uint32_t granularity,
-                                       const std::vector<DigestRange>& ranges) {
+Status LinkSender::RequestDigests(Session* s, MessageType ask, uint32_t granularity,
+                                  const std::vector<DigestRange>& ranges) {
   DigestRequest q;
   q.granularity = granularity;
   q.ranges = ranges;
   std::string payload;
   EncodeDigestRequest(q, &payload);
   ASSIGN_OR_RETURN(size_t wire, s->writer->Write(ask, payload));
+  std::lock_guard l(mu_);
+  st_.wire_bytes += wire;
+  st_.raw_bytes += payload.size();
+  return Status::Ok();
+}
+
+Result<Digests> LinkSender::AwaitDigests(Session* s, uint32_t granularity,
+                                         const std::vector<DigestRange>& ranges) {
   std::string reply;
   {
     std::unique_lock l(mu_);
-    st_.wire_bytes += wire;
-    st_.raw_bytes += payload.size();
     cv_.wait_for(l, std::chrono::milliseconds(config_.dead_after_ms),
                  [&] { return !s->digests.empty() || s->reader_done || stopping_ || paused_; });
     if (s->digests.empty()) return Aborted("no digests from the target");
@@ -845,10 +851,13 @@ Status LinkSender::SendVerify(Session* s, bool* sent) {
     const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
     std::string& buf = WindowBuffer(window);
     ASSIGN_OR_RETURN(auto disk, config_.env->OpenFile(config_.disk_path, OpenMode::kRead));
-    ASSIGN_OR_RETURN(size_t got, disk->ReadAt(start, window, buf.data()));
-    (void)got;  // past the end of a shorter file reads as zeros
+    auto fill = [&]() -> Status {
+      ASSIGN_OR_RETURN(size_t got, disk->ReadAt(start, window, buf.data()));
+      (void)got;  // past the end of a shorter file reads as zeros
+      return Status::Ok();
+    };
     ASSIGN_OR_RETURN(std::vector<DigestRange> ranges,
-                     DifferingBlocks(s, MessageType::kVerifyRequest, start, buf));
+                     DifferingBlocks(s, MessageType::kVerifyRequest, start, buf, fill));
     uint64_t differing = 0;
     for (const DigestRange& r : ranges) {
       config_.dirty->Set(r.offset, r.length);
@@ -897,22 +906,36 @@ Status LinkSender::SendVerify(Session* s, bool* sent) {
 
 Result<std::vector<DigestRange>> LinkSender::DifferingBlocks(Session* s, MessageType ask,
                                                              uint64_t start,
-                                                             const std::string& buf) {
+                                                             const std::string& buf,
+                                                             const std::function<Status()>& fill) {
   const uint32_t bs = log_->block_size();
   std::vector<DigestRange> ranges = {{start, buf.size()}};
+  bool filled = false;
+  std::vector<Digest128> mine;
   for (uint32_t g : {uint32_t{1} << 20, uint32_t{64} << 10, bs}) {
     if (g < bs || g % bs) continue;
-    ASSIGN_OR_RETURN(Digests d, AskDigests(s, ask, g, ranges));
+    // Each level's request goes out first: the target reads and digests its copy while this
+    // side reads its own (the first level) and digests it, instead of one after the other.
+    RETURN_IF_ERROR(RequestDigests(s, ask, g, ranges));
+    if (!filled) {
+      RETURN_IF_ERROR(fill());
+      filled = true;
+    }
+    mine.clear();
+    for (const DigestRange& r : ranges) {
+      for (uint64_t off = r.offset; off < r.offset + r.length; off += g) {
+        const uint64_t len = std::min<uint64_t>(g, r.offset + r.length - off);
+        mine.push_back(DigestOf(std::string_view(buf).substr(off - start, len)));
+      }
+    }
+    ASSIGN_OR_RETURN(Digests d, AwaitDigests(s, g, ranges));
     std::vector<DigestRange> next;
     size_t i = 0;
     for (const DigestRange& r : ranges) {
       for (uint64_t off = r.offset; off < r.offset + r.length; off += g, ++i) {
         const uint64_t len = std::min<uint64_t>(g, r.offset + r.length - off);
         // Digest 0 is a granule the target could not read: always a difference.
-        if (d.digests[i] != Digest128{} &&
-            DigestOf(std::string_view(buf).substr(off - start, len)) == d.digests[i]) {
-          continue;
-        }
+        if (d.digests[i] != Digest128{} && mine[i] == d.digests[i]) continue;
         if (!next.empty() && next.back().offset + next.back().length == off) {
           next.back().length += len;
         } else {
@@ -933,10 +956,13 @@ Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
   const uint64_t start = s->sync_cursor;
   const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
   std::string& buf = WindowBuffer(window);
-  ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(start, window, buf.data()));
-  (void)got;
+  auto fill = [&]() -> Status {
+    ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(start, window, buf.data()));
+    (void)got;
+    return Status::Ok();
+  };
   ASSIGN_OR_RETURN(std::vector<DigestRange> ranges,
-                   DifferingBlocks(s, MessageType::kDigestRequest, start, buf));
+                   DifferingBlocks(s, MessageType::kDigestRequest, start, buf, fill));
   RETURN_IF_ERROR(SendBlocks(s, buf, start, ranges, start + window));
   *sent = true;
   return Status::Ok();

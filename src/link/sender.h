@@ -181,12 +181,20 @@ class LinkSender {
   // (merging the target's into config_.delta); the reason when they cannot.
   Result<std::string> UseKnownChanges(const Welcome& w);
   Status SendVerify(Session* s, bool* sent);
-  Result<Digests> AskDigests(Session* s, MessageType ask, uint32_t granularity,
-                             const std::vector<DigestRange>& ranges);
-  // The blocks of buf (the disk from start) whose digests differ from the target's, asking
-  // from coarse to fine with ask (DIGEST_REQUEST: its base; VERIFY_REQUEST: its newest state).
+  // A request for the digests of ranges at granularity; AwaitDigests takes the answer. The
+  // caller works in between (reads and digests its own copy) while the target does the same.
+  // Answers come in the order of the requests; an error ends the session, so no answer is
+  // left over for a later request.
+  Status RequestDigests(Session* s, MessageType ask, uint32_t granularity,
+                        const std::vector<DigestRange>& ranges);
+  Result<Digests> AwaitDigests(Session* s, uint32_t granularity,
+                               const std::vector<DigestRange>& ranges);
+  // The blocks of buf (the disk from start, buf.size() bytes) whose digests differ from the
+  // target's, asking from coarse to fine with ask (DIGEST_REQUEST: its base; VERIFY_REQUEST:
+  // its newest state). fill reads the disk into buf; it runs once the first request is out.
   Result<std::vector<DigestRange>> DifferingBlocks(Session* s, MessageType ask, uint64_t start,
-                                                   const std::string& buf);
+                                                   const std::string& buf,
+                                                   const std::function<Status()>& fill);
   bool CanResync() const;
   std::string& WindowBuffer(size_t n);
   // Writes v to config_.verify_path (callers hold mu_; the file is a few hundred bytes).
