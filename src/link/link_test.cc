@@ -1,6 +1,7 @@
 // Sender and receiver end to end over loopback TCP (and TLS): initial sync while the volume
 // is written, continuous replication, resume without a full copy, refusals, corrupt frames.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -494,6 +495,66 @@ TEST_F(LinkTest, SeededSyncAsksForTheDigestsBeforeItReadsTheWindow) {
   ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
   ExpectSame(*replica, *m);
   EXPECT_EQ(target.receiver().Inbound().at(0).sync_bytes, kBs);
+}
+
+// Regression: a seeded sync read each 64 MiB window into a buffer reused from the window
+// before and did not clear what a disk shorter than the volume left unread, so the target
+// received the earlier window's bytes there as the volume's content. Past the disk's end the
+// volume reads as zeros, as the other sync paths already had it.
+TEST_F(LinkTest, SeededSyncOfADiskShorterThanTheVolumeSendsZerosPastItsEnd) {
+  constexpr uint64_t kMiB = 1 << 20, kBig = 128 * kMiB;
+  splitter_.reset();
+  log_.reset();
+  disk_path_ = dir_ + "/big.img";
+  const std::string pattern = Block(42);
+  {
+    auto f = std::move(Env::Posix()->OpenFile(disk_path_, OpenMode::kCreate)).value();
+    ASSERT_TRUE(f->Truncate(kBig).ok());
+    for (uint64_t off = 32 * kMiB; off < 64 * kMiB; off += kBs) {  // data in the first window
+      ASSERT_TRUE(f->WriteAt(off, pattern).ok());
+    }
+  }
+  journal::CreateParams lp;
+  lp.size = kBig;
+  lp.pending_log = true;
+  log_ = std::move(Replica::Create(dir_ + "/big-log", lp)).value();
+  splitter_ = std::move(capture::Splitter::Open(Env::Posix(), disk_path_, log_)).value();
+  // The target's seed equals the disk; then the disk loses its last 32 MiB (whatever an
+  // operator did), past which the source reads nothing.
+  const std::string seed = dir_ + "/big-old.img";
+  std::filesystem::copy_file(disk_path_, seed);
+  ASSERT_EQ(::truncate(disk_path_.c_str(), 96 * kMiB), 0);
+
+  Target target(dir_ + "/target");
+  journal::CreateParams p;
+  p.size = kBig;
+  p.volume_id = log_->volume_id();
+  p.history_id = log_->history_id();
+  p.first_seq = log_->last_seq() + 1;
+  p.seed_path = seed;
+  auto prepared = target.store().Prepare("disk0", p);
+  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
+  auto replica = *prepared;
+  sender_ = std::make_unique<LinkSender>(Config(target.port()), log_);
+  sender_->Start();
+  ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
+  auto m = splitter_->Mark(MarkerKind::kCrashConsistent, "after");
+  ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
+  auto view = replica->OpenView(*m);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  std::string got(kMiB, '?');
+  const std::string zeros(kBs, '\0');
+  for (uint64_t off = 32 * kMiB; off < kBig; off += kMiB) {
+    ASSERT_TRUE((*view)->Read(off, kMiB, got.data()).ok());
+    const bool want_data = off < 64 * kMiB;
+    for (uint64_t b = 0; b < kMiB; b += kBs) {
+      ASSERT_TRUE(std::string_view(got).substr(b, kBs) == (want_data ? pattern : zeros))
+          << "the target's volume at " << off + b << " holds "
+          << (want_data ? "other bytes than the source's" : "bytes, not zeros");
+    }
+  }
+  // Nothing differed but what lies past the disk's end, and that is zeros at both ends.
+  EXPECT_EQ(target.receiver().Inbound().at(0).sync_bytes, 0u);
 }
 
 TEST_F(LinkTest, WrongHistoryIsRefusedAndNothingApplied) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 
 #include "base/crash_point.h"
 #include "link/codec.h"
@@ -71,6 +72,14 @@ Result<VerifyStatus> VerifyFromJson(std::string_view text) {
     return DataLoss("state '" + v.state + "'");
   }
   return v;
+}
+
+// Reads n bytes of the disk at offset into dst: past the end of a shorter file, zeros, not
+// whatever the reused buffer held before.
+Status ReadDisk(File* disk, uint64_t offset, size_t n, char* dst) {
+  ASSIGN_OR_RETURN(size_t got, disk->ReadAt(offset, n, dst));
+  if (got < n) std::memset(dst + got, 0, n - got);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -661,9 +670,7 @@ Status LinkSender::SendSync(Session* s, bool* sent) {
   } else {
     const uint64_t n = std::min<uint64_t>(config_.sync_chunk_bytes, size - data_at);
     std::string& buf = WindowBuffer(n);
-    ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(data_at, n, buf.data()));
-    // Past the end of a shorter file reads as zeros (the reused buffer holds older bytes).
-    if (got < n) std::fill(buf.begin() + static_cast<std::ptrdiff_t>(got), buf.end(), '\0');
+    RETURN_IF_ERROR(ReadDisk(s->disk.get(), data_at, n, buf.data()));
     // Runs of non-zero blocks become extents; zero blocks are not sent.
     for (uint64_t b = 0; b < n / bs;) {
       std::string_view block(buf.data() + b * bs, bs);
@@ -851,11 +858,7 @@ Status LinkSender::SendVerify(Session* s, bool* sent) {
     const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
     std::string& buf = WindowBuffer(window);
     ASSIGN_OR_RETURN(auto disk, config_.env->OpenFile(config_.disk_path, OpenMode::kRead));
-    auto fill = [&]() -> Status {
-      ASSIGN_OR_RETURN(size_t got, disk->ReadAt(start, window, buf.data()));
-      (void)got;  // past the end of a shorter file reads as zeros
-      return Status::Ok();
-    };
+    auto fill = [&] { return ReadDisk(disk.get(), start, window, buf.data()); };
     ASSIGN_OR_RETURN(std::vector<DigestRange> ranges,
                      DifferingBlocks(s, MessageType::kVerifyRequest, start, buf, fill));
     uint64_t differing = 0;
@@ -956,11 +959,7 @@ Status LinkSender::SendSeededWindow(Session* s, bool* sent) {
   const uint64_t start = s->sync_cursor;
   const uint64_t window = std::min<uint64_t>(64ull << 20, size - start);
   std::string& buf = WindowBuffer(window);
-  auto fill = [&]() -> Status {
-    ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(start, window, buf.data()));
-    (void)got;
-    return Status::Ok();
-  };
+  auto fill = [&] { return ReadDisk(s->disk.get(), start, window, buf.data()); };
   ASSIGN_OR_RETURN(std::vector<DigestRange> ranges,
                    DifferingBlocks(s, MessageType::kDigestRequest, start, buf, fill));
   RETURN_IF_ERROR(SendBlocks(s, buf, start, ranges, start + window));
@@ -987,12 +986,7 @@ Status LinkSender::SendKnownWindow(Session* s, bool* sent) {
   }
   std::string& buf = WindowBuffer(window);
   for (const DigestRange& r : ranges) {
-    ASSIGN_OR_RETURN(size_t got, s->disk->ReadAt(r.offset, r.length, buf.data() + (r.offset - start)));
-    // Past the end of a shorter file reads as zeros (the reused buffer holds older bytes).
-    if (got < r.length) {
-      std::fill(buf.begin() + static_cast<std::ptrdiff_t>(r.offset - start + got),
-                buf.begin() + static_cast<std::ptrdiff_t>(r.offset - start + r.length), '\0');
-    }
+    RETURN_IF_ERROR(ReadDisk(s->disk.get(), r.offset, r.length, buf.data() + (r.offset - start)));
   }
   RETURN_IF_ERROR(SendBlocks(s, buf, start, ranges, start + window));
   *sent = true;
