@@ -358,15 +358,8 @@ TEST_F(LinkTest, SeededSyncSendsOnlyTheBlocksThatDiffer) {
     }
   }
   Target target(dir_ + "/target");
-  journal::CreateParams p;
-  p.size = kSize;
-  p.volume_id = log_->volume_id();
-  p.history_id = log_->history_id();
-  p.first_seq = log_->last_seq() + 1;
-  p.seed_path = seed;
-  auto prepared = target.store().Prepare("disk0", p);
-  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
-  auto replica = *prepared;
+  auto replica = PrepareSeeded(target, seed);
+  ASSERT_NE(replica, nullptr);
   EXPECT_TRUE(replica->GetInitialSync().seeded);
   sender_ = std::make_unique<LinkSender>(Config(target.port()), log_);
   sender_->Start();
@@ -468,15 +461,8 @@ TEST_F(LinkTest, SeededSyncAsksForTheDigestsBeforeItReadsTheWindow) {
   journal::ReplicaOptions target_options;
   target_options.env = &target_env;
   Target target(dir_ + "/target", nullptr, target_options);
-  journal::CreateParams p;
-  p.size = kSize;
-  p.volume_id = log_->volume_id();
-  p.history_id = log_->history_id();
-  p.first_seq = log_->last_seq() + 1;
-  p.seed_path = seed;
-  auto prepared = target.store().Prepare("disk0", p);
-  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
-  auto replica = *prepared;
+  auto replica = PrepareSeeded(target, seed);
+  ASSERT_NE(replica, nullptr);
   {
     std::lock_guard l(sig.mu);
     sig.armed = true;
@@ -526,15 +512,8 @@ TEST_F(LinkTest, SeededSyncOfADiskShorterThanTheVolumeSendsZerosPastItsEnd) {
   ASSERT_EQ(::truncate(disk_path_.c_str(), 96 * kMiB), 0);
 
   Target target(dir_ + "/target");
-  journal::CreateParams p;
-  p.size = kBig;
-  p.volume_id = log_->volume_id();
-  p.history_id = log_->history_id();
-  p.first_seq = log_->last_seq() + 1;
-  p.seed_path = seed;
-  auto prepared = target.store().Prepare("disk0", p);
-  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
-  auto replica = *prepared;
+  auto replica = PrepareSeeded(target, seed);
+  ASSERT_NE(replica, nullptr);
   sender_ = std::make_unique<LinkSender>(Config(target.port()), log_);
   sender_->Start();
   ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));

@@ -172,6 +172,20 @@ class LinkTest : public ::testing::Test {
   }
 
   // The target's view at seq equals the source disk now (no writes since seq).
+  // The target's replica of log_'s volume, its base seeded from `seed` (the older copy a
+  // seeded sync compares with); nullptr, with a test failure, if it cannot be prepared.
+  std::shared_ptr<Replica> PrepareSeeded(Target& target, const std::string& seed) {
+    journal::CreateParams p;
+    p.size = log_->size();
+    p.volume_id = log_->volume_id();
+    p.history_id = log_->history_id();
+    p.first_seq = log_->last_seq() + 1;
+    p.seed_path = seed;
+    auto prepared = target.store().Prepare("disk0", p);
+    EXPECT_TRUE(prepared.ok()) << prepared.status().ToString();
+    return prepared.ok() ? *prepared : nullptr;
+  }
+
   void ExpectSame(Replica& target, uint64_t seq) {
     auto view = target.OpenView(seq);
     ASSERT_TRUE(view.ok()) << view.status().ToString();
