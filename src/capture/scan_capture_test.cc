@@ -34,37 +34,6 @@ std::string Pattern(uint64_t index, int v, size_t n = kChunk) {
 
 uint64_t ChunkLen(uint64_t index) { return index + 1 < kChunks ? kChunk : kSize - index * kChunk; }
 
-// An Env that forwards to another one and fails reads of one file at or past an offset: a
-// disk that goes bad in the middle of a scan.
-class FailingReadEnv final : public ForwardingEnv {
- public:
-  FailingReadEnv(Env* base, std::string path) : ForwardingEnv(base), path_(std::move(path)) {}
-  void FailReadsFrom(int64_t offset) { fail_from_ = offset; }
-
-  Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
-    ASSIGN_OR_RETURN(std::unique_ptr<File> f, base_->OpenFile(path, mode));
-    if (path != path_) return f;
-    return std::unique_ptr<File>(new FailingFile(std::move(f), this));
-  }
-
- private:
-  class FailingFile final : public ForwardingFile {
-   public:
-    FailingFile(std::unique_ptr<File> f, FailingReadEnv* env) : ForwardingFile(std::move(f)), env_(env) {}
-    Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
-      const int64_t from = env_->fail_from_;
-      if (from >= 0 && offset + n > static_cast<uint64_t>(from)) return IoError("injected read error");
-      return f_->ReadAt(offset, n, dst);
-    }
-
-   private:
-    FailingReadEnv* env_;
-  };
-
-  std::string path_;
-  int64_t fail_from_ = -1;
-};
-
 class ScanCaptureTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -386,7 +355,16 @@ TEST_F(ScanCaptureTest, FailedFreezeScansNothingAndDoesNotThaw) {
 }
 
 TEST_F(ScanCaptureTest, ReadFailureMidCycleThawsAndKeepsTheMap) {
-  FailingReadEnv faulty(&env_, "/disk.img");
+  // A disk that goes bad in the middle of a scan: reads at or past fail_from fail.
+  int64_t fail_from = -1;
+  ReadHookEnv faulty(
+      &env_, [](const std::string& path) { return path == "/disk.img"; },
+      [&](uint64_t offset, size_t n) {
+        if (fail_from >= 0 && offset + n > static_cast<uint64_t>(fail_from)) {
+          return IoError("injected read error");
+        }
+        return Status::Ok();
+      });
   std::vector<std::string> events;
   ScanOptions o = Opts();
   o.freeze = [&] {
@@ -401,7 +379,7 @@ TEST_F(ScanCaptureTest, ReadFailureMidCycleThawsAndKeepsTheMap) {
   ScanReport first = Cycle(*s);
   const std::string map = MapBytes();
   WriteDisk(7 * kChunk, Pattern(7, 1));
-  faulty.FailReadsFrom(10 * kChunk);
+  fail_from = 10 * kChunk;
   events.clear();
   auto failed = s->RunCycle(MarkerKind::kAppConsistent, "m");
   EXPECT_EQ(failed.status().code(), Code::kIoError) << failed.status().ToString();
@@ -409,7 +387,7 @@ TEST_F(ScanCaptureTest, ReadFailureMidCycleThawsAndKeepsTheMap) {
   EXPECT_EQ(MapBytes(), map);
   EXPECT_EQ(*s->Checkpoint(), first.marker_seq);
 
-  faulty.FailReadsFrom(-1);
+  fail_from = -1;
   ScanReport r = Cycle(*s);
   EXPECT_EQ(SentBy(r, first.marker_seq).writes, (std::set<uint64_t>{7}));
   ExpectTargetMatchesDisk(r.marker_seq);

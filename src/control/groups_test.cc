@@ -1,7 +1,6 @@
 #include "control/groups.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 
@@ -40,9 +39,6 @@ class GroupsTest : public ::testing::Test {
                                          {"disks", {{{"name", "disk0"}, {"path", "/d"}, {"size", 4096}}}}})
                       .ok());
     }
-  }
-  void TearDown() override {
-    ctl_.reset();
   }
   // Protects machine m to target (the job is not run): its item's id; the item is Protected.
   int64_t Protect(const std::string& m, const std::string& target = "recovery", const std::string& group = "") {

@@ -75,9 +75,10 @@ class File {
   // scattered pieces (journal segments and base images under views). A page not cached is
   // read alone, without read-ahead. A larger read goes through the mapping only when all its
   // pages are cached (one mincore call to know); otherwise, and for the largest reads, it is
-  // ReadAt, where the kernel's read-ahead serves a file read in order. Writes through this File or any other are seen as ReadAt
-  // would see them. Where the mapping cannot supply the bytes (the file was cut short under
-  // it, or the device failed to read them) the result is kIoError, not a crash.
+  // ReadAt, where the kernel's read-ahead serves a file read in order. Writes through this
+  // File or any other are seen as ReadAt would see them. Where the mapping cannot supply the
+  // bytes (the file was cut short under it, or the device failed to read them) the result is
+  // kIoError, not a crash.
   virtual Result<size_t> ReadAtMapped(uint64_t offset, size_t n, void* dst) {
     return ReadAt(offset, n, dst);
   }

@@ -1,8 +1,10 @@
 // ForwardingEnv and ForwardingFile pass every call on to another Env or File. A test's Env
 // derives from them and overrides only what it changes (slow or failing syncs, failing reads,
-// recorded cache hints), keeping the wrapped Env's behaviour for the rest.
+// recorded cache hints), keeping the wrapped Env's behaviour for the rest. ReadHookEnv is the
+// common case of that: a hook on the reads of some files.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -63,6 +65,41 @@ class ForwardingEnv : public Env {
 
  protected:
   Env* base_;
+};
+
+// Forwards to base, and calls `hook` before every ReadAt of a file whose path `which`
+// accepts (as the path was given to OpenFile). A hook that returns an error fails the read
+// with it; one that returns Ok lets it go on. Tests use it to fail, hold or watch reads. The
+// hook runs on the reading thread; base and the hook must outlive the files opened.
+class ReadHookEnv final : public ForwardingEnv {
+ public:
+  using Which = std::function<bool(const std::string& path)>;
+  using Hook = std::function<Status(uint64_t offset, size_t n)>;
+  ReadHookEnv(Env* base, Which which, Hook hook)
+      : ForwardingEnv(base), which_(std::move(which)), hook_(std::move(hook)) {}
+
+  Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
+    ASSIGN_OR_RETURN(std::unique_ptr<File> f, base_->OpenFile(path, mode));
+    if (!which_(path)) return f;
+    return std::unique_ptr<File>(new HookedFile(std::move(f), &hook_));
+  }
+
+ private:
+  class HookedFile final : public ForwardingFile {
+   public:
+    HookedFile(std::unique_ptr<File> f, const Hook* hook)
+        : ForwardingFile(std::move(f)), hook_(hook) {}
+    Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
+      RETURN_IF_ERROR((*hook_)(offset, n));
+      return f_->ReadAt(offset, n, dst);
+    }
+
+   private:
+    const Hook* hook_;
+  };
+
+  Which which_;
+  Hook hook_;
 };
 
 }  // namespace ferry

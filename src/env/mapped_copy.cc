@@ -4,10 +4,10 @@
 // mask as it was.
 #include "env/mapped_copy.h"
 
+#include <atomic>
 #include <csetjmp>
 #include <csignal>
 #include <cstring>
-#include <atomic>
 #include <mutex>
 
 namespace ferry {

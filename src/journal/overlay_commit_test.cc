@@ -3,7 +3,6 @@
 // through the overlay; the fill never overwrites a block the user wrote, and every read is
 // right before and after the commit finishes.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <chrono>

@@ -20,7 +20,6 @@ class ReplicaResyncTest : public ::testing::Test {
     p.size = 1 << 20;
     r_ = std::move(Replica::Create(dir_, p)).value();
   }
-  void TearDown() override { r_.reset(); }
   void Write(uint64_t block, char c) {
     ASSERT_TRUE(r_->Append(Record::Write(block * 4096, std::string(4096, c))).ok());
   }

@@ -440,8 +440,9 @@ TEST_F(ReplicaTest, HealthCountsSpareSegmentsAsFreeSpace) {
   h = r->GetHealth();
   ASSERT_EQ(h.level, Health::Level::kWarning);
   ASSERT_EQ(h.problems.size(), 1u);
-  EXPECT_NE(h.problems[0].find("journal space low: " + std::to_string(h.free_bytes + h.spare_bytes)),
-            std::string::npos) << h.problems[0];
+  const std::string counted = std::to_string(h.free_bytes + h.spare_bytes);
+  EXPECT_NE(h.problems[0].find("journal space low: " + counted), std::string::npos)
+      << h.problems[0];
 }
 
 // The default age tiers (retention.h) over more than 7 days of history: every marker of the

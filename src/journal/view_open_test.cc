@@ -2,7 +2,6 @@
 // promise: a view resolves blocks lazily, when read). Timing is bench/journal_view_bench's
 // job; this checks the structure: zero file calls while views open, on real sparse files.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <atomic>
 #include <filesystem>

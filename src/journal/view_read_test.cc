@@ -4,7 +4,6 @@
 // short behind the replica's back is reported as data loss naming it, not a crash. (The
 // model test checks the engine's logic on SimEnv, where there is no mapping.)
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -44,10 +43,6 @@ class ViewReadTest : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     replica_ = *r;
   }
-  void TearDown() override {
-    replica_.reset();
-  }
-
   // Appends a write and applies it to the model.
   uint64_t Write(uint64_t offset, const std::string& data) {
     auto seq = replica_->Append(Record::Write(offset, data));
@@ -71,7 +66,8 @@ class ViewReadTest : public ::testing::Test {
     return out;
   }
 
-  test::ScratchDir scratch_{"ferry_view_read_test", "/var/tmp"};  // removed after every member below
+  // A real disk (direct I/O, the page cache); removed after every member below.
+  test::ScratchDir scratch_{"ferry_view_read_test", "/var/tmp"};
   std::string dir_;
   ManualClock clock_;
   std::shared_ptr<Replica> replica_;

@@ -388,65 +388,27 @@ TEST_F(LinkTest, SeededSyncAsksForTheDigestsBeforeItReadsTheWindow) {
     std::optional<bool> target_first;  // at the source's first window read
   } sig;
   // The target: every read of its base, once armed, is signalled.
-  class BaseReads final : public ForwardingEnv {
-   public:
-    explicit BaseReads(Signal* sig) : ForwardingEnv(Env::Posix()), sig_(sig) {}
-    Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
-      ASSIGN_OR_RETURN(auto f, ForwardingEnv::OpenFile(path, mode));
-      if (!path.ends_with("/base.img")) return f;
-      return std::unique_ptr<File>(new Reads(std::move(f), sig_));
-    }
-
-   private:
-    class Reads final : public ForwardingFile {
-     public:
-      Reads(std::unique_ptr<File> f, Signal* sig) : ForwardingFile(std::move(f)), sig_(sig) {}
-      Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
+  ReadHookEnv target_env(
+      Env::Posix(), [](const std::string& path) { return path.ends_with("/base.img"); },
+      [&](uint64_t, size_t) {
         {
-          std::lock_guard l(sig_->mu);
-          if (sig_->armed) sig_->target_read = true;
+          std::lock_guard l(sig.mu);
+          if (sig.armed) sig.target_read = true;
         }
-        sig_->cv.notify_all();
-        return ForwardingFile::ReadAt(offset, n, dst);
-      }
-
-     private:
-      Signal* sig_;
-    };
-    Signal* sig_;
-  } target_env(&sig);
+        sig.cv.notify_all();
+        return Status::Ok();
+      });
   // The source: its first read of a whole window waits (at most 5 s) for the target's read.
-  class WindowRead final : public ForwardingEnv {
-   public:
-    WindowRead(Signal* sig, std::string disk)
-        : ForwardingEnv(Env::Posix()), sig_(sig), disk_(std::move(disk)) {}
-    Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
-      ASSIGN_OR_RETURN(auto f, ForwardingEnv::OpenFile(path, mode));
-      if (path != disk_) return f;
-      return std::unique_ptr<File>(new Waits(std::move(f), sig_));
-    }
-
-   private:
-    class Waits final : public ForwardingFile {
-     public:
-      Waits(std::unique_ptr<File> f, Signal* sig) : ForwardingFile(std::move(f)), sig_(sig) {}
-      Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
-        if (n == kSize) {
-          std::unique_lock l(sig_->mu);
-          if (!sig_->target_first) {
-            sig_->cv.wait_for(l, std::chrono::seconds(5), [&] { return sig_->target_read; });
-            sig_->target_first = sig_->target_read;
-          }
+  ReadHookEnv source_env(
+      Env::Posix(), [&](const std::string& path) { return path == disk_path_; },
+      [&](uint64_t, size_t n) {
+        std::unique_lock l(sig.mu);
+        if (n == kSize && !sig.target_first) {
+          sig.cv.wait_for(l, std::chrono::seconds(5), [&] { return sig.target_read; });
+          sig.target_first = sig.target_read;
         }
-        return ForwardingFile::ReadAt(offset, n, dst);
-      }
-
-     private:
-      Signal* sig_;
-    };
-    Signal* sig_;
-    std::string disk_;
-  } source_env(&sig, disk_path_);
+        return Status::Ok();
+      });
   struct StopSender {  // the sender reads through source_env: it stops before that goes
     std::unique_ptr<LinkSender>* sender;
     ~StopSender() { sender->reset(); }

@@ -128,8 +128,6 @@ class LinkTest : public ::testing::Test {
     log_ = std::move(Replica::Create(dir_ + "/log", p, o)).value();
     splitter_ = std::move(capture::Splitter::Open(Env::Posix(), disk_path_, log_)).value();
   }
-  void TearDown() override { sender_.reset(); }
-
   SenderConfig Config(uint16_t port) {
     SenderConfig c;
     c.volume = "disk0";

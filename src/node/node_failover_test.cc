@@ -28,9 +28,6 @@ class NodeFailoverTest : public ::testing::Test {
     ASSERT_FALSE(dir_.empty());
     fs::create_directories(dir_ + "/data/replicas");
   }
-  void TearDown() override {
-    node_.reset();
-  }
   void StartNode() {
     node_.reset();
     NodeConfig c;

@@ -1,7 +1,6 @@
 #include "store/database.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
