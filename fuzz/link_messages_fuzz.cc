@@ -301,14 +301,34 @@ bool SameSyncData(const SyncData& a, const SyncData& b) {
   return true;
 }
 
+// Decodes as from an uncompressed frame (extents checked by the frame are accepted) and as
+// from a compressed one; what the second accepts, the first accepts the same. Re-encoded with
+// either kind of checksum, it decodes to the same extents.
 bool DecodeSyncDataAndRoundTrip(std::string_view payload, const Geometry& g) {
-  auto got = DecodeSyncData(payload, g.volume_size, g.block_size);
+  auto strict = DecodeSyncData(payload, g.volume_size, g.block_size, false);
+  auto got = DecodeSyncData(payload, g.volume_size, g.block_size, true);
+  if (strict.ok()) {
+    Require(got.ok(), "SYNC_DATA accepted from a compressed frame but not from a plain one");
+    Require(SameSyncData(*strict, *got), "SYNC_DATA decodes to other extents from a plain frame");
+  }
+  Check(strict);
   if (!Check(got)) return false;
   std::string again;
   EncodeSyncData(*got, &again);
-  auto back = DecodeSyncData(again, g.volume_size, g.block_size);
+  auto back = DecodeSyncData(again, g.volume_size, g.block_size, false);
   Require(back.ok(), "re-encoded SYNC_DATA does not decode");
   Require(SameSyncData(*back, *got), "re-encoded SYNC_DATA decodes to other extents");
+  std::string headers, framed;
+  std::vector<std::string_view> pieces;
+  EncodeSyncDataPieces(*got, &headers, &pieces, SyncChecksums::kFrame);
+  for (std::string_view p : pieces) framed.append(p);
+  auto by_frame = DecodeSyncData(framed, g.volume_size, g.block_size, true);
+  Require(by_frame.ok(), "SYNC_DATA re-encoded for frame checksums does not decode");
+  Require(SameSyncData(*by_frame, *got), "SYNC_DATA re-encoded for frame checksums differs");
+  bool has_data = false;
+  for (const SyncExtent& e : got->extents) has_data |= e.zero_length == 0;
+  Require(DecodeSyncData(framed, g.volume_size, g.block_size, false).ok() != has_data,
+          "extents checked by the frame were accepted from a compressed frame");
   return true;
 }
 
@@ -350,7 +370,14 @@ Built BuildSyncData(FuzzedDataProvider& in, SyncData* m) {
     m->scanned_to = b.g.volume_size + in.ConsumeIntegralInRange<uint64_t>(1, UINT32_MAX);
     b.valid = false;
   }
-  EncodeSyncData(*m, &b.payload);
+  if (in.ConsumeBool()) {
+    EncodeSyncData(*m, &b.payload);
+  } else {  // as a link without compression sends it; decoded as from such a frame below
+    std::string headers;
+    std::vector<std::string_view> pieces;
+    EncodeSyncDataPieces(*m, &headers, &pieces, SyncChecksums::kFrame);
+    for (std::string_view p : pieces) b.payload.append(p);
+  }
   if (Damage(in, damage, &b.payload)) b.valid = false;
   return b;
 }
@@ -359,7 +386,7 @@ void StructuredSyncData(FuzzedDataProvider& in) {
   SyncData m;
   const Built b = BuildSyncData(in, &m);
   if (b.valid) {
-    auto got = DecodeSyncData(b.payload, b.g.volume_size, b.g.block_size);
+    auto got = DecodeSyncData(b.payload, b.g.volume_size, b.g.block_size, true);
     Require(got.ok(), "a valid SYNC_DATA was refused");
     Require(SameSyncData(*got, m), "a valid SYNC_DATA decoded to other extents");
   }
@@ -373,7 +400,8 @@ auto Tie(const Hello& m) {
                   m.source_node, m.source_first_seq, m.source_last_seq, m.codecs, m.initial_sync);
 }
 auto Tie(const Welcome& m) {
-  return std::tie(m.protocol, m.resume_from, m.codec, m.sync_needed, m.sync_offset, m.resync_open);
+  return std::tie(m.protocol, m.resume_from, m.codec, m.sync_needed, m.sync_offset, m.resync_open,
+                  m.sync_frame_checksums);
 }
 auto Tie(const Refuse& m) { return std::tie(m.code, m.message); }
 auto Tie(const ResyncBegin& m) { return std::tie(m.missing_from, m.resume_at); }
@@ -412,6 +440,7 @@ Welcome MakeWelcome(FuzzedDataProvider& in) {
   m.codec = ConsumeName(in);
   m.sync_needed = in.ConsumeBool();
   m.sync_offset = in.ConsumeIntegral<uint64_t>();
+  m.sync_frame_checksums = in.ConsumeBool();
   return m;
 }
 Refuse MakeRefuse(FuzzedDataProvider& in) {

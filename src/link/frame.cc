@@ -158,8 +158,10 @@ Result<Frame> FrameReader::Read() {
   char header[kFrameHeaderSize];
   RETURN_IF_ERROR(stream_->ReadFull(header, sizeof header));
   ASSIGN_OR_RETURN(FrameHeader h, DecodeFrameHeader(std::string_view(header, sizeof header)));
-  stored_.resize(h.stored_length);
-  Status s = stream_->ReadFull(stored_.data(), stored_.size());
+  turn_ ^= 1;
+  std::string& stored = stored_[turn_];
+  stored.resize(h.stored_length);
+  Status s = stream_->ReadFull(stored.data(), stored.size());
   if (!s.ok()) {
     if (s.code() == Code::kAborted) return Corrupt("connection closed inside a frame");
     return s;
@@ -167,7 +169,8 @@ Result<Frame> FrameReader::Read() {
   Frame f;
   f.type = h.type;
   f.wire_bytes = kFrameHeaderSize + h.stored_length;
-  ASSIGN_OR_RETURN(f.payload, DecodeFramePayload(h, stored_, &raw_));
+  f.raw_checked = h.codec == Codec::kNone;
+  ASSIGN_OR_RETURN(f.payload, DecodeFramePayload(h, stored, &raw_[turn_]));
   return f;
 }
 

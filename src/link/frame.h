@@ -61,9 +61,13 @@ Result<std::string_view> DecodeFramePayload(const FrameHeader& h, std::string_vi
 
 struct Frame {
   MessageType type;
-  // Raw (decompressed). A view into the reader's buffers: valid until its next Read.
+  // Raw (decompressed). A view into the reader's buffers: valid until the second Read after
+  // the one that returned it (the reader alternates between two sets of buffers, so a frame
+  // can be applied on another thread while the next one is read).
   std::string_view payload;
   size_t wire_bytes = 0;
+  // The payload was stored uncompressed: the frame's verified checksum covers these bytes.
+  bool raw_checked = false;
 };
 
 class FrameWriter {
@@ -96,8 +100,11 @@ class FrameReader {
 
  private:
   Stream* stream_;
-  std::string stored_;  // reused: a frame's payload is read and decoded without allocating
-  std::string raw_;
+  // Reused, two of each (Frame::payload): a frame's payload is read and decoded without
+  // allocating.
+  std::string stored_[2];
+  std::string raw_[2];
+  int turn_ = 0;
 };
 
 }  // namespace ferry::link

@@ -130,6 +130,88 @@ TEST_F(LinkTest, InitialSyncWhileWritingThenContinuousReplication) {
   EXPECT_EQ(st.newest_acked_marker_seq, *m);
 }
 
+// Over a link that does not compress, the source leaves SYNC_DATA's checksums to the frame
+// (the target offers it): the copy is the same, and replication goes on after it.
+TEST_F(LinkTest, InitialSyncOverALinkThatDoesNotCompress) {
+  Target target(dir_ + "/target");
+  SenderConfig c = Config(target.port());
+  c.codecs = {"none"};
+  sender_ = std::make_unique<LinkSender>(c, log_);
+  sender_->Start();
+  auto replica = TargetReplica(target);
+  ASSERT_TRUE(replica);
+  ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(splitter_->Write((i * 91 % 4096) * kBs, Block(i), false).ok());
+  auto m = splitter_->Mark(MarkerKind::kCrashConsistent, "after");
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
+  ExpectSame(*replica, *m);
+  EXPECT_EQ(sender_->status().codec, "none");
+}
+
+// Fails every write of the files named `name` while *fail is set.
+class FailingWritesEnv final : public ForwardingEnv {
+ public:
+  FailingWritesEnv(Env* base, std::string name, const std::atomic<bool>* fail)
+      : ForwardingEnv(base), name_(std::move(name)), fail_(fail) {}
+  Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
+    ASSIGN_OR_RETURN(std::unique_ptr<File> f, base_->OpenFile(path, mode));
+    if (std::filesystem::path(path).filename() != name_) return f;
+    return std::unique_ptr<File>(new Failing(std::move(f), fail_));
+  }
+
+ private:
+  class Failing final : public ForwardingFile {
+   public:
+    Failing(std::unique_ptr<File> f, const std::atomic<bool>* fail)
+        : ForwardingFile(std::move(f)), fail_(fail) {}
+    Status WriteAt(uint64_t offset, std::string_view data) override {
+      if (*fail_) return IoError("injected write failure at byte " + std::to_string(offset));
+      return f_->WriteAt(offset, data);
+    }
+    Status WriteAtV(uint64_t offset, std::span<const std::string_view> pieces) override {
+      if (*fail_) return IoError("injected write failure at byte " + std::to_string(offset));
+      return f_->WriteAtV(offset, pieces);
+    }
+
+   private:
+    const std::atomic<bool>* fail_;
+  };
+  std::string name_;
+  const std::atomic<bool>* fail_;
+};
+
+// A base write that fails during the initial sync (it runs on the receiver's applier thread)
+// ends the connection with that error, which the target's status shows; once writes work
+// again the source reconnects and the copy ends the same as the disk.
+TEST_F(LinkTest, FailedBaseWriteEndsTheConnectionAndTheSyncResumes) {
+  std::atomic<bool> fail{true};
+  FailingWritesEnv env(Env::Posix(), "base.img", &fail);
+  journal::ReplicaOptions o;
+  o.env = &env;
+  Target target(dir_ + "/target", nullptr, o);
+  SenderConfig c = Config(target.port());
+  c.codecs = {"none"};
+  sender_ = std::make_unique<LinkSender>(c, log_);
+  sender_->Start();
+  std::string last_error;
+  ASSERT_TRUE(Eventually([&] {
+    auto in = target.receiver().Inbound();
+    last_error = in.empty() ? "" : in[0].last_error;
+    return last_error.find("injected write failure") != std::string::npos;
+  })) << last_error;
+  EXPECT_NE(last_error.find("IoError"), std::string::npos) << last_error;
+  auto replica = TargetReplica(target);
+  ASSERT_TRUE(replica);
+  EXPECT_TRUE(replica->GetInitialSync().running);
+  fail = false;
+  ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
+  auto m = splitter_->Mark(MarkerKind::kCrashConsistent, "after");
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
+  ExpectSame(*replica, *m);
+}
+
 TEST_F(LinkTest, ResumesAfterDisconnectWithoutCopyingAgainAndTrimsThePendingLog) {
   Target target(dir_ + "/target");
   sender_ = std::make_unique<LinkSender>(Config(target.port()), log_);
@@ -684,6 +766,45 @@ TEST_F(CorruptFrameTest, RecordDamagedBeforeFramingIsCaughtByItsOwnChecksum) {
   ExpectRefused(src);
   EXPECT_EQ(replica->last_seq(), first - 1);
   ExpectReported(target, "checksum");
+}
+
+// The target offers SYNC_DATA whose extents only the frame's checksum covers: it writes them
+// from a frame stored uncompressed, and refuses them, writing nothing, from a compressed one.
+TEST_F(CorruptFrameTest, SyncDataCheckedByTheFrameAloneOnlyFromAnUncompressedFrame) {
+  Target target(dir_ + "/target");
+  const std::string a = Block(5), b(kBs, 'b');  // b compresses: zstd keeps its frame small
+  auto sync_data = [](uint64_t off, const std::string& data) {
+    SyncData d;
+    d.scanned_to = off + data.size();
+    d.total_bytes = kSize;
+    d.extents = {SyncExtent{off, data}};
+    std::string headers, payload;
+    std::vector<std::string_view> pieces;
+    EncodeSyncDataPieces(d, &headers, &pieces, SyncChecksums::kFrame);
+    for (std::string_view p : pieces) payload.append(p);
+    return payload;
+  };
+  RawSource src(target.port(), MakeHello());
+  auto replica = TargetReplica(target);
+  EXPECT_TRUE(src.welcome().sync_frame_checksums);
+  std::string before(kBs, '\0'), got(kBs, '\0');
+  ASSERT_TRUE(replica->ReadBase(kBs, kBs, before.data()).ok());
+  ASSERT_TRUE(src.writer().Write(MessageType::kSyncData, sync_data(0, a)).ok());
+  ASSERT_TRUE(src.writer().Write(MessageType::kPing, "").ok());  // answered once it is written
+  auto pong = src.reader().Read();
+  ASSERT_TRUE(pong.ok()) << pong.status().ToString();
+  EXPECT_EQ(pong->type, MessageType::kPing);
+  ASSERT_TRUE(replica->ReadBase(0, kBs, got.data()).ok());
+  EXPECT_EQ(got, a);
+
+  FrameWriter zstd(src.stream(), Codec::kZstd);
+  auto sent = zstd.Write(MessageType::kSyncData, sync_data(kBs, b));
+  ASSERT_TRUE(sent.ok());
+  ASSERT_LT(*sent, kBs) << "the frame was not compressed";
+  ExpectRefused(src);
+  ASSERT_TRUE(replica->ReadBase(kBs, kBs, got.data()).ok());
+  EXPECT_EQ(got, before);
+  ExpectReported(target, "without a checksum in a compressed frame");
 }
 
 TEST_F(CorruptFrameTest, GarbageAndGapsAreRefused) {

@@ -145,6 +145,7 @@ std::string EncodeWelcome(const Welcome& m) {
             {"codec", m.codec},
             {"initial_sync", std::move(sync)},
             {"resync_open", m.resync_open}};
+  if (m.sync_frame_checksums) j["sync_frame_checksums"] = true;
   return Dump(j);
 }
 
@@ -159,6 +160,7 @@ Result<Welcome> DecodeWelcome(std::string_view payload) {
     m.sync_offset = Integer<uint64_t>(s, "offset");
     m.sync_seeded = s.contains("seeded") && s.at("seeded").get<bool>();
     m.resync_open = j.contains("resync_open") ? Integer<uint64_t>(j, "resync_open") : 0;
+    m.sync_frame_checksums = j.value("sync_frame_checksums", false);
     if (s.contains("seed")) {
       ASSIGN_OR_RETURN(m.seed, SeedChangesFromJson(s.at("seed")));
     }
@@ -313,8 +315,13 @@ Result<std::vector<journal::Record>> DecodeRecords(std::string_view payload,
   return out;
 }
 
+namespace {
+constexpr uint32_t kSyncExtentZero = 1;          // no data: the range reads as zeros
+constexpr uint32_t kSyncExtentFrameChecked = 2;  // checksum 0: the frame's covers the data
+}  // namespace
+
 void EncodeSyncDataPieces(const SyncData& m, std::string* headers,
-                          std::vector<std::string_view>* pieces) {
+                          std::vector<std::string_view>* pieces, SyncChecksums sums) {
   headers->clear();
   headers->reserve(24 + m.extents.size() * kSyncExtentHeaderSize);  // views stay valid
   pieces->clear();
@@ -331,13 +338,18 @@ void EncodeSyncDataPieces(const SyncData& m, std::string* headers,
     AppendFixed<uint64_t>(headers, e.offset);
     if (e.zero_length) {
       AppendFixed<uint32_t>(headers, e.zero_length);
-      AppendFixed<uint32_t>(headers, 1);  // flags: zero extent, no data
+      AppendFixed<uint32_t>(headers, kSyncExtentZero);
       AppendFixed<uint64_t>(headers, 0);
       continue;
     }
     AppendFixed<uint32_t>(headers, static_cast<uint32_t>(e.data.size()));
-    AppendFixed<uint32_t>(headers, 0);
-    AppendFixed<uint64_t>(headers, Checksum64(e.data));
+    if (sums == SyncChecksums::kFrame) {
+      AppendFixed<uint32_t>(headers, kSyncExtentFrameChecked);
+      AppendFixed<uint64_t>(headers, 0);
+    } else {
+      AppendFixed<uint32_t>(headers, 0);
+      AppendFixed<uint64_t>(headers, Checksum64(e.data));
+    }
     cut();
     pieces->push_back(e.data);
   }
@@ -355,7 +367,7 @@ void EncodeSyncData(const SyncData& m, std::string* out) {
 }
 
 Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
-                                uint32_t block_size) {
+                                uint32_t block_size, bool frame_checked) {
   if (payload.size() < 24) return Corrupt("SYNC_DATA cut short");
   SyncData m;
   const uint32_t count = Get<uint32_t>(payload.data());
@@ -374,9 +386,17 @@ Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
     const uint32_t flags = Get<uint32_t>(p + 12);
     const uint64_t checksum = Get<uint64_t>(p + 16);
     at += kSyncExtentHeaderSize;
-    if (flags > 1) return Corrupt("SYNC_DATA extent with unknown flags");
-    const bool zero = flags == 1;
-    if (zero && checksum != 0) return Corrupt("SYNC_DATA zero extent with a checksum");
+    if (flags != 0 && flags != kSyncExtentZero && flags != kSyncExtentFrameChecked) {
+      return Corrupt("SYNC_DATA extent with unknown flags");
+    }
+    const bool zero = flags == kSyncExtentZero;
+    const bool by_frame = flags == kSyncExtentFrameChecked;
+    if ((zero || by_frame) && checksum != 0) {
+      return Corrupt("SYNC_DATA extent with both a flag and a checksum");
+    }
+    if (by_frame && !frame_checked) {
+      return Corrupt("SYNC_DATA extent without a checksum in a compressed frame");
+    }
     if (!zero && len > payload.size() - at) return Corrupt("SYNC_DATA extent data cut short");
     if (e.offset % block_size || len % block_size || len == 0 || e.offset > volume_size ||
         len > volume_size - e.offset || e.offset < prev_end || e.offset + len > m.scanned_to) {
@@ -390,7 +410,7 @@ Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
       continue;
     }
     std::string_view data(payload.data() + at, len);
-    if (Checksum64(data) != checksum) {
+    if (!by_frame && Checksum64(data) != checksum) {
       return Corrupt("SYNC_DATA extent at " + std::to_string(e.offset) + ": checksum mismatch");
     }
     e.data = data;

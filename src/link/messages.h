@@ -63,6 +63,9 @@ struct Welcome {
   bool sync_seeded = false;  // the target's base holds an older version: compare digests first
   uint64_t resync_open = 0;  // missing_from of the target's open resync window, or 0
   std::optional<SeedChanges> seed;  // a seeded sync whose target knows its seed's changes
+  // The target accepts SYNC_DATA extents checked by the frame's checksum alone
+  // (SyncChecksums::kFrame). Absent (false) from targets older than it.
+  bool sync_frame_checksums = false;
 };
 std::string EncodeWelcome(const Welcome& m);
 Result<Welcome> DecodeWelcome(std::string_view payload);
@@ -118,15 +121,25 @@ struct SyncData {
   std::vector<SyncExtent> extents;
 };
 inline constexpr size_t kSyncExtentHeaderSize = 24;
+// Where an extent's data is checksummed (link.md, "SYNC_DATA"): in the extent itself, or only
+// by the frame's payload checksum, which the frame writer computes over the same buffer
+// right after. kFrame is for a link whose target offered it in WELCOME and whose codec is
+// none (so the frame's checksum covers the raw bytes); it saves a pass over the data at
+// each end.
+enum class SyncChecksums { kPerExtent, kFrame };
 // Checksums are computed here, from the data as the source read it.
 void EncodeSyncData(const SyncData& m, std::string* out);
 // The same bytes as pieces, without copying the extents' data: *headers receives the fixed
 // parts, and *pieces (cleared first) views into *headers and into m's extents, in order.
 // Both must outlive the pieces' use.
 void EncodeSyncDataPieces(const SyncData& m, std::string* headers,
-                          std::vector<std::string_view>* pieces);
+                          std::vector<std::string_view>* pieces,
+                          SyncChecksums sums = SyncChecksums::kPerExtent);
+// frame_checked: the payload came in a frame stored uncompressed, whose checksum (already
+// verified) covers every byte of it. Only then are extents without a checksum of their own
+// accepted; elsewhere they make the frame corrupt.
 Result<SyncData> DecodeSyncData(std::string_view payload, uint64_t volume_size,
-                                uint32_t block_size);
+                                uint32_t block_size, bool frame_checked = false);
 
 // Seeded sync (the target's base starts as a copy of an older version of the volume): the
 // source asks for digests of ranges of the target's base and sends only what differs.

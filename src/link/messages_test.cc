@@ -240,5 +240,77 @@ TEST(LinkMessages, SyncDataInPiecesIsTheSameFrame) {
   }
 }
 
+// With SyncChecksums::kFrame the extents carry no checksum of their own (flag 2, checksum 0):
+// they are accepted from a frame stored uncompressed, whose checksum covers their bytes, and
+// refused from a compressed one; damage to their data on the way is caught by the frame.
+TEST(LinkMessages, SyncDataCheckedByTheFrameOnlyInAnUncompressedFrame) {
+  const std::string a(64 << 10, 'a');
+  SyncData d;
+  d.scanned_to = 4 << 20;
+  d.extents = {SyncExtent{0, a}, SyncExtent{1 << 20, {}, 8192}};
+  std::string headers;
+  std::vector<std::string_view> pieces;
+  EncodeSyncDataPieces(d, &headers, &pieces, SyncChecksums::kFrame);
+  std::string payload;
+  for (std::string_view p : pieces) payload.append(p);
+  auto at = [&](size_t i) { return reinterpret_cast<const uint8_t*>(payload.data()) + i; };
+  EXPECT_EQ(DecodeFixed<uint32_t>(at(24 + 12)), 2u);  // the data extent's flags
+  EXPECT_EQ(DecodeFixed<uint64_t>(at(24 + 16)), 0u);  // and its checksum
+
+  BufferStream plain;
+  ASSERT_TRUE(FrameWriter(&plain, Codec::kNone).WriteV(MessageType::kSyncData, pieces).ok());
+  std::string damaged = plain.bytes;
+  FrameReader reader(&plain);
+  auto f = reader.Read();
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_TRUE(f->raw_checked);
+  auto back = DecodeSyncData(f->payload, 8 << 20, 4096, f->raw_checked);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->extents.size(), 2u);
+  EXPECT_EQ(back->extents[0].data, a);
+  EXPECT_EQ(back->extents[1].zero_length, 8192u);
+
+  // Not covered by a frame's checksum of the raw bytes: refused.
+  auto unchecked = DecodeSyncData(payload, 8 << 20, 4096, false);
+  ASSERT_FALSE(unchecked.ok());
+  EXPECT_NE(unchecked.status().message().find("without a checksum in a compressed frame"),
+            std::string::npos) << unchecked.status().ToString();
+  BufferStream zstd;
+  ASSERT_TRUE(FrameWriter(&zstd, Codec::kZstd).Write(MessageType::kSyncData, payload).ok());
+  FrameReader zreader(&zstd);
+  auto z = zreader.Read();
+  ASSERT_TRUE(z.ok()) << z.status().ToString();
+  EXPECT_FALSE(z->raw_checked);
+  EXPECT_FALSE(DecodeSyncData(z->payload, 8 << 20, 4096, z->raw_checked).ok());
+
+  // A bit of the data flipped after the frame was made: the frame's checksum catches it.
+  damaged[kFrameHeaderSize + 24 + kSyncExtentHeaderSize + 100] ^= 1;
+  BufferStream wire;
+  wire.bytes = damaged;
+  auto bad = FrameReader(&wire).Read();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Code::kDataLoss) << bad.status().ToString();
+
+  // Both flags, or the flag with a checksum, are refused.
+  std::string both = payload;
+  both[24 + 12] = 3;
+  EXPECT_FALSE(DecodeSyncData(both, 8 << 20, 4096, true).ok());
+  std::string summed = payload;
+  summed[24 + 16] = 1;
+  EXPECT_FALSE(DecodeSyncData(summed, 8 << 20, 4096, true).ok());
+}
+
+TEST(LinkMessages, WelcomeOffersFrameChecksumsOnlyWhenItSaysSo) {
+  Welcome w;
+  auto old = DecodeWelcome(EncodeWelcome(w));
+  ASSERT_TRUE(old.ok());
+  EXPECT_FALSE(old->sync_frame_checksums);
+  EXPECT_EQ(EncodeWelcome(w).find("sync_frame_checksums"), std::string::npos);
+  w.sync_frame_checksums = true;
+  auto now = DecodeWelcome(EncodeWelcome(w));
+  ASSERT_TRUE(now.ok());
+  EXPECT_TRUE(now->sync_frame_checksums);
+}
+
 }  // namespace
 }  // namespace ferry::link

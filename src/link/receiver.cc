@@ -8,6 +8,7 @@
 #include "journal/view.h"
 #include "link/frame.h"
 #include "link/replica_store.h"
+#include "link/sync_applier.h"
 
 namespace ferry::link {
 
@@ -237,6 +238,7 @@ ferry::Status LinkReceiver::Handshake(Conn* c) {
   journal::InitialSyncState st_sync = c->replica->GetInitialSync();
   w.sync_needed = st_sync.running;
   w.resync_open = c->replica->OpenResync();
+  w.sync_frame_checksums = true;
   w.sync_offset = st_sync.offset;
   w.sync_seeded = st_sync.seeded;
   if (st_sync.running && st_sync.seeded) {
@@ -261,20 +263,62 @@ ferry::Status LinkReceiver::Handshake(Conn* c) {
   return ferry::Status::Ok();
 }
 
+ferry::Status LinkReceiver::ApplySyncData(
+    Conn* c, const SyncData& d, const std::function<ferry::Status(uint64_t)>& ack) {
+  journal::Replica& replica = *c->replica;
+  uint64_t bytes = 0;
+  for (const SyncExtent& e : d.extents) {
+    if (e.zero_length) {
+      RETURN_IF_ERROR(replica.ZeroBase(e.offset, e.zero_length));
+      continue;
+    }
+    RETURN_IF_ERROR(replica.WriteBase(e.offset, e.data));
+    bytes += e.data.size();
+  }
+  {
+    std::lock_guard cl(c->mu);
+    c->st.sync_bytes += bytes;
+    c->st.sync_total = d.total_bytes;
+    c->st.sync_offset = d.scanned_to;
+  }
+  // Progress is made durable every sync_save_bytes scanned; in a seeded sync, where
+  // windows of the volume pass with a few blocks or none, every sync_save_bytes written
+  // or 16 times that scanned (each save syncs the base and the manifest).
+  c->sync_unsaved += bytes;
+  const uint64_t every = c->sync_seeded ? 16 * options_.sync_save_bytes : options_.sync_save_bytes;
+  if (d.scanned_to >= c->sync_saved + every || c->sync_unsaved >= options_.sync_save_bytes ||
+      d.scanned_to == replica.size()) {
+    RETURN_IF_ERROR(replica.SaveSyncProgress(d.scanned_to));
+    c->sync_saved = d.scanned_to;
+    c->sync_unsaved = 0;
+    RETURN_IF_ERROR(ack(c->sync_saved));
+  }
+  return ferry::Status::Ok();
+}
+
 ferry::Status LinkReceiver::Run(Conn* c) {
   journal::Replica& replica = *c->replica;
-  auto ack = [&](uint64_t sync_offset) -> ferry::Status {
+  auto ack = [c](uint64_t sync_offset) -> ferry::Status {
     auto r = c->writer->Write(MessageType::kAck, EncodeAck({c->next_seq - 1, sync_offset}));
     return r.ok() ? ferry::Status::Ok() : r.status();
   };
+  // SYNC_DATA is written into the base on the applier's thread while this one reads,
+  // decrypts and checks the next frame. Declared after ack: its destructor waits for the job
+  // that uses it.
+  SyncApplier applier;
   for (;;) {
     auto f = c->reader->Read();
-    if (!f.ok()) return f.status();
+    if (!f.ok()) {
+      // A failed write explains the end better than the closed connection that followed it.
+      ferry::Status applied = applier.Wait();
+      return applied.ok() ? f.status() : applied;
+    }
     {
       std::lock_guard cl(c->mu);
       c->st.frames++;
       c->st.wire_bytes += f->wire_bytes;
     }
+    if (f->type != MessageType::kSyncData) RETURN_IF_ERROR(applier.Wait());
     switch (f->type) {
       case MessageType::kRecords: {
         ASSIGN_OR_RETURN(auto records, DecodeRecords(f->payload, c->next_seq, replica.size(),
@@ -290,35 +334,12 @@ ferry::Status LinkReceiver::Run(Conn* c) {
         break;
       }
       case MessageType::kSyncData: {
+        // Decoded (every extent checked) before any of it is written.
         ASSIGN_OR_RETURN(SyncData d, DecodeSyncData(f->payload, replica.size(),
-                                                    replica.block_size()));
-        uint64_t bytes = 0;
-        for (const SyncExtent& e : d.extents) {
-          if (e.zero_length) {
-            RETURN_IF_ERROR(replica.ZeroBase(e.offset, e.zero_length));
-            continue;
-          }
-          RETURN_IF_ERROR(replica.WriteBase(e.offset, e.data));
-          bytes += e.data.size();
-        }
-        {
-          std::lock_guard cl(c->mu);
-          c->st.sync_bytes += bytes;
-          c->st.sync_total = d.total_bytes;
-          c->st.sync_offset = d.scanned_to;
-        }
-        // Progress is made durable every sync_save_bytes scanned; in a seeded sync, where
-        // windows of the volume pass with a few blocks or none, every sync_save_bytes written
-        // or 16 times that scanned (each save syncs the base and the manifest).
-        c->sync_unsaved += bytes;
-        const uint64_t every = c->sync_seeded ? 16 * options_.sync_save_bytes : options_.sync_save_bytes;
-        if (d.scanned_to >= c->sync_saved + every || c->sync_unsaved >= options_.sync_save_bytes ||
-            d.scanned_to == replica.size()) {
-          RETURN_IF_ERROR(replica.SaveSyncProgress(d.scanned_to));
-          c->sync_saved = d.scanned_to;
-          c->sync_unsaved = 0;
-          RETURN_IF_ERROR(ack(c->sync_saved));
-        }
+                                                    replica.block_size(), f->raw_checked));
+        RETURN_IF_ERROR(applier.Submit([this, c, &ack, d = std::move(d)] {
+          return ApplySyncData(c, d, ack);
+        }));
         break;
       }
       case MessageType::kSyncDone: {

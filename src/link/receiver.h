@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,10 @@ class LinkReceiver {
  private:
   struct Conn;
   ferry::Status Run(Conn* c);
+  // Writes one verified SYNC_DATA into the base; saves the progress and acknowledges it when
+  // due. Runs on the connection's SyncApplier thread.
+  ferry::Status ApplySyncData(Conn* c, const SyncData& d,
+                              const std::function<ferry::Status(uint64_t)>& ack);
   ferry::Status Handshake(Conn* c);
 
   ReplicaDirectory* directory_;

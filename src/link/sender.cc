@@ -27,6 +27,7 @@ struct LinkSender::Session {
   uint64_t sync_done_seq = 0;  // the marker that ends the sync, once appended
   bool seeded = false;         // the target's base holds an older version: compare digests
   bool known = false;          // seeded, and config_.delta names every block that may differ
+  SyncChecksums sync_sums = SyncChecksums::kPerExtent;
   std::deque<std::string> digests;  // DIGESTS payloads from the ack reader (under mu_)
   std::unique_ptr<File> disk;
   int64_t last_send_ns = 0;
@@ -382,6 +383,7 @@ Status LinkSender::Handshake(Session* s) {
   Codec codec;
   if (!ParseCodec(w.codec, &codec)) return DataLoss("corrupt frame: target chose codec " + w.codec);
   s->writer->set_codec(codec);
+  if (w.sync_frame_checksums && codec == Codec::kNone) s->sync_sums = SyncChecksums::kFrame;
   {
     std::lock_guard l(mu_);
     st_.codec = w.codec;
@@ -995,7 +997,7 @@ Status LinkSender::SendKnownWindow(Session* s, bool* sent) {
 
 Result<LinkSender::SentBytes> LinkSender::SendSyncData(Session* s, const SyncData& d) {
   // The extents' data goes from the read buffer to the stream: no payload is gathered.
-  EncodeSyncDataPieces(d, &payload_buf_, &pieces_);
+  EncodeSyncDataPieces(d, &payload_buf_, &pieces_, s->sync_sums);
   size_t raw = 0;
   for (std::string_view p : pieces_) raw += p.size();
   ASSIGN_OR_RETURN(size_t wire, s->writer->WriteV(MessageType::kSyncData, pieces_));
