@@ -457,6 +457,38 @@ TEST_F(LinkTest, SeededSyncSendsOnlyTheBlocksThatDiffer) {
   EXPECT_LT(wire, 40 * kBs + 64 * 1024) << "wire bytes " << wire;
 }
 
+// The target reads each window of its base once: the finer levels of a window's digests
+// (64 KiB, a block) come from the window it kept in memory (link.md, "Seeded sync").
+TEST_F(LinkTest, SeededSyncReadsTheTargetsBaseOnce) {
+  const std::string seed = dir_ + "/old.img";
+  std::filesystem::copy_file(disk_path_, seed);
+  {
+    auto f = std::move(Env::Posix()->OpenFile(disk_path_, OpenMode::kReadWrite)).value();
+    for (uint64_t b : {3, 300, 303, 999}) ASSERT_TRUE(f->WriteAt(b * kBs, Block(b + 7)).ok());
+  }
+  std::atomic<uint64_t> base_reads{0};
+  ReadHookEnv env(
+      Env::Posix(), [](const std::string& path) { return path.ends_with("/base.img"); },
+      [&](uint64_t, size_t n) {
+        base_reads += n;
+        return Status::Ok();
+      });
+  journal::ReplicaOptions o;
+  o.env = &env;
+  Target target(dir_ + "/target", nullptr, o);
+  auto replica = PrepareSeeded(target, seed);
+  ASSERT_NE(replica, nullptr);
+  base_reads = 0;
+  sender_ = std::make_unique<LinkSender>(Config(target.port()), log_);
+  sender_->Start();
+  ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
+  EXPECT_EQ(base_reads.load(), kSize) << "the base was read more than once";
+  EXPECT_EQ(target.receiver().Inbound()[0].sync_bytes, 4 * kBs);
+  auto m = splitter_->Mark(MarkerKind::kCrashConsistent, "after");
+  ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
+  ExpectSame(*replica, *m);
+}
+
 // The source asks for a window's digests before it reads the window itself, so that the
 // target reads and digests its copy meanwhile instead of afterwards (link.md, "Seeded sync").
 // Here the source's read of the window waits until the target has begun to read its base;
@@ -805,6 +837,44 @@ TEST_F(CorruptFrameTest, SyncDataCheckedByTheFrameAloneOnlyFromAnUncompressedFra
   ASSERT_TRUE(replica->ReadBase(kBs, kBs, got.data()).ok());
   EXPECT_EQ(got, before);
   ExpectReported(target, "without a checksum in a compressed frame");
+}
+
+// DIGEST_REQUESTs about the base: ranges in any order, served from the window the target
+// kept in memory while nothing wrote the base, and read again once SYNC_DATA changed it.
+TEST_F(CorruptFrameTest, DigestsOfTheBaseFollowItsWrites) {
+  Target target(dir_ + "/target");
+  RawSource src(target.port(), MakeHello());
+  auto replica = TargetReplica(target);
+  auto write = [&](uint64_t off, const std::string& data) {
+    SyncData d;
+    d.scanned_to = off + data.size();
+    d.total_bytes = kSize;
+    d.extents = {SyncExtent{off, data}};
+    std::string payload;
+    EncodeSyncData(d, &payload);
+    ASSERT_TRUE(src.writer().Write(MessageType::kSyncData, payload).ok());
+  };
+  auto digests = [&](std::vector<DigestRange> ranges) {
+    std::string q;
+    EncodeDigestRequest(DigestRequest{kBs, ranges}, &q);
+    EXPECT_TRUE(src.writer().Write(MessageType::kDigestRequest, q).ok());
+    auto f = src.reader().Read();
+    EXPECT_TRUE(f.ok() && f->type == MessageType::kDigests);
+    auto d = f.ok() ? DecodeDigests(f->payload) : Result<Digests>(Aborted("no answer"));
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    return d.ok() ? d->digests : std::vector<Digest128>{};
+  };
+  const std::string a = Block(1), b = Block(2), zeros(kBs, '\0');
+  write(kBs, a);
+  // Later range first, then one the first request did not span.
+  EXPECT_EQ(digests({{kBs, kBs}, {0, kBs}}),
+            (std::vector<Digest128>{DigestOf(a), DigestOf(zeros)}));
+  EXPECT_EQ(digests({{0, 2 * kBs}}), (std::vector<Digest128>{DigestOf(zeros), DigestOf(a)}));
+  // Spans bytes 0..9 blocks: kept, with the block written below inside it.
+  EXPECT_EQ(digests({{8 * kBs, kBs}, {0, kBs}}),
+            (std::vector<Digest128>{DigestOf(zeros), DigestOf(zeros)}));
+  write(kBs, b);
+  EXPECT_EQ(digests({{kBs, kBs}}), (std::vector<Digest128>{DigestOf(b)}));
 }
 
 TEST_F(CorruptFrameTest, GarbageAndGapsAreRefused) {
