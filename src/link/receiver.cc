@@ -23,11 +23,6 @@ struct LinkReceiver::Conn {
   uint64_t sync_saved = 0;
   bool sync_seeded = false;       // the base held an older version: few of its bytes are sent
   uint64_t sync_unsaved = 0;      // base bytes written since sync_saved
-  // Seeded sync: the part of the base the last DIGEST_REQUEST read, kept so that the finer
-  // levels of the same window digest it without reading it again (link.md, "Seeded sync").
-  // Connection thread only; dropped before anything writes the base.
-  std::string base_window;
-  uint64_t base_window_at = 0;
   mutable std::mutex mu;  // guards st
   InboundStatus st;
   bool closed = false;  // by Close: its status is not kept (guarded by the receiver's mu_)
@@ -110,49 +105,7 @@ Result<Digests> DigestsOf(const DigestRequest& q,
   return d;
 }
 
-// The digests of q's granules, which all lie in span (the volume's bytes from span_at).
-Digests DigestsIn(const DigestRequest& q, std::string_view span, uint64_t span_at) {
-  Digests d;
-  d.granularity = q.granularity;
-  d.ranges = q.ranges;
-  for (const DigestRange& r : q.ranges) {
-    for (uint64_t off = r.offset; off < r.offset + r.length; off += q.granularity) {
-      const uint64_t len = std::min<uint64_t>(q.granularity, r.offset + r.length - off);
-      d.digests.push_back(DigestOf(span.substr(off - span_at, len)));
-    }
-  }
-  return d;
-}
-
-// A request's ranges span at most this much for the base to be kept in memory: the source's
-// window (sender.cc, SendSeededWindow).
-constexpr uint64_t kBaseWindowBytes = 64ull << 20;
-
-// The digests of the base. Requests that fall inside the bytes the last one read are served
-// from *window (at *window_at); a request spanning at most kBaseWindowBytes reads its span
-// into *window first. Larger ones are read piece by piece, as before.
-Result<Digests> BaseDigests(journal::Replica& replica, const DigestRequest& q,
-                            std::string* window, uint64_t* window_at) {
-  if (!q.ranges.empty()) {
-    uint64_t lo = UINT64_MAX, hi = 0;  // the ranges need not come in order
-    for (const DigestRange& r : q.ranges) {
-      lo = std::min(lo, r.offset);
-      hi = std::max(hi, r.offset + r.length);
-    }
-    const bool cached = !window->empty() && lo >= *window_at && hi <= *window_at + window->size();
-    if (!cached && hi - lo <= kBaseWindowBytes) {
-      window->resize(hi - lo);
-      ferry::Status s = replica.ReadBase(lo, window->size(), window->data());
-      if (!s.ok()) {
-        window->clear();
-        return s;  // a seeded sync's base is a plain file: a read error is an error
-      }
-      *window_at = lo;
-    }
-    if (!window->empty() && lo >= *window_at && hi <= *window_at + window->size()) {
-      return DigestsIn(q, *window, *window_at);
-    }
-  }
+Result<Digests> BaseDigests(journal::Replica& replica, const DigestRequest& q) {
   // The base of a seeded sync is a plain file: a read error is an error, not a difference.
   ferry::Status failed;
   auto d = DigestsOf(q, [&](uint64_t off, size_t n, char* dst) {
@@ -384,7 +337,6 @@ ferry::Status LinkReceiver::Run(Conn* c) {
         // Decoded (every extent checked) before any of it is written.
         ASSIGN_OR_RETURN(SyncData d, DecodeSyncData(f->payload, replica.size(),
                                                     replica.block_size(), f->raw_checked));
-        c->base_window.clear();  // the base changes under it
         RETURN_IF_ERROR(applier.Submit([this, c, &ack, d = std::move(d)] {
           return ApplySyncData(c, d, ack);
         }));
@@ -443,7 +395,7 @@ ferry::Status LinkReceiver::Run(Conn* c) {
                                                                replica.block_size()));
         Digests d;
         if (f->type == MessageType::kDigestRequest) {
-          ASSIGN_OR_RETURN(d, BaseDigests(replica, q, &c->base_window, &c->base_window_at));
+          ASSIGN_OR_RETURN(d, BaseDigests(replica, q));
         } else {
           ASSIGN_OR_RETURN(d, NewestDigests(replica, q, c->hello.volume));
         }
