@@ -141,7 +141,9 @@ TEST_F(LinkTest, InitialSyncOverALinkThatDoesNotCompress) {
   auto replica = TargetReplica(target);
   ASSERT_TRUE(replica);
   ASSERT_TRUE(Eventually([&] { return !replica->GetInitialSync().running; }));
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(splitter_->Write((i * 91 % 4096) * kBs, Block(i), false).ok());
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(splitter_->Write((i * 91 % 4096) * kBs, Block(i), false).ok());
+  }
   auto m = splitter_->Mark(MarkerKind::kCrashConsistent, "after");
   ASSERT_TRUE(m.ok());
   ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
