@@ -357,14 +357,14 @@ TEST_F(ScanCaptureTest, FailedFreezeScansNothingAndDoesNotThaw) {
 TEST_F(ScanCaptureTest, ReadFailureMidCycleThawsAndKeepsTheMap) {
   // A disk that goes bad in the middle of a scan: reads at or past fail_from fail.
   int64_t fail_from = -1;
-  ReadHookEnv faulty(
+  HookEnv faulty(
       &env_, [](const std::string& path) { return path == "/disk.img"; },
-      [&](uint64_t offset, size_t n) {
+      {.read = [&](uint64_t offset, size_t n) {
         if (fail_from >= 0 && offset + n > static_cast<uint64_t>(fail_from)) {
           return IoError("injected read error");
         }
         return Status::Ok();
-      });
+      }});
   std::vector<std::string> events;
   ScanOptions o = Opts();
   o.freeze = [&] {

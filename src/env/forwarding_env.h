@@ -1,7 +1,7 @@
 // ForwardingEnv and ForwardingFile pass every call on to another Env or File. A test's Env
 // derives from them and overrides only what it changes (slow or failing syncs, failing reads,
-// recorded cache hints), keeping the wrapped Env's behaviour for the rest. ReadHookEnv is the
-// common case of that: a hook on the reads of some files.
+// recorded cache hints), keeping the wrapped Env's behaviour for the rest. HookEnv is the
+// common case of that: hooks on the reads and writes of some files.
 #pragma once
 
 #include <functional>
@@ -67,39 +67,56 @@ class ForwardingEnv : public Env {
   Env* base_;
 };
 
-// Forwards to base, and calls `hook` before every ReadAt of a file whose path `which`
-// accepts (as the path was given to OpenFile). A hook that returns an error fails the read
-// with it; one that returns Ok lets it go on. Tests use it to fail, hold or watch reads. The
-// hook runs on the reading thread; base and the hook must outlive the files opened.
-class ReadHookEnv final : public ForwardingEnv {
+// Forwards to base, and calls a hook before every read (ReadAt) and every write (WriteAt,
+// WriteAtV) of a file whose path `which` accepts (as the path was given to OpenFile). A hook
+// that returns an error fails the call with it, and the call does nothing; one that returns
+// Ok lets it go on. Either hook may be empty. Tests use it to fail, hold or watch a file's
+// I/O. Hooks run on the calling thread; base and the hooks must outlive the files opened.
+class HookEnv final : public ForwardingEnv {
  public:
   using Which = std::function<bool(const std::string& path)>;
   using Hook = std::function<Status(uint64_t offset, size_t n)>;
-  ReadHookEnv(Env* base, Which which, Hook hook)
-      : ForwardingEnv(base), which_(std::move(which)), hook_(std::move(hook)) {}
+  struct Hooks {
+    Hook read = nullptr;
+    Hook write = nullptr;
+  };
+  HookEnv(Env* base, Which which, Hooks hooks)
+      : ForwardingEnv(base), which_(std::move(which)), hooks_(std::move(hooks)) {}
 
   Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
     ASSIGN_OR_RETURN(std::unique_ptr<File> f, base_->OpenFile(path, mode));
     if (!which_(path)) return f;
-    return std::unique_ptr<File>(new HookedFile(std::move(f), &hook_));
+    return std::unique_ptr<File>(new HookedFile(std::move(f), &hooks_));
   }
 
  private:
   class HookedFile final : public ForwardingFile {
    public:
-    HookedFile(std::unique_ptr<File> f, const Hook* hook)
-        : ForwardingFile(std::move(f)), hook_(hook) {}
+    HookedFile(std::unique_ptr<File> f, const Hooks* hooks)
+        : ForwardingFile(std::move(f)), hooks_(hooks) {}
     Result<size_t> ReadAt(uint64_t offset, size_t n, void* dst) override {
-      RETURN_IF_ERROR((*hook_)(offset, n));
+      if (hooks_->read) RETURN_IF_ERROR(hooks_->read(offset, n));
       return f_->ReadAt(offset, n, dst);
+    }
+    Status WriteAt(uint64_t offset, std::string_view data) override {
+      if (hooks_->write) RETURN_IF_ERROR(hooks_->write(offset, data.size()));
+      return f_->WriteAt(offset, data);
+    }
+    Status WriteAtV(uint64_t offset, std::span<const std::string_view> pieces) override {
+      if (hooks_->write) {
+        size_t n = 0;
+        for (std::string_view p : pieces) n += p.size();
+        RETURN_IF_ERROR(hooks_->write(offset, n));
+      }
+      return f_->WriteAtV(offset, pieces);
     }
 
    private:
-    const Hook* hook_;
+    const Hooks* hooks_;
   };
 
   Which which_;
-  Hook hook_;
+  Hooks hooks_;
 };
 
 }  // namespace ferry

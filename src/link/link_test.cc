@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -36,6 +37,7 @@ namespace {
 using journal::MarkerKind;
 using journal::Replica;
 using e2e::Block;
+using e2e::BufferStream;
 using e2e::Eventually;
 using e2e::kBs;
 using e2e::kSize;
@@ -130,12 +132,41 @@ TEST_F(LinkTest, InitialSyncWhileWritingThenContinuousReplication) {
   EXPECT_EQ(st.newest_acked_marker_seq, *m);
 }
 
+// Keeps a copy of every byte written through it (one writing thread at a time).
+class RecordingStream final : public Stream {
+ public:
+  RecordingStream(std::unique_ptr<Stream> s, std::shared_ptr<std::string> sent)
+      : s_(std::move(s)), sent_(std::move(sent)) {}
+  Status ReadFull(void* dst, size_t n) override { return s_->ReadFull(dst, n); }
+  Status WriteAll(std::string_view data) override {
+    sent_->append(data);
+    return s_->WriteAll(data);
+  }
+  Status WriteAllV(std::span<const std::string_view> pieces) override {
+    for (std::string_view p : pieces) sent_->append(p);
+    return s_->WriteAllV(pieces);
+  }
+  void Shutdown() override { s_->Shutdown(); }
+  std::string PeerName() const override { return s_->PeerName(); }
+
+ private:
+  std::unique_ptr<Stream> s_;
+  std::shared_ptr<std::string> sent_;
+};
+
 // Over a link that does not compress, the source leaves SYNC_DATA's checksums to the frame
-// (the target offers it): the copy is the same, and replication goes on after it.
+// (the target offers it): every SYNC_DATA on the wire is stored uncompressed and its data
+// extents carry flag 2; the copy is the same, and replication goes on after it.
 TEST_F(LinkTest, InitialSyncOverALinkThatDoesNotCompress) {
   Target target(dir_ + "/target");
   SenderConfig c = Config(target.port());
   c.codecs = {"none"};
+  auto sent = std::make_shared<std::string>();
+  const uint16_t port = target.port();
+  c.connect = [port, sent]() -> Result<std::unique_ptr<Stream>> {
+    ASSIGN_OR_RETURN(auto s, ConnectTcp("127.0.0.1", port));
+    return std::unique_ptr<Stream>(new RecordingStream(std::move(s), sent));
+  };
   sender_ = std::make_unique<LinkSender>(c, log_);
   sender_->Start();
   auto replica = TargetReplica(target);
@@ -149,46 +180,47 @@ TEST_F(LinkTest, InitialSyncOverALinkThatDoesNotCompress) {
   ASSERT_TRUE(sender_->WaitAcked(*m, 30'000));
   ExpectSame(*replica, *m);
   EXPECT_EQ(sender_->status().codec, "none");
-}
+  sender_.reset();  // nothing more is written to `sent`
 
-// Fails every write of the files named `name` while *fail is set.
-class FailingWritesEnv final : public ForwardingEnv {
- public:
-  FailingWritesEnv(Env* base, std::string name, const std::atomic<bool>* fail)
-      : ForwardingEnv(base), name_(std::move(name)), fail_(fail) {}
-  Result<std::unique_ptr<File>> OpenFile(const std::string& path, OpenMode mode) override {
-    ASSIGN_OR_RETURN(std::unique_ptr<File> f, base_->OpenFile(path, mode));
-    if (std::filesystem::path(path).filename() != name_) return f;
-    return std::unique_ptr<File>(new Failing(std::move(f), fail_));
+  BufferStream wire;
+  wire.bytes = *sent;
+  FrameReader reader(&wire);
+  int with_data = 0;
+  for (;;) {
+    auto f = reader.Read();
+    if (!f.ok()) {
+      EXPECT_EQ(f.status().code(), Code::kAborted) << f.status().ToString();  // the end
+      break;
+    }
+    if (f->type != MessageType::kSyncData) continue;
+    ASSERT_TRUE(f->raw_checked);
+    auto d = DecodeSyncData(f->payload, kSize, kBs, true);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    if (std::none_of(d->extents.begin(), d->extents.end(),
+                     [](const SyncExtent& e) { return e.zero_length == 0; })) {
+      continue;
+    }
+    ++with_data;
+    // Without the frame's checksum its data extents would have none.
+    auto alone = DecodeSyncData(f->payload, kSize, kBs, false);
+    ASSERT_FALSE(alone.ok());
+    EXPECT_NE(alone.status().message().find("without a checksum"), std::string::npos)
+        << alone.status().ToString();
   }
-
- private:
-  class Failing final : public ForwardingFile {
-   public:
-    Failing(std::unique_ptr<File> f, const std::atomic<bool>* fail)
-        : ForwardingFile(std::move(f)), fail_(fail) {}
-    Status WriteAt(uint64_t offset, std::string_view data) override {
-      if (*fail_) return IoError("injected write failure at byte " + std::to_string(offset));
-      return f_->WriteAt(offset, data);
-    }
-    Status WriteAtV(uint64_t offset, std::span<const std::string_view> pieces) override {
-      if (*fail_) return IoError("injected write failure at byte " + std::to_string(offset));
-      return f_->WriteAtV(offset, pieces);
-    }
-
-   private:
-    const std::atomic<bool>* fail_;
-  };
-  std::string name_;
-  const std::atomic<bool>* fail_;
-};
+  EXPECT_GT(with_data, 0);
+}
 
 // A base write that fails during the initial sync (it runs on the receiver's applier thread)
 // ends the connection with that error, which the target's status shows; once writes work
 // again the source reconnects and the copy ends the same as the disk.
 TEST_F(LinkTest, FailedBaseWriteEndsTheConnectionAndTheSyncResumes) {
   std::atomic<bool> fail{true};
-  FailingWritesEnv env(Env::Posix(), "base.img", &fail);
+  HookEnv env(
+      Env::Posix(), [](const std::string& path) { return path.ends_with("/base.img"); },
+      {.write = [&](uint64_t offset, size_t) {
+        if (!fail) return Status::Ok();
+        return IoError("injected write failure at byte " + std::to_string(offset));
+      }});
   journal::ReplicaOptions o;
   o.env = &env;
   Target target(dir_ + "/target", nullptr, o);
@@ -472,27 +504,27 @@ TEST_F(LinkTest, SeededSyncAsksForTheDigestsBeforeItReadsTheWindow) {
     std::optional<bool> target_first;  // at the source's first window read
   } sig;
   // The target: every read of its base, once armed, is signalled.
-  ReadHookEnv target_env(
+  HookEnv target_env(
       Env::Posix(), [](const std::string& path) { return path.ends_with("/base.img"); },
-      [&](uint64_t, size_t) {
+      {.read = [&](uint64_t, size_t) {
         {
           std::lock_guard l(sig.mu);
           if (sig.armed) sig.target_read = true;
         }
         sig.cv.notify_all();
         return Status::Ok();
-      });
+      }});
   // The source: its first read of a whole window waits (at most 5 s) for the target's read.
-  ReadHookEnv source_env(
+  HookEnv source_env(
       Env::Posix(), [&](const std::string& path) { return path == disk_path_; },
-      [&](uint64_t, size_t n) {
+      {.read = [&](uint64_t, size_t n) {
         std::unique_lock l(sig.mu);
         if (n == kSize && !sig.target_first) {
           sig.cv.wait_for(l, std::chrono::seconds(5), [&] { return sig.target_read; });
           sig.target_first = sig.target_read;
         }
         return Status::Ok();
-      });
+      }});
   struct StopSender {  // the sender reads through source_env: it stops before that goes
     std::unique_ptr<LinkSender>* sender;
     ~StopSender() { sender->reset(); }

@@ -23,6 +23,7 @@
 #include "capture/splitter.h"
 #include "env/scratch_dir_test_util.h"
 #include "env/socket.h"
+#include "env/stream.h"
 #include "journal/replica.h"
 #include "journal/view.h"
 #include "link/receiver.h"
@@ -57,6 +58,29 @@ inline std::string Block(uint64_t seed) {
   }
   return b;
 }
+
+// A stream that keeps what is written and serves it back to reads.
+class BufferStream final : public Stream {
+ public:
+  Status ReadFull(void* dst, size_t n) override {
+    if (bytes.size() - pos < n) return Aborted("end of buffer");
+    std::memcpy(dst, bytes.data() + pos, n);
+    pos += n;
+    return Status::Ok();
+  }
+  Status WriteAll(std::string_view data) override {
+    bytes.append(data);
+    return Status::Ok();
+  }
+  Status WriteAllV(std::span<const std::string_view> pieces) override {
+    for (std::string_view p : pieces) bytes.append(p);
+    return Status::Ok();
+  }
+  void Shutdown() override {}
+  std::string PeerName() const override { return "buffer"; }
+  std::string bytes;
+  size_t pos = 0;
+};
 
 // A target node's link listener: accepts and serves connections until destroyed.
 class Target {
@@ -169,7 +193,6 @@ class LinkTest : public ::testing::Test {
     return r;
   }
 
-  // The target's view at seq equals the source disk now (no writes since seq).
   // The target's replica of log_'s volume, its base seeded from `seed` (the older copy a
   // seeded sync compares with); nullptr, with a test failure, if it cannot be prepared.
   std::shared_ptr<Replica> PrepareSeeded(Target& target, const std::string& seed) {
@@ -184,6 +207,7 @@ class LinkTest : public ::testing::Test {
     return prepared.ok() ? *prepared : nullptr;
   }
 
+  // The target's view at seq equals the source disk now (no writes since seq).
   void ExpectSame(Replica& target, uint64_t seq) {
     auto view = target.OpenView(seq);
     ASSERT_TRUE(view.ok()) << view.status().ToString();

@@ -8,9 +8,12 @@
 #include "base/checksum.h"
 #include "base/coding.h"
 #include "link/frame.h"
+#include "link/link_test_util.h"
 
 namespace ferry::link {
 namespace {
+
+using e2e::BufferStream;
 
 Hello SomeHello() {
   Hello h;
@@ -179,29 +182,6 @@ TEST(LinkMessages, SyncDataZeroExtentsCarryNoData) {
   EXPECT_EQ(back->extents[1].data, w.data);
 }
 
-
-// A stream that keeps what is written and serves it back to reads.
-class BufferStream final : public Stream {
- public:
-  Status ReadFull(void* dst, size_t n) override {
-    if (bytes.size() - pos < n) return Aborted("end of buffer");
-    std::memcpy(dst, bytes.data() + pos, n);
-    pos += n;
-    return Status::Ok();
-  }
-  Status WriteAll(std::string_view data) override {
-    bytes.append(data);
-    return Status::Ok();
-  }
-  Status WriteAllV(std::span<const std::string_view> pieces) override {
-    for (std::string_view p : pieces) bytes.append(p);
-    return Status::Ok();
-  }
-  void Shutdown() override {}
-  std::string PeerName() const override { return "buffer"; }
-  std::string bytes;
-  size_t pos = 0;
-};
 
 // SYNC_DATA sent in pieces (the extents' data from where it lies) is the same frame, byte
 // for byte, as the gathered payload, with or without a codec, and reads back as the message.

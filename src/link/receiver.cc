@@ -263,8 +263,12 @@ ferry::Status LinkReceiver::Handshake(Conn* c) {
   return ferry::Status::Ok();
 }
 
-ferry::Status LinkReceiver::ApplySyncData(
-    Conn* c, const SyncData& d, const std::function<ferry::Status(uint64_t)>& ack) {
+ferry::Status LinkReceiver::SendAck(Conn* c, uint64_t sync_offset) {
+  auto r = c->writer->Write(MessageType::kAck, EncodeAck({c->next_seq - 1, sync_offset}));
+  return r.ok() ? ferry::Status::Ok() : r.status();
+}
+
+ferry::Status LinkReceiver::ApplySyncData(Conn* c, const SyncData& d) {
   journal::Replica& replica = *c->replica;
   uint64_t bytes = 0;
   for (const SyncExtent& e : d.extents) {
@@ -291,20 +295,15 @@ ferry::Status LinkReceiver::ApplySyncData(
     RETURN_IF_ERROR(replica.SaveSyncProgress(d.scanned_to));
     c->sync_saved = d.scanned_to;
     c->sync_unsaved = 0;
-    RETURN_IF_ERROR(ack(c->sync_saved));
+    RETURN_IF_ERROR(SendAck(c, c->sync_saved));
   }
   return ferry::Status::Ok();
 }
 
 ferry::Status LinkReceiver::Run(Conn* c) {
   journal::Replica& replica = *c->replica;
-  auto ack = [c](uint64_t sync_offset) -> ferry::Status {
-    auto r = c->writer->Write(MessageType::kAck, EncodeAck({c->next_seq - 1, sync_offset}));
-    return r.ok() ? ferry::Status::Ok() : r.status();
-  };
   // SYNC_DATA is written into the base on the applier's thread while this one reads,
-  // decrypts and checks the next frame. Declared after ack: its destructor waits for the job
-  // that uses it.
+  // decrypts and checks the next frame.
   SyncApplier applier;
   for (;;) {
     auto f = c->reader->Read();
@@ -330,16 +329,15 @@ ferry::Status LinkReceiver::Run(Conn* c) {
           c->st.durable_seq = last;
           c->st.records += records.size();
         }
-        RETURN_IF_ERROR(ack(replica.GetInitialSync().running ? c->sync_saved : kNoSync));
+        RETURN_IF_ERROR(SendAck(c, replica.GetInitialSync().running ? c->sync_saved : kNoSync));
         break;
       }
       case MessageType::kSyncData: {
         // Decoded (every extent checked) before any of it is written.
         ASSIGN_OR_RETURN(SyncData d, DecodeSyncData(f->payload, replica.size(),
                                                     replica.block_size(), f->raw_checked));
-        RETURN_IF_ERROR(applier.Submit([this, c, &ack, d = std::move(d)] {
-          return ApplySyncData(c, d, ack);
-        }));
+        RETURN_IF_ERROR(
+            applier.Submit([this, c, d = std::move(d)] { return ApplySyncData(c, d); }));
         break;
       }
       case MessageType::kSyncDone: {
@@ -358,7 +356,7 @@ ferry::Status LinkReceiver::Run(Conn* c) {
           std::lock_guard cl(c->mu);
           c->st.initial_sync = false;
         }
-        RETURN_IF_ERROR(ack(kNoSync));
+        RETURN_IF_ERROR(SendAck(c, kNoSync));
         break;
       }
       case MessageType::kResyncBegin: {
@@ -386,7 +384,7 @@ ferry::Status LinkReceiver::Run(Conn* c) {
           spdlog::info("link {}: resync finished; recovery points from seq {} on",
                        c->hello.volume, d.consistent_from);
         }
-        RETURN_IF_ERROR(ack(replica.GetInitialSync().running ? c->sync_saved : kNoSync));
+        RETURN_IF_ERROR(SendAck(c, replica.GetInitialSync().running ? c->sync_saved : kNoSync));
         break;
       }
       case MessageType::kDigestRequest:

@@ -13,7 +13,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -75,10 +74,11 @@ class LinkReceiver {
  private:
   struct Conn;
   ferry::Status Run(Conn* c);
+  // ACK of the newest durable seq and sync_offset (kNoSync once the sync is finished).
+  ferry::Status SendAck(Conn* c, uint64_t sync_offset);
   // Writes one verified SYNC_DATA into the base; saves the progress and acknowledges it when
   // due. Runs on the connection's SyncApplier thread.
-  ferry::Status ApplySyncData(Conn* c, const SyncData& d,
-                              const std::function<ferry::Status(uint64_t)>& ack);
+  ferry::Status ApplySyncData(Conn* c, const SyncData& d);
   ferry::Status Handshake(Conn* c);
 
   ReplicaDirectory* directory_;
